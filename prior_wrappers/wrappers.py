@@ -1,0 +1,146 @@
+"""The single-env wrapper: a text env in, an SB3-ready env with an LLM prior out."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.prompts import PromptFn
+from prior_wrappers.slots import (
+    EncoderSpec,
+    InvalidAction,
+    SlotBuilder,
+    SlotOrder,
+    Slots,
+    make_text_state,
+    resolve_action,
+)
+
+
+def env_prompt_example(env: gym.Env) -> str | None:
+    """The env's in-domain example episode (attribute ``prompt_example``), if it has one."""
+    try:
+        return env.get_wrapper_attr("prompt_example")
+    except AttributeError:
+        return None
+
+
+class LLMPriorWrapper(gym.Wrapper):
+    """Attach an LLM action prior to a text environment.
+
+    >>> env = LLMPriorWrapper(gym.make("prior_wrappers/OvercookedTomato-v0"), HFPrior.default(), k=8)
+    >>> obs, info = env.reset(seed=0)
+    >>> info["prior_candidates"][0], obs["prior_logprobs"][0]     # the prior's favourite command, its log-prob
+
+    The wrapped env takes ``Discrete(k)`` actions (slot indices) and returns a ``Dict`` observation
+    (see :mod:`prior_wrappers.spaces`): ``prior_logprobs`` (k,), ``action_mask`` (k,), and with an encoder
+    ``candidate_features`` (k, D) and ``observation_features`` (D,). Valid slots come first, ordered by prior.
+    Works with stock SB3 (``MultiInputPolicy``), sb3-contrib ``MaskablePPO`` (:meth:`action_masks`) and the
+    prior algorithms in :mod:`prior_wrappers.sb3`.
+
+    ``info`` gains: ``prior_candidates`` (the command in each valid slot), ``prior_prompt``, ``prior_dropped``
+    (admissible commands beyond k, dropped by lowest prior), ``invalid_action`` (True when an empty slot was
+    chosen and resampled), ``text_observation``, ``command`` (the command executed), and on an
+    episode's last step ``prior_stats`` (calls, latency, cache hit rates; also the ``prior_stats`` property).
+
+    :param env: a text env (str observations, ``info["admissible_commands"]``), or any env together with
+        ``actions`` and ``observation_to_text``.
+    :param prior: an :class:`~prior_wrappers.priors.base.ActionPrior` (wrap it in ``CachedPrior`` to reuse scores).
+    :param k: number of candidate slots.
+    :param encoder: candidate features: ``"minilm"``, ``"prior"``, ``"hashing"``, a ``TextEncoder`` or ``None``.
+    :param prompt: ``Callable[[TextState], str]``; default :class:`~prior_wrappers.prompts.PromptTemplate`.
+    :param normalization: ``"token"``, ``"word"`` or ``"sum"``.
+    :param order: ``"prior"`` (slots sorted by prior) or ``"env"`` (env's order).
+    :param actions: for envs with a fixed discrete action set: the name of each action; the env then receives
+        the action's index.
+    :param observation_to_text: turns a non-text observation into text (with ``actions``).
+    :param invalid_action: what choosing an empty slot does: ``"resample"`` from the prior, or ``"raise"``.
+    :param history: how many previous (observation, action) pairs the wrapper keeps for the prompt.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        prior: ActionPrior,
+        k: int = 16,
+        *,
+        encoder: EncoderSpec = "minilm",
+        prompt: PromptFn | None = None,
+        normalization: Normalization = "token",
+        order: SlotOrder = "prior",
+        actions: Sequence[str] | None = None,
+        observation_to_text: Callable[[Any], str] | None = None,
+        invalid_action: InvalidAction = "resample",
+        history: int = 2,
+        builder: SlotBuilder | None = None,
+    ) -> None:
+        super().__init__(env)
+        if invalid_action not in ("resample", "raise"):
+            raise ValueError(f"invalid_action must be 'resample' or 'raise', got {invalid_action!r}")
+        self.builder = builder or SlotBuilder(
+            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order
+        )
+        self.k = self.builder.k
+        self.actions = list(actions) if actions is not None else None
+        self.observation_to_text = observation_to_text
+        self.invalid_action = invalid_action
+        self.observation_space = self.builder.observation_space
+        self.action_space = gym.spaces.Discrete(self.k)
+        self._history: deque[tuple[str, str]] = deque(maxlen=max(history, 0))
+        self._example = env_prompt_example(env)
+        self._rng = np.random.default_rng()
+        self._slots: Slots | None = None
+        self._text = ""
+
+    def _to_text(self, observation: Any) -> Any:
+        return self.observation_to_text(observation) if self.observation_to_text else observation
+
+    def _observe(self, observation: Any, info: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        text = self._to_text(observation)
+        state = make_text_state(text, info, history=self._history, example=self._example, actions=self.actions)
+        self._slots = self.builder.build([state])[0]
+        self._text = text
+        info = dict(info)
+        info.update(
+            text_observation=text,
+            prior_candidates=self._slots.candidates,
+            prior_prompt=self._slots.prompt,
+            prior_dropped=self._slots.dropped,
+        )
+        return self._slots.observation, info
+
+    @property
+    def prior_stats(self) -> dict[str, float]:
+        """Calls, states scored, last latency (ms), cache hit rates so far."""
+        return self.builder.stats.as_dict()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        observation, info = self.env.reset(seed=seed, options=options)
+        self._history.clear()
+        return self._observe(observation, info)
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._slots is None:
+            raise RuntimeError("call reset() before step()")
+        command, resampled = resolve_action(action, self._slots, self._rng, self.invalid_action)
+        env_action: Any = self.actions.index(command) if self.actions is not None else command
+        observation, reward, terminated, truncated, info = self.env.step(env_action)
+        self._history.append((self._text, command))
+        obs, info = self._observe(observation, info)
+        info.update(command=command, invalid_action=resampled)
+        if terminated or truncated:
+            info["prior_stats"] = self.prior_stats
+        return obs, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask of the valid slots (sb3-contrib's ``MaskablePPO`` calls this)."""
+        if self._slots is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return self._slots.mask
