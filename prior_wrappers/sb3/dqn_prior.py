@@ -1,0 +1,279 @@
+"""DQN-Prior: DQN that acts by sampling the posterior p_LLM(a|s)·exp(Q(s,a)/α) over the candidate slots."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch as th
+from torch.nn import functional as F
+
+from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+
+from prior_wrappers.sb3.masking import candidate_slots, masked_fill, masked_logsumexp, masked_max, sample_masked
+from prior_wrappers.sb3.policies import DQNPriorPolicy
+from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.spaces import PRIOR_LOGPROBS
+
+SelfDQNPrior = TypeVar("SelfDQNPrior", bound="DQNPrior")
+
+Sampling = Literal["posterior", "greedy"]
+Target = Literal["max", "soft"]
+
+
+class DQNPrior(PriorStatsLogging, DQN):
+    """DQN-Prior: direct posterior sampling with an LLM action prior.
+
+    Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
+    (https://arxiv.org/abs/2410.07927). Acting samples P(a|s) ∝ p_LLM(a|s)·exp(Q(s,a)/α) over the candidate
+    slots of the observation; ``predict(deterministic=True)`` takes argmax Q over them. The LLM lives in the env
+    wrapper (the observation carries ``prior_logprobs`` and ``action_mask``), so the algorithm, its buffer and
+    its saved zip never touch it. With ``UniformPrior`` in the wrapper this is plain DQN over the admissible
+    commands with Boltzmann exploration softmax(Q/α): the baseline, same network.
+
+    Defaults are the reference implementation's where it has one (α⁻¹ = 10, AdamW, lr 5e-4, batch 64,
+    γ 0.99, τ 0.005 every step, gradient clip 1.0, ``max`` target, no ε); the others are SB3's DQN defaults.
+
+    :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`DQNPriorPolicy` subclass).
+    :param env: the environment to learn from: a prior-wrapped env (``LLMPriorWrapper`` / ``VecLLMPrior``).
+    :param alpha: temperature α of the posterior; the reference uses 1/α = 10.
+    :param sampling: ``"posterior"`` samples softmax(Q/α + log p) when acting; ``"greedy"`` takes argmax Q
+        (the reference's ALFWorld variant, with ε-greedy exploration over the candidates).
+    :param target: ``"max"``: y = r + γ(1−d)·max_{a'} Q_target(s', a') over the next state's candidates
+        (reference); ``"soft"``: y = r + γ(1−d)·α·log Σ_{a'} p(a'|s')·exp(Q_target(s', a')/α).
+    :param double_q: with ``target="max"``, choose a' by the online network and evaluate it with the target one.
+    :param prior_top_k: keep only the prior's ``top_k`` valid slots as candidates (like the reference's k
+        proposals); ``None`` keeps every valid slot the prior supports (log p > ``LOGPROB_MIN``).
+    :param predict_with_prior: ``predict(deterministic=True)`` takes argmax (Q + α·log p) instead of argmax Q.
+    :param learning_rate: learning rate, constant or a schedule of the remaining progress (reference: 5e-4).
+    :param buffer_size: size of the replay buffer.
+    :param learning_starts: steps collected before learning starts; these actions are sampled from the prior.
+    :param batch_size: minibatch size of each gradient step (reference: 64).
+    :param tau: soft update coefficient of the target network (reference: 0.005).
+    :param gamma: discount factor (reference: 0.99).
+    :param train_freq: update the model every ``train_freq`` steps, or a tuple ``(n, "step" | "episode")``.
+    :param gradient_steps: gradient steps after each rollout; -1 for as many as environment steps.
+    :param replay_buffer_class: replay buffer class (default: SB3's ``DictReplayBuffer``).
+    :param replay_buffer_kwargs: keyword arguments for the replay buffer.
+    :param target_update_interval: update the target network every this many environment steps
+        (1 with ``tau=0.005``: Polyak averaging at every step, the reference's).
+    :param exploration_fraction: fraction of training over which ε decays from its initial to its final value.
+    :param exploration_initial_eps: initial ε, the probability of a uniform choice among the candidates.
+    :param exploration_final_eps: final ε (the reference uses 0.2 on ALFWorld with ``sampling="greedy"``).
+    :param max_grad_norm: gradient clipping norm (reference: 1.0).
+    :param stats_window_size: episodes averaged in the rollout logs.
+    :param tensorboard_log: TensorBoard log directory (None: no TensorBoard).
+    :param policy_kwargs: keyword arguments for the policy, e.g. ``dict(net_arch=[64, 64])``.
+    :param verbose: 0 silent, 1 info, 2 debug.
+    :param seed: seed of the pseudo-random generators.
+    :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    :param _init_setup_model: build the networks at construction.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "CandidatePolicy": DQNPriorPolicy,
+        "MultiInputPolicy": DQNPriorPolicy,
+    }
+    policy: DQNPriorPolicy
+
+    def __init__(
+        self,
+        policy: str | type[DQNPriorPolicy],
+        env: GymEnv | str,
+        alpha: float = 0.1,
+        sampling: Sampling = "posterior",
+        target: Target = "max",
+        double_q: bool = False,
+        prior_top_k: int | None = None,
+        predict_with_prior: bool = False,
+        learning_rate: float | Schedule = 5e-4,
+        buffer_size: int = 100_000,
+        learning_starts: int = 100,
+        batch_size: int = 64,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 1,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float = 0.0,
+        exploration_final_eps: float = 0.0,
+        max_grad_norm: float = 1.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0 (it divides Q), got {alpha}")
+        if sampling not in ("posterior", "greedy"):
+            raise ValueError(f"sampling must be 'posterior' or 'greedy', got {sampling!r}")
+        if target not in ("max", "soft"):
+            raise ValueError(f"target must be 'max' or 'soft', got {target!r}")
+        if double_q and target != "max":
+            raise ValueError("double_q applies to the 'max' target only")
+        if prior_top_k is not None and prior_top_k < 1:
+            raise ValueError(f"prior_top_k must be >= 1 or None, got {prior_top_k}")
+        self.alpha = alpha
+        self.sampling = sampling
+        self.target = target
+        self.double_q = double_q
+        self.prior_top_k = prior_top_k
+        self.predict_with_prior = predict_with_prior
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            target_update_interval=target_update_interval,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    def candidates(self, obs: PyTorchObs) -> th.Tensor:
+        """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
+        return candidate_slots(obs, self.prior_top_k)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ acting
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps >= learning_starts:
+            action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
+            return action, action
+        # Warm-up: with Q ≡ 0 the posterior is the prior itself (uniform over candidates for UniformPrior).
+        obs, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+        action = sample_masked(obs[PRIOR_LOGPROBS], self.candidates(obs)).cpu().numpy()
+        return action, action
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Greedy (``deterministic=True``) or exploring action for an observation, batched or not."""
+        self.policy.set_training_mode(False)
+        obs, vectorized = self.policy.obs_to_tensor(observation)
+        with th.no_grad():
+            q_values = self.q_net(obs)
+        candidates = self.candidates(obs)
+        log_prior = obs[PRIOR_LOGPROBS]
+        if deterministic:
+            scores = q_values + self.alpha * log_prior if self.predict_with_prior else q_values
+            action = masked_fill(scores, candidates).argmax(dim=1)
+        else:
+            if self.sampling == "posterior":
+                # P(a|s) ∝ p_LLM(a|s)·exp(Q(s,a)/α), over the candidates
+                action = sample_masked(q_values / self.alpha + log_prior, candidates)
+            else:
+                action = masked_fill(q_values, candidates).argmax(dim=1)
+            explore = th.rand(action.shape, device=action.device) < self.exploration_rate
+            if explore.any():  # ε: uniform over the candidates
+                action = th.where(explore, sample_masked(th.zeros_like(q_values), candidates), action)
+        action = action.cpu().numpy()
+        if not vectorized:
+            action = action.squeeze(axis=0)
+        return action, state
+
+    # ------------------------------------------------------------------ learning
+    def next_state_values(self, next_observations: PyTorchObs) -> th.Tensor:
+        """V(s') for the TD target, ``(batch, 1)``, over the candidates stored with s' (0 if it has none)."""
+        next_q_values = self.q_net_target(next_observations)
+        candidates = self.candidates(next_observations)
+        if self.target == "soft":
+            # V(s') = α · log Σ_{a'} p(a'|s') · exp(Q_target(s', a') / α)
+            log_prior = next_observations[PRIOR_LOGPROBS]  # type: ignore[index]
+            values = self.alpha * masked_logsumexp(next_q_values / self.alpha + log_prior, candidates)
+        elif self.double_q:
+            # a* = argmax_{a'} Q(s', a'),  V(s') = Q_target(s', a*)
+            best = masked_fill(self.q_net(next_observations), candidates).argmax(dim=1, keepdim=True)
+            values = next_q_values.gather(1, best).squeeze(1)
+            values = th.where(candidates.any(dim=1), values, th.zeros_like(values))
+        else:
+            # V(s') = max_{a'} Q_target(s', a')
+            values = masked_max(next_q_values, candidates)
+        return values.reshape(-1, 1)
+
+    def _td_loss(self, replay_data: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """Huber TD loss and the current Q-values of all slots (for losses that add to it)."""
+        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+        with th.no_grad():
+            target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * self.next_state_values(
+                replay_data.next_observations
+            )
+        q_values = self.q_net(replay_data.observations)
+        current_q_values = q_values.gather(1, replay_data.actions.long())
+        self._record("train/q_values", current_q_values.mean().item())
+        return F.smooth_l1_loss(current_q_values, target_q_values), q_values
+
+    def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
+        return self._td_loss(replay_data)[0]
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        self._train_logs: dict[str, list[float]] = {}
+        for _ in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            loss = self._loss(replay_data)
+            self._record("train/loss", loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for key, values in self._train_logs.items():
+            self.logger.record(key, float(np.mean(values)))
+
+    def _record(self, key: str, value: float) -> None:
+        self._train_logs.setdefault(key, []).append(value)
+
+    def learn(
+        self: SelfDQNPrior,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DQNPrior",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDQNPrior:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_train_logs"]

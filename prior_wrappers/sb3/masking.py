@@ -1,0 +1,65 @@
+"""Which candidate slots an algorithm may choose, and reductions restricted to them.
+
+Every place that takes an argmax, a softmax, a max or a logsumexp over slots goes through these functions,
+so an empty slot can never win, never get probability and never enter a target.
+
+Two masks are used:
+
+- the *valid* slots, ``action_mask == 1``: slots that hold an admissible command. Networks score only
+  these (:data:`MASKED_VALUE` elsewhere), and any valid slot may appear as a data action.
+- the *candidate* slots: valid slots that the prior supports (``log p > LOGPROB_MIN``), optionally only the
+  prior's ``top_k``. Algorithms act, bootstrap and regularise over these: P(a|s) ∝ p(a|s)·exp(Q/α) is 0
+  where p is 0 (e.g. commands that none of the sampled proposals named).
+"""
+
+from __future__ import annotations
+
+import torch as th
+
+from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+
+# Finite rather than -inf: 0 * MASKED_VALUE stays 0 (entropies, expectations), and softmax gives exactly 0.
+MASKED_VALUE = -1e8
+
+
+def valid_slots(obs: dict[str, th.Tensor]) -> th.Tensor:
+    """Boolean ``(batch, K)``: the slot holds an admissible command."""
+    return obs[ACTION_MASK] > 0.5
+
+
+def candidate_slots(obs: dict[str, th.Tensor], top_k: int | None = None) -> th.Tensor:
+    """Boolean ``(batch, K)``: valid slots with prior support, restricted to the prior's ``top_k`` if given."""
+    log_prior = obs[PRIOR_LOGPROBS]
+    candidates = valid_slots(obs) & (log_prior > LOGPROB_MIN)
+    if top_k is not None and top_k < candidates.shape[-1]:
+        ranked = masked_fill(log_prior, candidates).topk(top_k, dim=-1).indices
+        in_top_k = th.zeros_like(candidates).scatter_(-1, ranked, True)
+        candidates = candidates & in_top_k
+    return candidates
+
+
+def masked_fill(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """``values`` where ``mask``, :data:`MASKED_VALUE` elsewhere."""
+    return values.masked_fill(~mask, MASKED_VALUE)
+
+
+def masked_max(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """max over the masked slots, ``(batch,)``; 0 for a row without any slot (nothing to bootstrap from)."""
+    best = masked_fill(values, mask).max(dim=-1).values
+    return th.where(mask.any(dim=-1), best, th.zeros_like(best))
+
+
+def masked_logsumexp(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """log Σ_{masked slots} exp(values), ``(batch,)``; 0 for a row without any slot."""
+    lse = values.masked_fill(~mask, float("-inf")).logsumexp(dim=-1)
+    return th.where(mask.any(dim=-1), lse, th.zeros_like(lse))
+
+
+def masked_log_softmax(logits: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """log-softmax over the masked slots; :data:`MASKED_VALUE` in the others."""
+    return masked_fill(th.log_softmax(masked_fill(logits, mask), dim=-1), mask)
+
+
+def sample_masked(logits: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """One slot per row from softmax(logits) over the masked slots (torch's RNG, seeded by SB3)."""
+    return th.distributions.Categorical(logits=masked_fill(logits, mask)).sample()

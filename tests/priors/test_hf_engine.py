@@ -1,0 +1,177 @@
+"""HFPrior's packed scoring against the naive one-forward-per-candidate reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prior_wrappers.priors import HFPrior
+from prior_wrappers.priors.base import log_softmax
+from prior_wrappers.priors.hf import naive_candidate_logprob
+
+PROMPTS = [
+    "You are in a kitchen. There is a tomato on the counter.\nTask: make a salad.\nAction:",
+    "You are in room 2. The exit is east.\nAction:",
+    "Observation: the door is locked and you hold a key.\nAction:",
+]
+CANDIDATES = [
+    ["pick up tomato", "chop tomato", "go north", "take bowl", "serve salad"],
+    ["go east", "go west", "wait"],
+    ["unlock door with key", "open door", "drop key", "look", "inventory", "go south"],
+]
+
+
+@pytest.fixture()
+def tiny_prior(tiny_llama, smollm_tokenizer) -> HFPrior:
+    return HFPrior(tiny_llama, smollm_tokenizer)
+
+
+def naive_raw(prior: HFPrior, prompt: str, cands: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    out = [naive_candidate_logprob(prior.model, prior.tokenizer, prompt, c, prior.separator, prior.candidate_suffix) for c in cands]
+    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+
+
+def test_engine_equals_naive_forward(tiny_prior):
+    scores = tiny_prior.score(PROMPTS, CANDIDATES)
+    for i, (p, cands) in enumerate(zip(PROMPTS, CANDIDATES)):
+        raw, ntok = naive_raw(tiny_prior, p, cands)
+        np.testing.assert_allclose(scores.raw_logprobs[i], raw, atol=1e-4)
+        np.testing.assert_array_equal(scores.num_tokens[i], ntok)
+        np.testing.assert_allclose(np.exp(scores.logprobs[i]).sum(), 1.0, atol=1e-9)
+
+
+def test_all_prompts_go_through_one_forward(tiny_prior):
+    prompts = PROMPTS * 3
+    cands = CANDIDATES * 3
+    before = tiny_prior.forward_passes
+    tiny_prior.score(prompts, cands)
+    assert tiny_prior.forward_passes - before == 1
+
+
+def test_batched_equals_single_prompt(tiny_prior):
+    batched = tiny_prior.score(PROMPTS, CANDIDATES)
+    for i, (p, c) in enumerate(zip(PROMPTS, CANDIDATES)):
+        single = tiny_prior.score([p], [c])
+        np.testing.assert_allclose(batched.raw_logprobs[i], single.raw_logprobs[0], atol=1e-5)
+
+
+def test_small_token_budget_splits_rows_without_changing_scores(tiny_llama, smollm_tokenizer, tiny_prior):
+    small = HFPrior(tiny_llama, smollm_tokenizer, token_budget=40)
+    a = tiny_prior.score(PROMPTS, CANDIDATES)
+    b = small.score(PROMPTS, CANDIDATES)
+    assert small.forward_passes > 1
+    for x, y in zip(a.raw_logprobs, b.raw_logprobs):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_permuting_candidates_permutes_scores_and_duplicates_tie(tiny_prior):
+    cands = CANDIDATES[0]
+    perm = [3, 0, 4, 2, 1]
+    a = tiny_prior.score([PROMPTS[0]], [cands]).raw_logprobs[0]
+    b = tiny_prior.score([PROMPTS[0]], [[cands[j] for j in perm]]).raw_logprobs[0]
+    np.testing.assert_allclose(b, a[perm], atol=1e-5)
+    dup = tiny_prior.score([PROMPTS[0]], [["go north", "take bowl", "go north"]]).raw_logprobs[0]
+    assert dup[0] == pytest.approx(dup[2], abs=1e-6)
+
+
+def test_normalizations_match_hand_computation(tiny_prior):
+    cands = CANDIDATES[2]
+    s = tiny_prior.score([PROMPTS[2]], [cands], normalization="sum")
+    raw, ntok = s.raw_logprobs[0], s.num_tokens[0]
+    words = np.array([len(c.split()) for c in cands])
+    for norm, expected in [("sum", raw), ("token", raw / ntok), ("word", raw / words)]:
+        got = tiny_prior.score([PROMPTS[2]], [cands], normalization=norm).logprobs[0]
+        want = expected - np.log(np.exp(expected).sum())
+        np.testing.assert_allclose(got, want, atol=1e-9)
+    with pytest.raises(ValueError, match="normalization"):
+        tiny_prior.score([PROMPTS[2]], [cands], normalization="char")
+
+
+def test_tokens_merging_across_the_boundary(tiny_llama, smollm_tokenizer):
+    """With no separator, "go no" + "rth" re-tokenises "north": the candidate's tokens are those the joined
+    text adds after the longest common prefix, and the score still equals the naive forward."""
+    prior = HFPrior(tiny_llama, smollm_tokenizer, separator="")
+    prompt, cand = "Action: go no", "rth"
+    p_ids = smollm_tokenizer(prompt)["input_ids"]
+    j_ids = smollm_tokenizer(prompt + cand)["input_ids"]
+    assert j_ids[: len(p_ids)] != p_ids, "this case must merge tokens across the boundary"
+    got = prior.score([prompt], [[cand, "rthern", "w"]])
+    for j, c in enumerate([cand, "rthern", "w"]):
+        raw, n = naive_candidate_logprob(tiny_llama, smollm_tokenizer, prompt, c, separator="")
+        assert got.raw_logprobs[0][j] == pytest.approx(raw, abs=1e-4)
+        assert got.num_tokens[0][j] == n
+
+
+def test_features_are_last_hidden_state_of_candidate(tiny_prior, tiny_llama, smollm_tokenizer):
+    s = tiny_prior.score([PROMPTS[1]], [CANDIDATES[1]], return_features=True)
+    assert s.features[0].shape == (3, 64)
+    ids = smollm_tokenizer(PROMPTS[1] + " " + CANDIDATES[1][2])["input_ids"]
+    with torch.no_grad():
+        hidden = tiny_llama.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1].numpy()
+    np.testing.assert_allclose(s.features[0][2], hidden, atol=1e-4)
+
+
+def test_prompt_past_context_window_is_truncated_from_the_left_once(tiny_llama, smollm_tokenizer):
+    prior = HFPrior(tiny_llama, smollm_tokenizer, max_length=32)
+    long_prompt = "It is a long story. " * 30 + "Now the door is open.\nAction:"
+    with pytest.warns(UserWarning, match="context window"):
+        s = prior.score([long_prompt], [["go through the door", "wait"]])
+    assert np.isfinite(s.raw_logprobs[0]).all()
+    # the kept context is the end of the prompt: same as scoring that end directly
+    ids = smollm_tokenizer(long_prompt)["input_ids"]
+    cand_ids = smollm_tokenizer(long_prompt + " go through the door")["input_ids"][len(ids):]
+    kept = smollm_tokenizer.decode(ids[len(ids) - (32 - len(cand_ids)):])
+    ref, _ = naive_candidate_logprob(tiny_llama, smollm_tokenizer, kept, "go through the door")
+    assert s.raw_logprobs[0][0] == pytest.approx(ref, abs=1e-3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second overflow is silent
+        prior.score([long_prompt], [["wait"]])
+    strict = HFPrior(tiny_llama, smollm_tokenizer, max_length=32, truncation="error")
+    with pytest.raises(ValueError, match="context window"):
+        strict.score([long_prompt], [["wait"]])
+
+
+@pytest.mark.parametrize(
+    ("prompts", "candidates", "error", "match"),
+    [
+        (["p"], [[]], ValueError, "empty"),
+        (["p"], [["go", ""]], ValueError, "empty command"),
+        (["p"], [["go", 3]], TypeError, "expected str"),
+        ("p", [["go"]], TypeError, "single string"),
+        (["p", "q"], [["go"]], ValueError, "2 prompts but 1"),
+        (["p"], ["go"], TypeError, "single string"),
+    ],
+)
+def test_bad_input_is_refused_clearly(tiny_prior, prompts, candidates, error, match):
+    with pytest.raises(error, match=match):
+        tiny_prior.score(prompts, candidates)
+
+
+def test_missing_model_paths_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        HFPrior.from_pretrained(tmp_path / "no-such-model")
+    with pytest.raises(FileNotFoundError, match="GGUF file"):
+        HFPrior.from_pretrained(tmp_path, gguf_file="missing.gguf")
+    with pytest.raises(FileNotFoundError, match="GGUF file .*model.Q4.gguf"):
+        HFPrior.from_pretrained(tmp_path / "model.Q4.gguf")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        HFPrior.from_pretrained(tmp_path)
+
+
+def test_propose_maps_samples_to_admissible(tiny_prior):
+    props = tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=0)
+    assert [len(g) for g in props.generations] == [4, 4]
+    assert 0.0 <= props.invalid_rate <= 1.0
+    for counts, cmds in zip(props.counts, props.commands):
+        assert counts.shape == (len(cmds),) and counts.sum() <= 4
+
+
+def test_real_smollm2_engine_equals_naive(smollm_prior):
+    prompt = PROMPTS[0]
+    s = smollm_prior.score([prompt], [CANDIDATES[0]])
+    raw, _ = naive_raw(smollm_prior, prompt, CANDIDATES[0])
+    np.testing.assert_allclose(s.raw_logprobs[0], raw, atol=1e-4)
+    assert np.argmax(s.logprobs[0]) == np.argmax(log_softmax(raw / s.num_tokens[0]))
