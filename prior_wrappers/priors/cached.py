@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,24 @@ class CachedPrior:
 
     def cache_info(self) -> dict[str, float]:
         return {"hits": self.hits, "misses": self.misses, "size": len(self._cache), "hit_rate": self.hit_rate}
+
+    def save(self, path: str | Path) -> None:
+        """Write the cached scores to ``path`` (a pickle), so later runs and other seeds reuse them."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(dict(self._cache), f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> int:
+        """Add the entries saved by :meth:`save` (only load files you wrote: this unpickles); returns how many."""
+        with open(path, "rb") as f:
+            entries = pickle.load(f)
+        self._cache.update(entries)
+        while len(self._cache) > self.maxsize:
+            self._cache.popitem(last=False)
+        return len(entries)
 
     def clear(self) -> None:
         self._cache.clear()

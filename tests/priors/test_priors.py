@@ -60,6 +60,19 @@ def test_cached_prior_hits_misses_and_batches_misses():
     assert 0 < cached.hit_rate < 1
 
 
+def test_cached_prior_saves_and_loads(tmp_path):
+    inner = CountingPrior()
+    cached = CachedPrior(inner)
+    first = cached.score(["s1", "s2"], [["a", "bb"], ["c"]])
+    cached.save(tmp_path / "cache.pkl")
+    fresh_inner = CountingPrior()
+    fresh = CachedPrior(fresh_inner)
+    assert fresh.load(tmp_path / "cache.pkl") == 2
+    again = fresh.score(["s1", "s2"], [["a", "bb"], ["c"]])
+    assert fresh_inner.calls == [] and fresh.hits == 2
+    np.testing.assert_array_equal(first.logprobs[0], again.logprobs[0])
+
+
 def test_matcher_exact_normalised_word_boundary():
     m = CommandMatcher(["take apple", "go north", "open the fridge", "go"])
     assert m.match("take apple") == "take apple"
