@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -76,7 +77,6 @@ class DQNPrior(PriorStatsLogging, DQN):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "CandidatePolicy": DQNPriorPolicy,
-        "MultiInputPolicy": DQNPriorPolicy,
     }
     policy: DQNPriorPolicy
 
@@ -155,6 +155,13 @@ class DQNPrior(PriorStatsLogging, DQN):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+
+    def _setup_model(self) -> None:
+        with warnings.catch_warnings():
+            # Polyak averaging at every (vector) step is the intent of target_update_interval=1, not a mistake
+            warnings.filterwarnings("ignore", message="The number of environments used is greater than the target")
+            super()._setup_model()
+        self._train_logs: dict[str, list[float]] = {}
 
     def candidates(self, obs: PyTorchObs) -> th.Tensor:
         """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
@@ -240,7 +247,7 @@ class DQNPrior(PriorStatsLogging, DQN):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        self._train_logs: dict[str, list[float]] = {}
+        self._train_logs = {}
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             loss = self._loss(replay_data)
@@ -252,7 +259,7 @@ class DQNPrior(PriorStatsLogging, DQN):
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, values in self._train_logs.items():
-            self.logger.record(key, float(np.mean(values)))
+            self.logger.record_mean(key, float(np.mean(values)))  # averaged until the next dump
 
     def _record(self, key: str, value: float) -> None:
         self._train_logs.setdefault(key, []).append(value)

@@ -62,4 +62,5 @@ def masked_log_softmax(logits: th.Tensor, mask: th.Tensor) -> th.Tensor:
 
 def sample_masked(logits: th.Tensor, mask: th.Tensor) -> th.Tensor:
     """One slot per row from softmax(logits) over the masked slots (torch's RNG, seeded by SB3)."""
-    return th.distributions.Categorical(logits=masked_fill(logits, mask)).sample()
+    probs = th.softmax(masked_fill(logits, mask), dim=-1)
+    return th.multinomial(probs, num_samples=1).squeeze(-1)

@@ -1,0 +1,46 @@
+"""Stable-Baselines3 algorithms with an LLM action prior (Yan et al., ICLR 2025), laid out like sb3-contrib.
+
+- :class:`DQNPrior`: acts by sampling p_LLM(a|s)·exp(Q(s,a)/α) over the candidate slots.
+- :class:`CQLPrior`: offline, conservative Q-learning over the prior's candidates (:meth:`CQLPrior.learn_offline`).
+- :class:`PPOPrior`: PPO + α·KL(π ‖ p_LLM).
+
+All read ``prior_logprobs`` / ``action_mask`` (and the optional feature keys) from the observation of
+``LLMPriorWrapper`` / ``VecLLMPrior``; with ``UniformPrior`` in the wrapper they are the plain baselines.
+"""
+
+from prior_wrappers.sb3.cql_prior import CQLPrior, cql_penalty
+from prior_wrappers.sb3.dqn_prior import DQNPrior
+from prior_wrappers.sb3.offline_dataset import (
+    CommandPolicy,
+    OfflineDataset,
+    RandomCandidatePolicy,
+    collect_dataset,
+    collect_expert_mixture,
+)
+from prior_wrappers.sb3.policies import (
+    CandidateActorCriticPolicy,
+    CandidateInputs,
+    CandidateQNetwork,
+    DQNPriorPolicy,
+)
+from prior_wrappers.sb3.ppo_prior import PPOPrior, kl_to_prior
+
+# Policy aliases: the string "CandidatePolicy" names DQNPriorPolicy for DQNPrior/CQLPrior (their
+# ``policy_aliases``) and CandidateActorCriticPolicy for PPOPrior.
+
+__all__ = [
+    "CQLPrior",
+    "CandidateActorCriticPolicy",
+    "CandidateInputs",
+    "CandidateQNetwork",
+    "CommandPolicy",
+    "DQNPrior",
+    "DQNPriorPolicy",
+    "OfflineDataset",
+    "PPOPrior",
+    "RandomCandidatePolicy",
+    "collect_dataset",
+    "collect_expert_mixture",
+    "cql_penalty",
+    "kl_to_prior",
+]

@@ -1,0 +1,131 @@
+"""CQL-Prior: offline Q-learning with a conservative penalty over the prior's candidate actions."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import torch as th
+from torch.nn import functional as F
+
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples
+
+from prior_wrappers.sb3.dqn_prior import DQNPrior
+from prior_wrappers.sb3.masking import masked_logsumexp
+from prior_wrappers.sb3.offline_dataset import OfflineDataset
+from prior_wrappers.sb3.policies import DQNPriorPolicy
+
+SelfCQLPrior = TypeVar("SelfCQLPrior", bound="CQLPrior")
+
+
+def cql_penalty(
+    q_values: th.Tensor, actions: th.Tensor, candidates: th.Tensor, include_data_action: bool = False
+) -> th.Tensor:
+    """mean_s [ log Σ_{a_j} exp Q(s, a_j) − Q(s, a_data) ], a_j the candidate slots of s.
+
+    ``include_data_action=False`` (reference) leaves a_data out of the logsumexp, and a row whose only
+    candidate is a_data contributes 0; ``True`` is standard CQL (a_data always in the logsumexp).
+
+    :param q_values: ``(batch, K)`` Q-values of all slots.
+    :param actions: ``(batch, 1)`` or ``(batch,)`` data actions.
+    :param candidates: ``(batch, K)`` boolean candidate slots.
+    :param include_data_action: put a_data into the logsumexp.
+    """
+    actions = actions.long().reshape(-1, 1)
+    data_slot = F.one_hot(actions.squeeze(1), q_values.shape[1]).bool()
+    pushed_down = candidates | data_slot if include_data_action else candidates & ~data_slot
+    q_data = q_values.gather(1, actions).squeeze(1)
+    gap = masked_logsumexp(q_values, pushed_down) - q_data
+    return th.where(pushed_down.any(dim=1), gap, th.zeros_like(gap)).mean()
+
+
+class CQLPrior(DQNPrior):
+    """CQL-Prior: conservative offline Q-learning over the LLM prior's candidate actions.
+
+    Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
+    (https://arxiv.org/abs/2410.07927). Loss = TD(max over the next state's candidates) + β·mean[logsumexp over
+    the candidates of Q(s, ·) − Q(s, a_data)]; evaluation is greedy over the candidates. The candidates are the
+    valid slots the prior supports, or its ``prior_top_k`` (the reference labels k = 5 LLM proposals once per
+    state). With ``UniformPrior`` in the wrapper and ``prior_top_k=None`` this is plain discrete CQL over the
+    admissible commands: the baseline, same network. Train from a file with :meth:`learn_offline`; ``learn``
+    (online, as :class:`DQNPrior`) still works, e.g. for fine-tuning.
+
+    Defaults are the reference's: β = 5, data action left out of the logsumexp, batch 128, 10k gradient steps;
+    the rest as :class:`DQNPrior` (AdamW lr 5e-4, γ 0.99, τ 0.005 at every gradient step, gradient clip 1.0).
+
+    :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`DQNPriorPolicy` subclass).
+    :param env: a prior-wrapped env: gives the observation/action spaces, and is where the policy is evaluated.
+    :param cql_weight: β, weight of the conservative term (reference: 5).
+    :param include_data_action: include a_data in the logsumexp (standard CQL); the reference leaves it out.
+    :param batch_size: minibatch size of each gradient step (reference: 128).
+    :param kwargs: every other argument of :class:`DQNPrior` (``alpha``, ``target``, ``prior_top_k``,
+        ``learning_rate``, ``gamma``, ``tau``, ``seed``, ...).
+    """
+
+    def __init__(
+        self,
+        policy: str | type[DQNPriorPolicy],
+        env: GymEnv | str,
+        cql_weight: float = 5.0,
+        include_data_action: bool = False,
+        batch_size: int = 128,
+        **kwargs: Any,
+    ) -> None:
+        if cql_weight < 0:
+            raise ValueError(f"cql_weight must be >= 0, got {cql_weight}")
+        self.cql_weight = cql_weight
+        self.include_data_action = include_data_action
+        super().__init__(policy, env, batch_size=batch_size, **kwargs)
+
+    def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
+        td_loss, q_values = self._td_loss(replay_data)
+        # β · mean[ logsumexp_j Q(s, a_j) − Q(s, a_data) ], a_j over the prior's candidates at s
+        cql_loss = cql_penalty(
+            q_values, replay_data.actions, self.candidates(replay_data.observations), self.include_data_action
+        )
+        self._record("train/td_loss", td_loss.item())
+        self._record("train/cql_loss", cql_loss.item())
+        return td_loss + self.cql_weight * cql_loss
+
+    def learn_offline(
+        self: SelfCQLPrior,
+        dataset: OfflineDataset | str,
+        gradient_steps: int = 10_000,
+        batch_size: int | None = None,
+        callback: MaybeCallback = None,
+        log_interval: int = 1000,
+        tb_log_name: str = "CQLPrior",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfCQLPrior:
+        """Train on a fixed dataset; ``num_timesteps`` counts gradient steps (the x-axis of the logs).
+
+        :param dataset: an :class:`OfflineDataset` or the path of one saved with ``save``.
+        :param gradient_steps: number of gradient steps (reference: 10k).
+        :param batch_size: minibatch size (default: the model's ``batch_size``).
+        :param callback: SB3 callback(s), called after every gradient step.
+        :param log_interval: write the logs every this many gradient steps.
+        :param tb_log_name: name of the TensorBoard run.
+        :param reset_num_timesteps: restart the step counter (and the TensorBoard run).
+        :param progress_bar: show a tqdm/rich progress bar over the gradient steps.
+        """
+        if not isinstance(dataset, OfflineDataset):
+            dataset = OfflineDataset.load(dataset)
+        self.replay_buffer = dataset.to_replay_buffer(self.observation_space, self.action_space, self.device)  # type: ignore[arg-type]
+        total_timesteps, callback = self._setup_learn(
+            gradient_steps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        callback.on_training_start(locals(), globals())
+        while self.num_timesteps < total_timesteps:
+            self.train(gradient_steps=1, batch_size=batch_size or self.batch_size)
+            self.num_timesteps += 1
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self._on_step()  # Polyak update of the target network, schedules
+            callback.update_locals(locals())
+            if not callback.on_step():
+                break
+            if log_interval and self.num_timesteps % log_interval == 0:
+                self.logger.record("offline/transitions", len(dataset))
+                self.logger.record("offline/dataset_success_rate", dataset.success_rate)
+                self.logger.dump(step=self.num_timesteps)
+        callback.on_training_end()
+        return self

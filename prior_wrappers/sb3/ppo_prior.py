@@ -1,0 +1,247 @@
+"""PPO-Prior: PPO with a KL(π ‖ p_LLM) penalty, the variational-inference form of an LLM action prior."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from torch.nn import functional as F
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance
+
+from prior_wrappers.sb3.masking import masked_log_softmax, valid_slots
+from prior_wrappers.sb3.policies import CandidateActorCriticPolicy
+from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.spaces import PRIOR_LOGPROBS
+
+SelfPPOPrior = TypeVar("SelfPPOPrior", bound="PPOPrior")
+
+
+def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """KL(π ‖ p̃)(s) = Σ_{valid a} π(a|s)·[log π(a|s) − log p̃(a|s)], p̃ the prior renormalised over the valid
+    slots; ``(batch,)``.
+
+    :param log_pi: ``(batch, K)`` normalised log-probabilities of the policy (0 probability off ``valid``).
+    :param prior_logprobs: ``(batch, K)`` the observation's prior log-probabilities.
+    :param valid: ``(batch, K)`` boolean valid slots.
+    """
+    log_prior = masked_log_softmax(prior_logprobs, valid)
+    terms = log_pi.exp() * (log_pi - log_prior)
+    return th.where(valid, terms, th.zeros_like(terms)).sum(dim=-1)
+
+
+class PPOPrior(PriorStatsLogging, PPO):
+    """PPO-Prior: KL-regularised PPO towards an LLM action prior.
+
+    Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
+    (https://arxiv.org/abs/2410.07927). Maximises E_π[Σ γ^t r_t] − α·E_s[KL(π(·|s) ‖ p_LLM(·|s))]: the PPO
+    loss plus α·KL, computed exactly over the valid candidate slots (logged as ``train/kl_prior``). With α = 0
+    the updates are exactly PPO's. The default :class:`CandidateActorCriticPolicy` uses residual logits
+    f(s, a) + log p_LLM(a|s), so training starts at the prior. With ``UniformPrior`` in the wrapper this is the
+    baseline, PPO over the admissible commands with the same network (KL to uniform = log n − entropy, so α
+    acts as an entropy bonus; ``alpha=0`` for none).
+
+    The paper applies the KL to an LLM policy and gives no coefficient for this small-policy form; α = 0.1 is
+    ours. The other defaults are SB3's PPO defaults.
+
+    :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`CandidateActorCriticPolicy`).
+    :param env: the environment to learn from: a prior-wrapped env (``LLMPriorWrapper`` / ``VecLLMPrior``).
+    :param alpha: α, weight of KL(π ‖ p_LLM); a float, or a schedule of the remaining progress (1 → 0) for
+        annealing, e.g. ``stable_baselines3.common.utils.LinearSchedule(0.5, 0.0, 1.0)``.
+    :param learning_rate: learning rate, constant or a schedule of the remaining progress.
+    :param n_steps: steps per environment per update (rollout buffer size is ``n_steps * n_envs``).
+    :param batch_size: minibatch size.
+    :param n_epochs: epochs over the rollout buffer per update.
+    :param gamma: discount factor.
+    :param gae_lambda: GAE λ.
+    :param clip_range: PPO clipping parameter, constant or schedule.
+    :param clip_range_vf: clipping of the value function (None: no clipping).
+    :param normalize_advantage: normalise the advantages per minibatch.
+    :param ent_coef: entropy coefficient.
+    :param vf_coef: value loss coefficient.
+    :param max_grad_norm: gradient clipping norm.
+    :param rollout_buffer_class: rollout buffer class (default: SB3's ``DictRolloutBuffer``).
+    :param rollout_buffer_kwargs: keyword arguments for the rollout buffer.
+    :param target_kl: stop an update's epochs early when the approximate KL to the old policy exceeds 1.5×this.
+    :param stats_window_size: episodes averaged in the rollout logs.
+    :param tensorboard_log: TensorBoard log directory (None: no TensorBoard).
+    :param policy_kwargs: keyword arguments for the policy, e.g. ``dict(residual_prior=False)``.
+    :param verbose: 0 silent, 1 info, 2 debug.
+    :param seed: seed of the pseudo-random generators.
+    :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    :param _init_setup_model: build the networks at construction.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CandidatePolicy": CandidateActorCriticPolicy}
+
+    def __init__(
+        self,
+        policy: str | type[CandidateActorCriticPolicy],
+        env: GymEnv | str,
+        alpha: float | Schedule = 0.1,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 2048,
+        batch_size: int = 64,
+        n_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        target_kl: float | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if isinstance(alpha, (int, float)) and alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.alpha = alpha
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            target_kl=target_kl,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.alpha_schedule = FloatSchedule(self.alpha)
+
+    def train(self) -> None:
+        """PPO's update (SB3's ``PPO.train``) with α·KL(π ‖ p_LLM) added to the loss."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
+        if self.clip_range_vf is not None:
+            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+        alpha = self.alpha_schedule(self._current_progress_remaining)
+
+        entropy_losses, pg_losses, value_losses, clip_fractions, kl_priors = [], [], [], [], []
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            for rollout_data in self.rollout_buffer.get(self.batch_size):
+                observations = rollout_data.observations
+                actions = rollout_data.actions.long().flatten()
+
+                values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
+                values = values.flatten()
+                advantages = rollout_data.advantages
+                if self.normalize_advantage and len(advantages) > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+                ratio = th.exp(log_prob - rollout_data.old_log_prob)
+                policy_loss_1 = advantages * ratio
+                policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                policy_loss = -th.min(policy_loss_1, policy_loss_2).mean()
+                pg_losses.append(policy_loss.item())
+                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()).item())
+
+                if self.clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = rollout_data.old_values + th.clamp(
+                        values - rollout_data.old_values, -clip_range_vf, clip_range_vf
+                    )
+                value_loss = F.mse_loss(rollout_data.returns, values_pred)
+                value_losses.append(value_loss.item())
+
+                entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+                entropy_losses.append(entropy_loss.item())
+
+                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+
+                # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the valid slots
+                with th.set_grad_enabled(alpha > 0):
+                    log_pi = self.policy.get_distribution(observations).distribution.logits
+                    kl_prior = kl_to_prior(log_pi, observations[PRIOR_LOGPROBS], valid_slots(observations)).mean()
+                kl_priors.append(kl_prior.item())
+                if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
+                    loss = loss + alpha * kl_prior
+
+                with th.no_grad():
+                    log_ratio = log_prob - rollout_data.old_log_prob
+                    approx_kl_div = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()
+                    approx_kl_divs.append(approx_kl_div)
+
+                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                    break
+
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/kl_prior", np.mean(kl_priors))
+        self.logger.record("train/alpha", alpha)
+        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if self.clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def learn(
+        self: SelfPPOPrior,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PPOPrior",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPPOPrior:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

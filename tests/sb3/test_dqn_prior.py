@@ -1,0 +1,191 @@
+"""DQNPrior: posterior sampling, masking everywhere, targets, terminal observations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch as th
+from candidate_env import CandidateChainEnv
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+from prior_wrappers.sb3 import DQNPrior
+from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+
+# chi-square critical value for 4 degrees of freedom at p = 0.001 (scipy.stats.chi2.ppf(0.999, 4))
+CHI2_CRIT_DF4 = 18.467
+
+
+def one_obs(env: CandidateChainEnv, n_valid: int = 5, seed: int = 3) -> dict[str, np.ndarray]:
+    """An observation with exactly ``n_valid`` valid slots and a non-trivial prior."""
+    for s in range(seed, seed + 1000):
+        obs, _ = env.reset(seed=s)
+        if int(obs[ACTION_MASK].sum()) == n_valid:
+            obs[PRIOR_LOGPROBS][:n_valid] = np.log(np.array([0.4, 0.25, 0.15, 0.12, 0.08][:n_valid]))
+            return obs
+    raise AssertionError("no observation with the requested number of valid slots")
+
+
+def batch_of(obs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return {key: np.repeat(value[None], n, axis=0) for key, value in obs.items()}
+
+
+def chi_square(counts: np.ndarray, probs: np.ndarray) -> float:
+    expected = probs * counts.sum()
+    return float(np.sum((counts - expected) ** 2 / expected))
+
+
+@pytest.fixture
+def env():
+    return CandidateChainEnv(k=6, feature_dim=4, prior_strength=1.0)
+
+
+def test_acting_frequencies_match_the_posterior(env):
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, seed=0, device="cpu")
+    obs = one_obs(env)
+    th.nn.init.normal_(model.q_net.q_net[-1].weight, std=0.5)  # make Q matter
+    with th.no_grad():
+        q = model.q_net(model.policy.obs_to_tensor(obs)[0])[0, :5].numpy().astype(np.float64)
+    logits = q / 0.5 + obs[PRIOR_LOGPROBS][:5]
+    posterior = np.exp(logits - logits.max())
+    posterior /= posterior.sum()
+    assert posterior.min() > 0.01 and posterior.max() < 0.9  # both Q and the prior shape it
+
+    th.manual_seed(1)
+    n = 20_000
+    actions, _ = model.predict(batch_of(obs, n), deterministic=False)
+    counts = np.bincount(actions, minlength=6)
+    assert counts[5] == 0  # the empty slot is never chosen
+    assert chi_square(counts[:5], posterior) < CHI2_CRIT_DF4
+
+    # ε-greedy on top: (1 − ε)·posterior + ε·uniform over the candidates
+    model.exploration_rate = 0.3
+    actions, _ = model.predict(batch_of(obs, n), deterministic=False)
+    counts = np.bincount(actions, minlength=6)
+    assert counts[5] == 0
+    assert chi_square(counts[:5], 0.7 * posterior + 0.3 / 5) < CHI2_CRIT_DF4
+
+
+def test_greedy_predict_and_predict_with_prior(env):
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, seed=0, device="cpu")
+    th.nn.init.normal_(model.q_net.q_net[-1].weight, std=0.5)
+    obs = one_obs(env)
+    with th.no_grad():
+        q = model.q_net(model.policy.obs_to_tensor(obs)[0])[0].numpy()
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == () and int(action) == int(np.argmax(q[:5]))
+    model.predict_with_prior = True
+    action, _ = model.predict(obs, deterministic=True)
+    assert int(action) == int(np.argmax(q[:5] + 0.5 * obs[PRIOR_LOGPROBS][:5]))
+    # batched observations give batched actions
+    actions, _ = model.predict(batch_of(obs, 3), deterministic=True)
+    assert actions.shape == (3,)
+
+
+def test_unsupported_and_top_k_slots_are_never_acted_on(env):
+    obs = one_obs(env)
+    obs[PRIOR_LOGPROBS][1] = LOGPROB_MIN  # admissible, but no prior mass
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, prior_top_k=3, seed=0, device="cpu")
+    model.exploration_rate = 0.5
+    th.manual_seed(0)
+    actions, _ = model.predict(batch_of(obs, 5000), deterministic=False)
+    assert set(np.unique(actions)) == {0, 2, 3}  # top-3 of the supported slots {0, 2, 3, 4}
+
+
+def test_learning_never_steps_into_an_empty_slot():
+    # CandidateChainEnv raises on an empty slot; warm-up, ε and posterior sampling all go through candidates
+    env = CandidateChainEnv(k=6, feature_dim=None, min_valid=1, prior_strength=1.0)
+    model = DQNPrior("CandidatePolicy", env, learning_starts=50, exploration_initial_eps=0.5, seed=0, device="cpu")
+    model.learn(300)
+    assert model.num_timesteps == 300
+
+
+class _FixedQ:
+    """Stands in for a Q-network: returns fixed values, *including* large ones in masked slots."""
+
+    def __init__(self, q: th.Tensor) -> None:
+        self.q = q
+
+    def __call__(self, obs):
+        return self.q
+
+
+def test_max_soft_and_double_targets_match_hand_computation(env):
+    next_obs = {
+        PRIOR_LOGPROBS: th.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), LOGPROB_MIN], [0.0, LOGPROB_MIN, -1.0, -2.0]]),
+        ACTION_MASK: th.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=th.int8),
+    }
+    q_target = th.tensor([[1.0, 2.0, 0.5, 99.0], [-1.0, 99.0, 99.0, 99.0]])
+    q_online = th.tensor([[3.0, 1.0, 2.0, 99.0], [0.0, 99.0, 99.0, 99.0]])
+    env4 = CandidateChainEnv(k=4, feature_dim=None)
+    model = DQNPrior("CandidatePolicy", env4, alpha=0.5, seed=0, device="cpu")
+    model.q_net_target, model.q_net = _FixedQ(q_target), _FixedQ(q_online)
+
+    assert model.next_state_values(next_obs).flatten().tolist() == [2.0, -1.0]
+
+    model.target = "soft"
+    soft = model.next_state_values(next_obs).flatten()
+    row1 = 0.5 * math.log(0.5 * math.exp(1.0 / 0.5) + 0.3 * math.exp(2.0 / 0.5) + 0.2 * math.exp(0.5 / 0.5))
+    assert soft[0].item() == pytest.approx(row1, rel=1e-5)
+    assert soft[1].item() == pytest.approx(-1.0, rel=1e-5)  # a single candidate with p = 1
+
+    model.target, model.double_q = "max", True
+    # online argmax is slot 0 (3.0), evaluated by the target network: 1.0
+    assert model.next_state_values(next_obs).flatten().tolist() == [1.0, -1.0]
+
+
+def test_invalid_arguments_are_rejected(env):
+    with pytest.raises(ValueError, match="alpha"):
+        DQNPrior("CandidatePolicy", env, alpha=0.0)
+    with pytest.raises(ValueError, match="double_q"):
+        DQNPrior("CandidatePolicy", env, target="soft", double_q=True)
+    with pytest.raises(ValueError, match="target"):
+        DQNPrior("CandidatePolicy", env, target="mean")  # type: ignore[arg-type]
+
+
+class _RecordTerminals(BaseCallback):
+    """Remembers, for each episode end, where the transition goes in the buffer and both observations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[tuple[int, dict, dict, bool]] = []
+
+    def _on_step(self) -> bool:
+        infos, dones, new_obs = self.locals["infos"], self.locals["dones"], self.locals["new_obs"]
+        if dones[0]:
+            reset_obs = {k: v[0].copy() for k, v in new_obs.items()}
+            self.ends.append(
+                (self.model.replay_buffer.pos, infos[0]["terminal_observation"], reset_obs, infos[0]["TimeLimit.truncated"])
+            )
+        return True
+
+
+def test_terminal_observation_candidates_are_the_ones_in_the_target():
+    # wrong commands keep the agent in place, so episodes end by time-out and SB3 bootstraps from the terminal obs
+    env = CandidateChainEnv(k=6, feature_dim=4, length=10, wrong="stay", max_steps=3, prior_strength=0.0)
+    model = DQNPrior("CandidatePolicy", env, learning_starts=10_000, seed=0, device="cpu")
+    recorder = _RecordTerminals()
+    model.learn(90, callback=recorder)
+    timeouts = [e for e in recorder.ends if e[3]]
+    assert len(timeouts) >= 20
+    buffer = model.replay_buffer
+    indices = np.array([pos for pos, *_ in timeouts])
+    for (pos, terminal, _, _) in timeouts:
+        for key in terminal:
+            np.testing.assert_array_equal(buffer.next_observations[key][pos, 0], terminal[key])
+    samples = buffer._get_samples(indices)
+    assert (samples.dones == 0).all()  # time-outs bootstrap
+
+    th.nn.init.normal_(model.q_net_target.q_net[-1].weight, std=1.0)
+    with th.no_grad():
+        values = model.next_state_values(samples.next_observations).flatten().numpy()
+    differs = 0
+    for value, (_, terminal, reset_obs, _) in zip(values, timeouts):
+        with th.no_grad():
+            q_terminal = model.q_net_target(model.policy.obs_to_tensor(terminal)[0])[0].numpy()
+            q_reset = model.q_net_target(model.policy.obs_to_tensor(reset_obs)[0])[0].numpy()
+        assert value == pytest.approx(q_terminal[terminal[ACTION_MASK] == 1].max(), rel=1e-5)
+        differs += not np.isclose(value, q_reset[reset_obs[ACTION_MASK] == 1].max())
+    assert differs >= len(timeouts) // 2  # the reset observation would have given another target

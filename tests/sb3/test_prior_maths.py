@@ -1,0 +1,95 @@
+"""The loss terms and masked reductions against hand computations on small tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch as th
+
+from prior_wrappers.sb3 import cql_penalty, kl_to_prior
+from prior_wrappers.sb3.masking import (
+    MASKED_VALUE,
+    candidate_slots,
+    masked_log_softmax,
+    masked_logsumexp,
+    masked_max,
+    sample_masked,
+)
+from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+
+
+def test_masked_reductions_ignore_masked_slots():
+    values = th.tensor([[1.0, 2.0, 100.0], [5.0, -1.0, 7.0], [3.0, 3.0, 3.0]])
+    mask = th.tensor([[True, True, False], [False, True, False], [False, False, False]])
+    assert masked_max(values, mask).tolist() == [2.0, -1.0, 0.0]  # empty row: nothing to bootstrap from
+    lse = masked_logsumexp(values, mask)
+    assert lse[0].item() == pytest.approx(math.log(math.e + math.e**2), rel=1e-6)
+    assert lse[1].item() == pytest.approx(-1.0)
+    assert lse[2].item() == 0.0
+    log_probs = masked_log_softmax(values, mask)
+    assert log_probs[0, 2].item() == MASKED_VALUE
+    assert log_probs[0, :2].exp().sum().item() == pytest.approx(1.0)
+
+
+def test_sample_masked_never_returns_masked_slot():
+    th.manual_seed(0)
+    logits = th.tensor([[0.0, 50.0, 0.0, 0.0]]).repeat(2000, 1)  # the masked slot would win every draw
+    mask = th.tensor([True, False, True, True]).repeat(2000, 1)
+    draws = sample_masked(logits, mask)
+    assert not (draws == 1).any()
+    assert set(draws.tolist()) == {0, 2, 3}
+
+
+def test_candidates_drop_unsupported_and_keep_top_k():
+    obs = {
+        PRIOR_LOGPROBS: th.tensor([[-0.5, -1.5, LOGPROB_MIN, -3.0, LOGPROB_MIN]]),
+        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0]], dtype=th.int8),
+    }
+    # slot 2 is admissible but the prior gives it no mass (e.g. no proposal named it); slot 4 is empty
+    assert candidate_slots(obs).tolist() == [[True, True, False, True, False]]
+    assert candidate_slots(obs, top_k=2).tolist() == [[True, True, False, False, False]]
+
+
+def test_cql_penalty_matches_hand_computation():
+    q = th.tensor([[1.0, 2.0, 3.0, 50.0], [0.5, -1.0, 0.0, 0.0]])
+    actions = th.tensor([[1], [0]])
+    candidates = th.tensor([[True, True, True, False], [True, False, False, False]])
+    # reference: data action left out; row 2 has no other candidate and contributes 0
+    row1 = math.log(math.exp(1.0) + math.exp(3.0)) - 2.0
+    assert cql_penalty(q, actions, candidates).item() == pytest.approx((row1 + 0.0) / 2, rel=1e-6)
+    # standard CQL: data action inside the logsumexp
+    row1 = math.log(math.exp(1.0) + math.exp(2.0) + math.exp(3.0)) - 2.0
+    row2 = math.log(math.exp(0.5)) - 0.5
+    assert cql_penalty(q, actions, candidates, include_data_action=True).item() == pytest.approx(
+        (row1 + row2) / 2, rel=1e-6
+    )
+
+
+def test_cql_penalty_includes_an_out_of_candidate_data_action_only_in_standard_cql():
+    q = th.tensor([[1.0, 2.0, 3.0]])
+    actions = th.tensor([[2]])  # data action outside the candidate set {0, 1}
+    candidates = th.tensor([[True, True, False]])
+    assert cql_penalty(q, actions, candidates).item() == pytest.approx(math.log(math.e + math.e**2) - 3.0)
+    assert cql_penalty(q, actions, candidates, include_data_action=True).item() == pytest.approx(
+        math.log(math.e + math.e**2 + math.e**3) - 3.0
+    )
+
+
+def test_kl_to_prior_matches_hand_computation():
+    pi = np.array([0.5, 0.3, 0.2, 0.0])
+    log_pi = th.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), MASKED_VALUE]])
+    # prior log-probs that do not sum to 1 over the valid slots (e.g. top-k kept): renormalised to [.4, .4, .2]
+    prior = th.tensor([[math.log(0.2), math.log(0.2), math.log(0.1), LOGPROB_MIN]])
+    valid = th.tensor([[True, True, True, False]])
+    p = np.array([0.4, 0.4, 0.2])
+    expected = float(np.sum(pi[:3] * np.log(pi[:3] / p)))
+    assert kl_to_prior(log_pi, prior, valid).item() == pytest.approx(expected, rel=1e-5)
+    # KL(π‖π) = 0, and the gradient is finite despite the masked slot
+    logits = th.tensor([[0.3, -0.2, 0.1, MASKED_VALUE]], requires_grad=True)
+    log_pi = th.log_softmax(logits, dim=-1)
+    kl = kl_to_prior(log_pi, log_pi.detach(), valid)
+    assert kl.item() == pytest.approx(0.0, abs=1e-6)
+    kl.sum().backward()
+    assert th.isfinite(logits.grad).all()
