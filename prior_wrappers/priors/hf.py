@@ -33,6 +33,7 @@ class _Segment:
     candidate_indices: list[int]
     contexts: list[int]  # how many prompt tokens each candidate continues from
     candidate_ids: list[list[int]]
+    offset: int = 0  # leading prompt tokens served from the shared-prefix KV cache (not in this row)
 
     @property
     def length(self) -> int:
@@ -64,6 +65,8 @@ class HFPrior:
     :param truncation: for a prompt that does not fit the context window with its longest candidate:
         ``"left"`` drops its oldest tokens (warns once), ``"error"`` raises.
     :param max_length: context window; default ``model.config.max_position_embeddings``.
+    :param prefix_cache: keep the keys/values of the token prefix shared by every prompt scored so far (the
+        instruction and example episode, typically) and compute only what follows it in later calls.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class HFPrior:
         token_budget: int | None = None,
         truncation: Truncation = "left",
         max_length: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
@@ -92,6 +96,11 @@ class HFPrior:
         self._lm_head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
+        self.prefix_cache = prefix_cache
+        self.min_prefix_tokens = 16
+        self.prefix_passes = 0  # forwards that computed a shared prefix
+        self._anchor: list[int] = []  # the token prefix common to every prompt scored so far
+        self._anchor_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -232,8 +241,9 @@ class HFPrior:
     def _run_batch(
         self, batch: list[_Segment], want_features: bool
     ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
-        width = batch[0].length
+        width = max(seg.length for seg in batch)
         n = len(batch)
+        offset = batch[0].offset
         input_ids = torch.full((n, width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
         position_ids = torch.zeros((n, width), dtype=torch.long)
         allowed = torch.zeros((n, width, width), dtype=torch.bool)
@@ -244,14 +254,14 @@ class HFPrior:
         for r, seg in enumerate(batch):
             lp = len(seg.prompt_ids)
             input_ids[r, :lp] = torch.tensor(seg.prompt_ids)
-            position_ids[r, :lp] = torch.arange(lp)
+            position_ids[r, :lp] = torch.arange(offset, offset + lp)
             allowed[r, :lp, :lp] = causal[:lp, :lp]
             col = lp
             seg_last, seg_spans = [], []
             for ctx, ids in zip(seg.contexts, seg.candidate_ids):
                 m = len(ids)
                 input_ids[r, col : col + m] = torch.tensor(ids)
-                position_ids[r, col : col + m] = torch.arange(ctx, ctx + m)
+                position_ids[r, col : col + m] = torch.arange(offset + ctx, offset + ctx + m)
                 allowed[r, col : col + m, :ctx] = True
                 allowed[r, col : col + m, col : col + m] = causal[:m, :m]
                 start = len(targets)
@@ -266,11 +276,22 @@ class HFPrior:
             last_cols.append(seg_last)
             spans.append(seg_spans)
         dtype = next(self.model.parameters()).dtype
-        mask = torch.zeros((n, 1, width, width), dtype=dtype)
-        mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        mask = torch.zeros((n, 1, width, offset + width), dtype=dtype)  # the cached prefix is visible to all
+        mask[:, :, :, offset:].masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
         dev = self.device
+        past = None
+        if offset:
+            from transformers import DynamicCache
+
+            past = DynamicCache(
+                ddp_cache_data=[(k[:, :, :offset].expand(n, -1, -1, -1), v[:, :, :offset].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
+            )
         hidden = self._base(
-            input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev), use_cache=False
+            input_ids=input_ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=position_ids.to(dev),
+            past_key_values=past,
+            use_cache=past is not None,
         ).last_hidden_state
         self.forward_passes += 1
         rows_t = torch.tensor(pred_rows, device=dev)
@@ -289,6 +310,39 @@ class HFPrior:
             out.append((sums, feats))
         return out
 
+    @torch.inference_mode()
+    def _apply_shared_prefix(self, segments: list[_Segment]) -> None:
+        """Serve the prompts' common leading tokens from the cached prefix keys/values.
+
+        The anchor is the token prefix common to every prompt scored so far; it only shrinks (slicing its cache
+        is exact: causal attention makes a prefix's keys/values independent of what follows) until a call shares
+        too little of it, which re-anchors on that call's own common prefix.
+        """
+        if not self.prefix_cache:
+            return
+        # each candidate needs the hidden state at its context's last token, so that token stays in the row
+        limit = min(min(seg.contexts) for seg in segments) - 1
+        n = min(len(self._anchor), limit)
+        for seg in segments:
+            n = min(n, _common_prefix(self._anchor, seg.prompt_ids))
+        if n < self.min_prefix_tokens:
+            first = segments[0].prompt_ids
+            n = min(limit, min(_common_prefix(first, seg.prompt_ids) for seg in segments))
+            if n < self.min_prefix_tokens:
+                return
+            ids = torch.tensor([first[:n]], device=self.device)
+            cache = self._base(input_ids=ids, use_cache=True).past_key_values
+            self.prefix_passes += 1
+            self._anchor = list(first[:n])
+            self._anchor_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        elif n < len(self._anchor):
+            self._anchor = self._anchor[:n]
+            self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]
+        for seg in segments:
+            seg.prompt_ids = seg.prompt_ids[n:]
+            seg.contexts = [c - n for c in seg.contexts]
+            seg.offset = n
+
     def score(
         self,
         prompts: Sequence[str],
@@ -299,6 +353,7 @@ class HFPrior:
     ) -> PriorScores:
         validate_request(prompts, candidates)
         segments = self._segments(prompts, candidates)
+        self._apply_shared_prefix(segments)
         raw = [np.zeros(len(c)) for c in candidates]
         ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
         feats = [[None] * len(c) for c in candidates] if return_features else None

@@ -175,3 +175,35 @@ def test_real_smollm2_engine_equals_naive(smollm_prior):
     raw, _ = naive_raw(smollm_prior, prompt, CANDIDATES[0])
     np.testing.assert_allclose(s.raw_logprobs[0], raw, atol=1e-4)
     assert np.argmax(s.logprobs[0]) == np.argmax(log_softmax(raw / s.num_tokens[0]))
+
+
+HEADER = (
+    "You are playing a text game. Choose the next action.\nExample:\nObservation: You see a closed door.\n"
+    "Action: open door\nObservation: The door is open.\nAction: go through door\n\n"
+)
+
+
+def test_shared_prefix_cache_is_exact_and_reused_across_calls(tiny_llama, smollm_tokenizer):
+    prior = HFPrior(tiny_llama, smollm_tokenizer)
+    plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
+    prompts = [HEADER + p for p in PROMPTS]
+    cached, reference = prior.score(prompts, CANDIDATES), plain.score(prompts, CANDIDATES)
+    assert prior.prefix_passes == 1 and len(prior._anchor) >= prior.min_prefix_tokens
+    for x, y in zip(cached.raw_logprobs, reference.raw_logprobs):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+    # a later single-prompt call reuses the cached header: no new prefix pass, still exact
+    single = prior.score([prompts[1]], [CANDIDATES[1]])
+    raw, _ = naive_raw(prior, prompts[1], CANDIDATES[1])
+    np.testing.assert_allclose(single.raw_logprobs[0], raw, atol=1e-4)
+    assert prior.prefix_passes == 1
+    # prompts that share only part of the header shrink the anchor (sliced, not recomputed)
+    anchor = len(prior._anchor)
+    partial = [HEADER[:110] + " Something else entirely.\nAction:"]
+    got = prior.score(partial, [["wait", "look"]])
+    assert prior.prefix_passes == 1 and len(prior._anchor) < anchor
+    np.testing.assert_allclose(got.raw_logprobs[0], naive_raw(prior, partial[0], ["wait", "look"])[0], atol=1e-4)
+    # an unrelated batch re-anchors on its own common prefix
+    other = ["Completely different words here, more than sixteen tokens long for sure, then: " + p for p in PROMPTS]
+    got = prior.score(other, CANDIDATES)
+    assert prior.prefix_passes == 2
+    np.testing.assert_allclose(got.raw_logprobs[2], naive_raw(prior, other[2], CANDIDATES[2])[0], atol=1e-4)

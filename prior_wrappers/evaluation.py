@@ -1,0 +1,128 @@
+"""Learning curves: success rate and return against environment steps, for comparing a prior with its baseline."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+
+@dataclass
+class LearningCurve:
+    """Evaluations of one training run (one algorithm, one seed)."""
+
+    label: str
+    seed: int
+    steps: list[int] = field(default_factory=list)
+    success_rate: list[float] = field(default_factory=list)
+    mean_return: list[float] = field(default_factory=list)
+
+    def steps_to(self, success: float) -> int | None:
+        """First evaluated step count whose success rate reached ``success`` (None if never)."""
+        for s, r in zip(self.steps, self.success_rate):
+            if r >= success:
+                return s
+        return None
+
+
+class LearningCurveCallback(BaseCallback):
+    """Evaluates the model greedily every ``eval_freq`` environment steps (summed over sub-envs) into a
+    :class:`LearningCurve`; success comes from ``info["is_success"]`` at episode ends."""
+
+    def __init__(self, curve: LearningCurve, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int = 10) -> None:
+        super().__init__()
+        self.curve = curve
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self._next = eval_freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.eval_freq
+            evaluate_into(self.curve, self.model, self.eval_env, self.num_timesteps, self.n_eval_episodes)
+        return True
+
+
+def train_with_curve(
+    model: BaseAlgorithm,
+    eval_env: VecEnv,
+    total_timesteps: int,
+    *,
+    label: str,
+    seed: int,
+    eval_freq: int,
+    n_eval_episodes: int = 10,
+    progress_bar: bool = False,
+) -> LearningCurve:
+    """Train ``model``, evaluating it before training and every ``eval_freq`` environment steps."""
+    curve = LearningCurve(label, seed)
+    evaluate_into(curve, model, eval_env, 0, n_eval_episodes)
+    callback = LearningCurveCallback(curve, eval_env, eval_freq, n_eval_episodes)
+    model.learn(total_timesteps, callback=callback, progress_bar=progress_bar)
+    return curve
+
+
+def evaluate_into(curve: LearningCurve, model: BaseAlgorithm, eval_env: VecEnv, steps: int, n_episodes: int) -> None:
+    """Evaluate greedily now and append the point to ``curve``."""
+    successes: list[bool] = []
+
+    def on_step(locals_: dict, _globals: dict) -> None:
+        if locals_["done"]:
+            successes.append(bool(locals_["info"].get("is_success", False)))
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Monitor.*")  # our wrappers do not alter rewards or lengths
+        returns, _ = evaluate_policy(
+            model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True, callback=on_step
+        )
+    curve.steps.append(steps)
+    curve.mean_return.append(float(np.mean(returns)))
+    curve.success_rate.append(float(np.mean(successes)) if successes else 0.0)
+
+
+def write_curves_csv(curves: Sequence[LearningCurve], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "seed", "steps", "success_rate", "mean_return"])
+        for c in curves:
+            for s, r, ret in zip(c.steps, c.success_rate, c.mean_return):
+                writer.writerow([c.label, c.seed, s, f"{r:.4f}", f"{ret:.4f}"])
+
+
+def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str = "") -> None:
+    """Mean success rate (± spread over seeds) against environment steps, one line per label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(c.label for c in curves):
+        runs = [c for c in curves if c.label == label]
+        n = min(len(c.steps) for c in runs)
+        steps = np.array(runs[0].steps[:n])
+        rates = np.array([c.success_rate[:n] for c in runs])
+        mean = rates.mean(0)
+        ax.plot(steps, mean, label=f"{label} ({len(runs)} seeds)")
+        ax.fill_between(steps, rates.min(0), rates.max(0), alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("success rate (greedy evaluation)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
