@@ -4,6 +4,7 @@ from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, 
 from prior_wrappers.priors.cached import CachedPrior
 from prior_wrappers.priors.hf import HFPrior
 from prior_wrappers.priors.matching import CommandMatcher, normalize_command
+from prior_wrappers.priors.remote import OpenAIPrior
 from prior_wrappers.priors.simple import FunctionPrior, UniformPrior
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "FunctionPrior",
     "HFPrior",
     "Normalization",
+    "OpenAIPrior",
     "PriorScores",
     "Proposals",
     "UniformPrior",

@@ -9,20 +9,17 @@ budget. Only the hidden states that predict candidate tokens are projected to th
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
 from prior_wrappers.priors.matching import Fallback, count_matches
-
-Truncation = Literal["left", "error"]
-
+from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
 @dataclass
 class _Segment:
@@ -40,15 +37,7 @@ class _Segment:
         return len(self.prompt_ids) + sum(len(c) for c in self.candidate_ids)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-class HFPrior:
+class HFPrior(CandidateTokenization):
     """LLM action prior from a transformers causal language model.
 
     >>> prior = HFPrior.default()                      # embedded SmolLM2-135M-Instruct, offline
@@ -158,60 +147,11 @@ class HFPrior:
         return cls.from_pretrained(ensure_converted(embedded_gguf_path()), **kwargs)
 
     # ------------------------------------------------------------------ scoring
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-
     def _segments(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[_Segment]:
-        prompt_ids = self._encode(list(prompts))
-        joined = [p + self.separator + c + self.candidate_suffix for p, cands in zip(prompts, candidates) for c in cands]
-        joined_ids = self._encode(joined)
         segments: list[_Segment] = []
-        pos = 0
-        for i, (p_ids, cands) in enumerate(zip(prompt_ids, candidates)):
-            contexts, cand_ids = [], []
-            for j in range(len(cands)):
-                ids = joined_ids[pos + j]
-                ctx = _common_prefix(p_ids, ids)
-                if ctx == 0:
-                    raise ValueError(f"prompt {i} is empty after tokenisation: give the model some context to score from")
-                if ctx == len(ids):
-                    raise ValueError(f"candidate {cands[j]!r} adds no tokens to prompt {i}")
-                contexts.append(ctx)
-                cand_ids.append(ids[ctx:])
-            pos += len(cands)
-            p_ids, contexts = self._fit_context(i, p_ids, contexts, cand_ids)
-            segments.extend(self._split_to_budget(i, p_ids, contexts, cand_ids))
+        for i, tp in enumerate(self._tokenize_candidates(prompts, candidates)):
+            segments.extend(self._split_to_budget(i, tp.prompt_ids, tp.contexts, tp.candidate_ids))
         return segments
-
-    def _fit_context(
-        self, i: int, p_ids: list[int], contexts: list[int], cand_ids: list[list[int]]
-    ) -> tuple[list[int], list[int]]:
-        """Drop the oldest prompt tokens when prompt + longest candidate exceed the context window."""
-        longest = max(c + len(t) for c, t in zip(contexts, cand_ids))
-        overflow = longest - self.max_length
-        if overflow <= 0:
-            return p_ids, contexts
-        longest_candidate = max(len(t) for t in cand_ids)
-        if longest_candidate >= self.max_length:
-            raise ValueError(f"a candidate of prompt {i} has {longest_candidate} tokens, more than the context window ({self.max_length})")
-        if self.truncation == "error":
-            raise ValueError(
-                f"prompt {i} needs {longest} tokens with its longest candidate but the context window is "
-                f"{self.max_length}; shorten the prompt (fewer history steps) or use truncation='left'"
-            )
-        if not self._warned_truncation:
-            warnings.warn(
-                f"prompt {i} exceeds the context window ({longest} > {self.max_length} tokens); its oldest tokens "
-                "are dropped (truncation='left'). This warning is shown once.",
-                stacklevel=3,
-            )
-            self._warned_truncation = True
-        bos = self.tokenizer.bos_token_id
-        keep_bos = bos is not None and p_ids and p_ids[0] == bos
-        start = overflow + int(keep_bos)
-        new_p = ([bos] if keep_bos else []) + p_ids[start:]
-        new_ctx = [max(c - overflow, 1) for c in contexts]
-        return new_p, new_ctx
 
     def _split_to_budget(
         self, i: int, p_ids: list[int], contexts: list[int], cand_ids: list[list[int]]
@@ -324,10 +264,10 @@ class HFPrior:
         limit = min(min(seg.contexts) for seg in segments) - 1
         n = min(len(self._anchor), limit)
         for seg in segments:
-            n = min(n, _common_prefix(self._anchor, seg.prompt_ids))
+            n = min(n, common_prefix(self._anchor, seg.prompt_ids))
         if n < self.min_prefix_tokens:
             first = segments[0].prompt_ids
-            n = min(limit, min(_common_prefix(first, seg.prompt_ids) for seg in segments))
+            n = min(limit, min(common_prefix(first, seg.prompt_ids) for seg in segments))
             if n < self.min_prefix_tokens:
                 return
             ids = torch.tensor([first[:n]], device=self.device)
@@ -423,7 +363,7 @@ def naive_candidate_logprob(model: Any, tokenizer: Any, prompt: str, candidate: 
     the summed log-prob of the tokens the candidate adds and their count. Slow by design (tests, benchmarks)."""
     p_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     ids = tokenizer(prompt + separator + candidate + suffix, add_special_tokens=True)["input_ids"]
-    ctx = _common_prefix(p_ids, ids)
+    ctx = common_prefix(p_ids, ids)
     device = next(model.parameters()).device
     logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
     logps = logits.log_softmax(-1)

@@ -1,0 +1,440 @@
+"""A prior served by an inference server through the OpenAI-compatible completions API (vLLM and alike).
+
+Scoring asks the server to echo a prompt with its log-probs (``echo: true, logprobs: 1, max_tokens: 0``).
+Tokenisation happens here, with the served model's own tokenizer, so that a candidate's tokens are exactly
+those :class:`~prior_wrappers.priors.hf.HFPrior` scores: each candidate becomes one token-id sequence
+``prompt[:ctx] + candidate tokens``, all candidates of a prompt travel in one request, and the requests of all
+prompts of one call go out concurrently over one connection pool. Every answer is checked against the request
+(the echoed tokens must be the ids sent, the first token must carry no log-prob) before a number is used: a server
+whose echo is missing or shifted raises :class:`EchoLogprobsError` instead of returning a wrong prior.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
+from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation
+from prior_wrappers.priors.matching import Fallback, count_matches
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
+
+# Answers worth another try: overload and a restarting or briefly unreachable server.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TOKEN_ID_PREFIX = "token_id:"  # vLLM's spelling of echoed tokens under return_tokens_as_token_ids
+
+
+class RemotePriorError(RuntimeError):
+    """The inference server could not give a prior that can be trusted; the message says why."""
+
+
+class ServerUnavailableError(RemotePriorError):
+    """No answer after every retry: connection refused or reset, or the per-request timeout passed."""
+
+
+class ModelNotServedError(RemotePriorError):
+    """The server answers but does not serve the model asked for."""
+
+
+class EchoLogprobsError(RemotePriorError):
+    """The server's echoed log-probs are missing or do not line up with the tokens that were sent."""
+
+
+class OpenAIPrior(CandidateTokenization):
+    """LLM action prior from a model served over the OpenAI-compatible ``/v1/completions`` API (e.g. vLLM).
+
+    >>> prior = OpenAIPrior("http://127.0.0.1:8000", model="smollm2", tokenizer="/models/SmolLM2-135M-Instruct")
+    >>> scores = prior.score(["You are hungry. Action:"], [["eat apple", "go north"]])
+    >>> scores.logprobs[0]                              # the same numbers as HFPrior on the same model
+
+    Nothing is sent before the first :meth:`score`/:meth:`propose`, which checks once per process that the server
+    serves ``model`` (and reads its context length). The object pickles without its connection pool, so a copy
+    sent to another process opens its own.
+
+    :param base_url: the server's root, e.g. ``"http://gpu-box:8000"`` (a trailing ``/v1`` is accepted).
+    :param model: the served model name (vLLM: ``--served-model-name``, else the ``--model`` argument).
+    :param tokenizer: the served model's tokenizer, or a path or hub id to load it from; default ``model``.
+        Token boundaries are computed here, so it must be the server's tokenizer.
+    :param separator: text between prompt and candidate (as :class:`~prior_wrappers.priors.hf.HFPrior`).
+    :param candidate_suffix: text appended to each candidate and scored with it (as ``HFPrior``).
+    :param truncation: a prompt too long for the context window: ``"left"`` drops its oldest tokens (as
+        ``HFPrior``), ``"error"`` raises.
+    :param max_length: context window; default the server's ``max_model_len``, else the tokenizer's.
+    :param timeout: seconds a request may wait without progress (for the answer to start, or for more of it)
+        before it counts as failed.
+    :param connect_timeout: seconds to open a connection; small, so that a server that is down fails fast.
+    :param max_retries: further attempts after a failed request (connection error, timeout, HTTP 429/5xx).
+    :param backoff: seconds before the first retry, doubled each time (with jitter, so workers do not stampede).
+    :param max_concurrency: requests in flight at once, and the connection pool's size.
+    :param api_key: sent as a bearer token (vLLM ``--api-key``).
+    :param token_ids_in_echo: ask for echoed tokens as ids (a vLLM extension) so they are compared exactly;
+        with ``False`` they are compared as text, for servers that reject unknown fields.
+    """
+
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        tokenizer: Any = None,
+        separator: str = " ",
+        candidate_suffix: str = "",
+        truncation: Truncation = "left",
+        max_length: int | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_concurrency: int = 8,
+        api_key: str | None = None,
+        token_ids_in_echo: bool = True,
+    ) -> None:
+        if truncation not in ("left", "error"):
+            raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
+        if max_retries < 0 or max_concurrency < 1 or timeout <= 0:
+            raise ValueError("need max_retries >= 0, max_concurrency >= 1 and timeout > 0")
+        base = base_url.rstrip("/")
+        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.model_name = model  # not `model`: elsewhere that attribute means a transformers model
+        self.tokenizer = _load_tokenizer(tokenizer if tokenizer is not None else model)
+        self.separator = separator
+        self.candidate_suffix = candidate_suffix
+        self.truncation = truncation
+        self.max_length = max_length
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_concurrency = max_concurrency
+        self.api_key = api_key
+        self.token_ids_in_echo = token_ids_in_echo
+        self._warned_truncation = False
+        self._reset_connection()
+
+    # ------------------------------------------------------------------ connection
+    def _reset_connection(self) -> None:
+        self._pid = os.getpid()
+        self._client: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+        self.requests = 0  # successful completion requests
+        self.retries = 0
+        self._latencies: deque[float] = deque(maxlen=100_000)
+
+    def _http(self) -> httpx.Client:
+        if self._pid != os.getpid():  # a forked child must not share the parent's sockets
+            self._reset_connection()
+        if self._client is None:
+            httpx = _import_httpx()
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._client = httpx.Client(
+                base_url=self.base_url,
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+                limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+            )
+        return self._client
+
+    def _map(self, fn: Callable[[int], T], n: int) -> list[T]:
+        if n == 1:
+            return [fn(0)]
+        self._http()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="openai-prior")
+        return list(self._pool.map(fn, range(n)))
+
+    def close(self) -> None:
+        """Close the connection pool and stop its threads; a later call opens new ones."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+        self._client, self._pool = None, None
+
+    def __enter__(self) -> OpenAIPrior:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_client", "_pool", "_lock", "_latencies"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_connection()
+
+    def __repr__(self) -> str:
+        return f"OpenAIPrior({self.base_url!r}, model={self.model_name!r})"
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One API call with bounded retries; returns the decoded JSON answer."""
+        client, httpx = self._http(), _import_httpx()
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                with self._lock:
+                    self.retries += 1
+                time.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+            start = time.perf_counter()
+            try:
+                response = client.request(method, path, json=body)
+            except httpx.TimeoutException:
+                last = f"no answer within the timeout ({self.timeout:g} s)"
+                continue
+            except httpx.TransportError as err:  # refused, reset, or the server died mid-request
+                last = f"{type(err).__name__}: {err}"
+                continue
+            if response.status_code < 400:
+                if body is not None:  # count the prior's own requests, not the model listing
+                    with self._lock:
+                        self.requests += 1
+                        self._latencies.append(time.perf_counter() - start)
+                try:
+                    return response.json()
+                except ValueError as err:
+                    raise RemotePriorError(f"{self.base_url}{path} answered non-JSON: {response.text[:200]!r}") from err
+            message = _error_message(response)
+            if response.status_code in RETRYABLE_STATUS:
+                last = f"HTTP {response.status_code}: {message}"
+                continue
+            if response.status_code == 404 and "model" in message.lower():
+                raise ModelNotServedError(f"{self.base_url} does not serve model {self.model_name!r}: {message}")
+            raise RemotePriorError(f"{self.base_url}{path} answered HTTP {response.status_code}: {message}")
+        raise ServerUnavailableError(
+            f"no answer from {self.base_url}{path} after {self.max_retries + 1} attempt(s) ({last}). Is the "
+            f"inference server running there? e.g. `vllm serve <model dir> --served-model-name {self.model_name}`"
+        )
+
+    def served_models(self) -> list[str]:
+        """Names of the models the server serves (``GET /v1/models``)."""
+        return [m["id"] for m in self._request("GET", "/v1/models").get("data", [])]
+
+    def wait_until_ready(self, timeout: float = 300.0, interval: float = 1.0) -> None:
+        """Block until the server answers and serves ``model`` (for a server that is still starting)."""
+        httpx = _import_httpx()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = self._http().get("/v1/models", timeout=min(self.timeout, 10.0))
+                if response.status_code == 200:
+                    self._handshake(response.json())
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerUnavailableError(f"{self.base_url} did not serve {self.model_name!r} within {timeout:g} s")
+            time.sleep(interval)
+
+    def _handshake(self, listing: dict[str, Any] | None = None) -> None:
+        """Check once per process that ``model`` is served, and learn the context window."""
+        if self._ready and self._pid == os.getpid():
+            return
+        listing = listing if listing is not None else self._request("GET", "/v1/models")
+        entries = {m.get("id"): m for m in listing.get("data", [])}
+        if self.model_name not in entries:
+            raise ModelNotServedError(
+                f"{self.base_url} serves {sorted(entries)}, not {self.model_name!r}; pass model= one of these "
+                "(vLLM names a model by --served-model-name, else by its --model argument)"
+            )
+        if self.max_length is None:
+            served = entries[self.model_name].get("max_model_len")
+            own = getattr(self.tokenizer, "model_max_length", None)
+            self.max_length = int(served or (own if own and own < 10**7 else 10**9))
+        self._ready = True
+
+    def request_stats(self) -> dict[str, float]:
+        """Requests sent, retries, and latency percentiles (ms) of the successful requests."""
+        with self._lock:
+            latencies = np.array(self._latencies) * 1000.0
+        p50, p95 = np.percentile(latencies, [50, 95]) if len(latencies) else (math.nan, math.nan)
+        return {"requests": self.requests, "retries": self.retries, "p50_ms": float(p50), "p95_ms": float(p95)}
+
+    # ------------------------------------------------------------------ scoring
+    def _sequences(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[list[int], int]]]:
+        """Per prompt, per candidate: the token ids to echo and where the candidate's tokens start in them."""
+        return [
+            [(tp.prompt_ids[:ctx] + ids, ctx) for ctx, ids in zip(tp.contexts, tp.candidate_ids)]
+            for tp in self._tokenize_candidates(prompts, candidates)
+        ]
+
+    def _score_prompt(self, sequences: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray]:
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "prompt": [ids for ids, _ in sequences],
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 0,
+        }
+        if self.token_ids_in_echo:
+            body["return_tokens_as_token_ids"] = True
+        choices = self._request("POST", "/v1/completions", body).get("choices") or []
+        if sorted(c.get("index") for c in choices) != list(range(len(sequences))):
+            raise EchoLogprobsError(
+                f"sent {len(sequences)} sequences but the answer's choices are indexed "
+                f"{[c.get('index') for c in choices]}: cannot tell which log-probs belong to which candidate"
+            )
+        raw, ntok = np.zeros(len(sequences)), np.zeros(len(sequences), dtype=np.int64)
+        for choice in choices:
+            j = choice["index"]
+            ids, ctx = sequences[j]
+            token_logprobs = self._checked_logprobs(choice, ids)
+            raw[j] = float(np.sum(token_logprobs[ctx:]))
+            ntok[j] = len(ids) - ctx
+        return raw, ntok
+
+    def _checked_logprobs(self, choice: dict[str, Any], ids: list[int]) -> np.ndarray:
+        """The echoed log-probs of ``ids``, after checking that they belong to exactly these tokens."""
+        logprobs = choice.get("logprobs") or {}
+        values, tokens = logprobs.get("token_logprobs"), logprobs.get("tokens")
+        n = len(ids)
+        if not values or not tokens:
+            raise EchoLogprobsError(
+                "the server returned no echoed log-probs (choices[].logprobs.token_logprobs); it must support "
+                "`echo: true` with `logprobs` on /v1/completions, as vLLM does"
+            )
+        if len(values) < n or len(tokens) < n:  # more is fine: a server may generate a token despite max_tokens=0
+            raise EchoLogprobsError(f"sent {n} tokens but {len(tokens)} came back echoed: the echo is truncated")
+        if tokens[:n] != self._expected_tokens(ids, tokens[0]):
+            raise EchoLogprobsError(
+                f"the echoed tokens differ from the ids sent (first tokens {tokens[:5]} for ids {ids[:5]}): the server "
+                "tokenised or shifted the prompt, so its log-probs would belong to other tokens"
+            )
+        if values[0] is not None:
+            raise EchoLogprobsError(
+                f"the first echoed token has log-prob {values[0]} though nothing precedes it: the server's "
+                "log-probs are shifted by one position"
+            )
+        array = np.array([math.nan if v is None else v for v in values[1:n]], dtype=np.float64)
+        if not np.all(np.isfinite(array)) or np.any(array > 1e-4):
+            raise EchoLogprobsError("the server's echoed log-probs contain missing, infinite or positive values")
+        return np.concatenate([[0.0], array])
+
+    def _expected_tokens(self, ids: list[int], first: str) -> list[str]:
+        if first.startswith(TOKEN_ID_PREFIX):
+            return [f"{TOKEN_ID_PREFIX}{i}" for i in ids]
+        # a server that ignored return_tokens_as_token_ids echoes text: vLLM decodes each id alone
+        decoded = [self.tokenizer.decode([i]) for i in ids]
+        return decoded if decoded[0] == first else self.tokenizer.convert_ids_to_tokens(ids)
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        *,
+        normalization: Normalization = "token",
+        return_features: bool = False,
+    ) -> PriorScores:
+        validate_request(prompts, candidates)
+        if return_features:
+            raise ValueError(
+                "OpenAIPrior has no hidden states (the completions API returns log-probs only); "
+                "use a text encoder for candidate features"
+            )
+        self._handshake()
+        sequences = self._sequences(prompts, candidates)
+        results = self._map(lambda i: self._score_prompt(sequences[i]), len(prompts))
+        raw = [r for r, _ in results]
+        ntok = [t for _, t in results]
+        logprobs = [normalize_scores(r, t, c, normalization) for r, t, c in zip(raw, ntok, candidates)]
+        return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok)
+
+    # ------------------------------------------------------------------ proposing
+    def propose(
+        self,
+        prompts: Sequence[str],
+        admissible: Sequence[Sequence[str]],
+        k: int = 5,
+        *,
+        temperature: float = 1.0,
+        max_new_tokens: int = 10,
+        fallback: Fallback = "drop",
+        seed: int | None = None,
+    ) -> Proposals:
+        """Sample ``k`` completions per prompt (one request with ``n=k``) and map each to an admissible command,
+        as :meth:`HFPrior.propose <prior_wrappers.priors.hf.HFPrior.propose>` does; ``seed`` makes it repeatable
+        on servers that honour per-request seeds (vLLM does)."""
+        validate_request(prompts, admissible)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self._handshake()
+        prompt_ids = self._encode([p + self.separator.rstrip(" ") for p in prompts])
+
+        def sample(i: int) -> list[str]:
+            body: dict[str, Any] = {
+                "model": self.model_name,
+                "prompt": prompt_ids[i],
+                "n": k,
+                "temperature": temperature,
+                "top_p": 1.0,
+                "max_tokens": max_new_tokens,
+            }
+            if seed is not None:
+                body["seed"] = seed + i  # distinct per prompt, like one generator drawing for all prompts
+            choices = self._request("POST", "/v1/completions", body).get("choices") or []
+            if len(choices) != k:
+                raise RemotePriorError(f"asked for n={k} samples, the server returned {len(choices)}")
+            texts = [c.get("text") or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
+            return [t.strip().split("\n", 1)[0].strip() for t in texts]  # first line, as HFPrior
+
+        generations = self._map(sample, len(prompts))
+        commands, counts, invalid = [], [], 0
+        for gens, adm in zip(generations, admissible):
+            c, bad = count_matches(gens, adm, fallback)
+            commands.append(list(adm))
+            counts.append(c)
+            invalid += bad
+        return Proposals(commands, counts, generations, invalid_rate=invalid / (k * len(prompts)))
+
+
+def _import_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as err:  # an optional dependency: only remote priors need an HTTP client
+        raise ImportError("OpenAIPrior needs httpx: pip install 'prior-wrappers[remote]'") from err
+    return httpx
+
+
+def _load_tokenizer(source: Any) -> Any:
+    if not isinstance(source, (str, Path)):
+        return source  # already a tokenizer
+    from transformers import AutoTokenizer
+
+    path = Path(str(source)).expanduser()
+    if path.is_absolute() and not path.exists():
+        raise FileNotFoundError(f"tokenizer path {str(source)!r} does not exist; pass tokenizer= the served model's directory or hub id")
+    try:
+        return AutoTokenizer.from_pretrained(str(path) if path.exists() else str(source), local_files_only=path.exists())
+    except OSError as err:  # e.g. a served name such as "smollm2" that is no hub id
+        raise OSError(
+            f"could not load a tokenizer from {str(source)!r}; pass tokenizer= the served model's directory or hub id "
+            "(token boundaries are computed locally, so it must be the server's tokenizer)"
+        ) from err
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:300]
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    return str(error.get("message", error) if isinstance(error, dict) else error)[:500]
