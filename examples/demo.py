@@ -1,11 +1,11 @@
 """`make demo`: DQN-Prior with the embedded SmolLM2 prior against plain DQN on text Overcooked (Tomato salad).
 
-Both use the same candidate Q-network (MiniLM features of "Observation: s Action: a"), the same budget and the same
+Both use the same candidate Q-network (MiniLM features of the observation and of each command), the same budget and the same
 seeds; the only difference is the prior in the env wrapper (SmolLM2 vs uniform). Prints a table of greedy success
 rate and return against environment steps, the LLM calls and cache hit rate, and writes
 results/demo_learning_curve.png and results/demo_curves.csv.
 
-    python examples/demo.py [--steps 3000] [--seeds 0 1] [--n-envs 4]
+    python examples/demo.py [--steps 3000] [--seeds 0 1 2] [--n-envs 4]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ K = 8
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="environment (macro) steps per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -53,7 +53,9 @@ def main() -> None:
     for label, prior in [("DQN-Prior (SmolLM2)", llm), ("DQN (uniform prior)", UniformPrior())]:
         for seed in args.seeds:
             def wrap(n: int, s: int) -> VecLLMPrior:
-                return VecLLMPrior(make_text_vec_env(ENV_ID, n, seed=s), prior, k=K, encoder=encoder, history=0, seed=s)
+                return VecLLMPrior(
+                    make_text_vec_env(ENV_ID, n, seed=s), prior, k=K, encoder=encoder, candidate_text="action", history=0, seed=s
+                )
 
             model = DQNPrior("CandidatePolicy", wrap(args.n_envs, seed), alpha=0.1, learning_starts=200, seed=seed)
             console.print(f"[bold]{label}[/bold], seed {seed}")

@@ -77,8 +77,15 @@ def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[TextEncod
     return encoder, False, int(encoder.dim)
 
 
-def feature_text(observation: str, command: str) -> str:
-    """What the encoder sees for one candidate (the reference's "Observation: s, Action: a")."""
+CandidateText = Literal["joint", "action"]
+
+
+def feature_text(observation: str, command: str, candidate_text: CandidateText = "joint") -> str:
+    """What the encoder sees for one candidate: the reference's joint "Observation: s Action: a", or the action
+    alone (the observation is encoded once into ``observation_features``, and far fewer distinct texts need
+    encoding because commands repeat across states)."""
+    if candidate_text == "action":
+        return f"Action: {one_line(command)}"
     return f"Observation: {one_line(observation)} Action: {one_line(command)}"
 
 
@@ -92,6 +99,8 @@ class SlotBuilder:
     :param prompt: a ``Callable[[TextState], str]``; default :class:`PromptTemplate`.
     :param normalization: passed to ``prior.score``.
     :param order: ``"prior"`` puts valid slots in descending prior order, ``"env"`` keeps the env's order.
+    :param candidate_text: what the encoder embeds per candidate: ``"joint"`` "Observation: s Action: a" (the
+        reference's) or ``"action"`` alone (cheaper; policies see the state through ``observation_features``).
     """
 
     def __init__(
@@ -103,7 +112,11 @@ class SlotBuilder:
         prompt: PromptFn | None = None,
         normalization: Normalization = "token",
         order: SlotOrder = "prior",
+        candidate_text: CandidateText = "joint",
     ) -> None:
+        if candidate_text not in ("joint", "action"):
+            raise ValueError(f"candidate_text must be 'joint' or 'action', got {candidate_text!r}")
+        self.candidate_text = candidate_text
         if order not in ("prior", "env"):
             raise ValueError(f"order must be 'prior' or 'env', got {order!r}")
         self.prior = prior
@@ -157,7 +170,7 @@ class SlotBuilder:
                     obs[OBSERVATION_FEATURES] = feats.mean(0)
                 else:
                     texts.append(f"Observation: {one_line(state.observation)}")
-                    texts.extend(feature_text(state.observation, c) for c in cands)
+                    texts.extend(feature_text(state.observation, c, self.candidate_text) for c in cands)
             slots.append(Slots(obs, cands, kept, prompt, dropped=len(logp) - len(chosen)))
         if self.encoder is not None:
             vectors = self.encoder.encode(texts)

@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.slots import (
+    CandidateText,
     EncoderSpec,
     InvalidAction,
     SlotBuilder,
@@ -113,6 +114,7 @@ class VecLLMPrior(VecEnvWrapper):
         prompt: PromptFn | None = None,
         normalization: Normalization = "token",
         order: SlotOrder = "prior",
+        candidate_text: CandidateText = "joint",
         invalid_action: InvalidAction = "resample",
         history: int = 2,
         seed: int | None = None,
@@ -124,7 +126,8 @@ class VecLLMPrior(VecEnvWrapper):
                 "build the vector env with make_text_vec_env(...)"
             )
         self.builder = builder or SlotBuilder(
-            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order
+            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
+            candidate_text=candidate_text,
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
         if invalid_action not in ("resample", "raise"):

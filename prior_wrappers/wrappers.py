@@ -12,6 +12,7 @@ import numpy as np
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.slots import (
+    CandidateText,
     EncoderSpec,
     InvalidAction,
     SlotBuilder,
@@ -56,6 +57,8 @@ class LLMPriorWrapper(gym.Wrapper):
     :param prompt: ``Callable[[TextState], str]``; default :class:`~prior_wrappers.prompts.PromptTemplate`.
     :param normalization: ``"token"``, ``"word"`` or ``"sum"``.
     :param order: ``"prior"`` (slots sorted by prior) or ``"env"`` (env's order).
+    :param candidate_text: ``"joint"`` encodes "Observation: s Action: a" per candidate (the reference's);
+        ``"action"`` encodes the command alone (far fewer texts to encode; the state is in ``observation_features``).
     :param actions: for envs with a fixed discrete action set: the name of each action; the env then receives
         the action's index.
     :param observation_to_text: turns a non-text observation into text (with ``actions``).
@@ -73,6 +76,7 @@ class LLMPriorWrapper(gym.Wrapper):
         prompt: PromptFn | None = None,
         normalization: Normalization = "token",
         order: SlotOrder = "prior",
+        candidate_text: CandidateText = "joint",
         actions: Sequence[str] | None = None,
         observation_to_text: Callable[[Any], str] | None = None,
         invalid_action: InvalidAction = "resample",
@@ -83,7 +87,8 @@ class LLMPriorWrapper(gym.Wrapper):
         if invalid_action not in ("resample", "raise"):
             raise ValueError(f"invalid_action must be 'resample' or 'raise', got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
-            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order
+            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
+            candidate_text=candidate_text,
         )
         self.k = self.builder.k
         self.actions = list(actions) if actions is not None else None

@@ -224,3 +224,15 @@ def test_encoders_cache_and_embedded_minilm():
     assert v.shape == (2, 384) and np.allclose(v[0], v[1])
     long_text = "word " * 1000 + "Action: take bowl"
     assert not np.allclose(minilm.encode([long_text])[0], minilm.encode(["word " * 1000 + "Action: go north"])[0])
+
+
+def test_action_only_candidate_text_encodes_commands_once():
+    encoder = CachedEncoder(HashingEncoder(dim=16))
+    env = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=4, encoder=encoder, candidate_text="action")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs["candidate_features"][0], HashingEncoder(dim=16).encode(["Action: go east"])[0])
+    env.step(0)
+    env.step(0)  # rooms 2 and 3: new observations, but the commands were all encoded already
+    assert encoder.misses == 3 + 1 + 3  # 3 observations, 'look at the painting', 3 commands of room 1
+    with pytest.raises(ValueError, match="candidate_text"):
+        LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=4, encoder=encoder, candidate_text="both")
