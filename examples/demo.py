@@ -1,7 +1,10 @@
 """`make demo`: DQN-Prior with the embedded SmolLM2 prior against plain DQN on text Overcooked (Tomato salad).
 
-Both use the same candidate Q-network (MiniLM features of the observation and of each command), the same budget and the same
-seeds; the only difference is the prior in the env wrapper (SmolLM2 vs uniform). Prints a table of greedy success
+Both use the same candidate Q-network (MiniLM features of the observation and of each command), the same budget and
+the same seeds; the only difference is the prior in the env wrapper (SmolLM2 vs uniform). Evaluation is greedy with
+respect to the posterior, argmax Q + α·log p (for the uniform prior that is argmax Q): with argmax Q alone
+(``--argmax-q``, the reference's choice) DQN-Prior's greedy policy can pick commands its prior-guided data never
+tried, whose Q-values are extrapolated. Prints a table of greedy success
 rate and return against environment steps, the LLM calls and cache hit rate, and writes
 results/demo_learning_curve.png and results/demo_curves.csv.
 
@@ -38,6 +41,11 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--candidate-text", choices=["joint", "action"], default="action",
+                        help="encode the command alone (default; 5x fewer texts to encode) or 'Observation: s Action: a'")
+    parser.add_argument("--argmax-q", action="store_true",
+                        help="greedy evaluation by argmax Q (the reference's) instead of the posterior's mode "
+                        "argmax Q + α·log p; with the uniform prior the two are the same")
     args = parser.parse_args()
     torch.set_num_threads(2)
     console = Console()
@@ -54,10 +62,13 @@ def main() -> None:
         for seed in args.seeds:
             def wrap(n: int, s: int) -> VecLLMPrior:
                 return VecLLMPrior(
-                    make_text_vec_env(ENV_ID, n, seed=s), prior, k=K, encoder=encoder, candidate_text="action", history=0, seed=s
+                    make_text_vec_env(ENV_ID, n, seed=s), prior, k=K, encoder=encoder, candidate_text=args.candidate_text, history=0, seed=s
                 )
 
-            model = DQNPrior("CandidatePolicy", wrap(args.n_envs, seed), alpha=0.1, learning_starts=200, seed=seed)
+            model = DQNPrior(
+                "CandidatePolicy", wrap(args.n_envs, seed), alpha=0.1, learning_starts=200, seed=seed,
+                predict_with_prior=not args.argmax_q,
+            )
             console.print(f"[bold]{label}[/bold], seed {seed}")
             curves.append(
                 train_with_curve(
