@@ -47,7 +47,9 @@ def main() -> None:
                         help="greedy evaluation by argmax Q (the reference's) instead of the posterior's mode "
                         "argmax Q + α·log p; with the uniform prior the two are the same")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    # one thread: the Q-network's small matmuls slow down badly with two threads on a busy 2-core machine, and
+    # the LLM is rarely called once its cache is warm
+    torch.set_num_threads(1)
     console = Console()
 
     start = time.perf_counter()

@@ -198,6 +198,11 @@ class VecLLMPrior(VecEnvWrapper):
             new_infos.append(out)
         return stack_observations([s.observation for s in self._slots]), rewards, dones, new_infos
 
+    @property
+    def prior_stats(self) -> dict[str, float]:
+        """Calls (one per vector step), states scored, last latency (ms), cache hit rates so far."""
+        return self.builder.stats.as_dict()
+
     def action_masks(self) -> np.ndarray:
         """``(n_envs, k)`` boolean masks of the valid slots."""
         if not self._slots:
