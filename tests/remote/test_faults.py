@@ -106,7 +106,9 @@ def test_propose_maps_the_samples_and_a_wrong_model_is_named(smollm_tokenizer):
     with StubServer("ok", reply=" Go North!\nmore text") as stub:
         proposals = stub_prior(stub, smollm_tokenizer).propose(PROMPTS, [["go north", "go south"]] * 2, k=3, seed=1)
         assert [list(c) for c in proposals.counts] == [[3, 0], [3, 0]] and proposals.invalid_rate == 0.0
-        assert [r["seed"] for r in stub.completion_requests] == [1, 2] and stub.completion_requests[0]["n"] == 3
+        # one request per prompt, sent concurrently (so in any order), each with its own seed and n = k
+        assert sorted(r["seed"] for r in stub.completion_requests) == [1, 2]
+        assert all(r["n"] == 3 for r in stub.completion_requests)
         with pytest.raises(ModelNotServedError, match="serves \\['stub-model'\\], not 'other'"):
             OpenAIPrior(stub.base_url, model="other", tokenizer=smollm_tokenizer).score(PROMPTS, CANDIDATES)
 
