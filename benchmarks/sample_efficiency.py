@@ -47,7 +47,6 @@ from prior_wrappers import (
     CachedEncoder,
     CachedPrior,
     FunctionPrior,
-    HashingEncoder,
     UniformPrior,
     VecLLMPrior,
     make_text_vec_env,

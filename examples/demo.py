@@ -17,7 +17,6 @@ import argparse
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console

@@ -194,8 +194,8 @@ class VecLLMPrior(VecEnvWrapper):
                 out["terminal_observation"] = built[terminal_of[i]].observation
                 out["prior_stats"] = self.builder.stats.as_dict()
                 self.reset_infos[i] = self._info(self.venv.reset_infos[i], self._slots[i])
-            self._texts[i] = (self.venv.reset_infos[i] if dones[i] else info)[TEXT_OBSERVATION]
             new_infos.append(out)
+        self._texts = [state.observation for state in states[current_at:]]
         return stack_observations([s.observation for s in self._slots]), rewards, dones, new_infos
 
     @property
