@@ -9,6 +9,7 @@ budget. Only the hidden states that predict candidate tokens are projected to th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,14 @@ import numpy as np
 import torch
 
 from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
+from prior_wrappers.priors.hf_compat import (
+    cache_from_layers,
+    cache_kwarg,
+    cache_layers,
+    forward_with_cache,
+    output_cache,
+    quiet_loading,
+)
 from prior_wrappers.priors.matching import Fallback, count_matches
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
@@ -85,6 +94,13 @@ class HFPrior(CandidateTokenization):
         self._lm_head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
+        self._cache_kwarg = cache_kwarg(self._base)  # "cache" or "past_key_values", as the installed transformers names it
+        if prefix_cache and self._cache_kwarg is None:
+            warnings.warn(
+                f"{type(self._base).__name__} takes no key/value cache: the shared-prefix cache is off (prefix_cache=False)",
+                stacklevel=2,
+            )
+            prefix_cache = False
         self.prefix_cache = prefix_cache
         self.min_prefix_tokens = 16
         self.prefix_passes = 0  # forwards that computed a shared prefix
@@ -134,8 +150,9 @@ class HFPrior(CandidateTokenization):
         load_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
         if gguf_file is not None:
             load_kwargs["gguf_file"] = gguf_file
-        tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)
         return cls(model, tokenizer, **kwargs)
 
     @classmethod
@@ -219,20 +236,15 @@ class HFPrior(CandidateTokenization):
         mask = torch.zeros((n, 1, width, offset + width), dtype=dtype)  # the cached prefix is visible to all
         mask[:, :, :, offset:].masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
         dev = self.device
-        past = None
+        inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
         if offset:
-            from transformers import DynamicCache
-
-            past = DynamicCache(
-                ddp_cache_data=[(k[:, :, :offset].expand(n, -1, -1, -1), v[:, :, :offset].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
+            prefix = cache_from_layers(
+                [(k[:, :, :offset].expand(n, -1, -1, -1), v[:, :, :offset].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
             )
-        hidden = self._base(
-            input_ids=input_ids.to(dev),
-            attention_mask=mask.to(dev),
-            position_ids=position_ids.to(dev),
-            past_key_values=past,
-            use_cache=past is not None,
-        ).last_hidden_state
+            output = forward_with_cache(self._base, prefix, kwarg=self._cache_kwarg, use_cache=True, **inputs)
+        else:
+            output = self._base(**inputs, use_cache=False)
+        hidden = output.last_hidden_state
         self.forward_passes += 1
         rows_t = torch.tensor(pred_rows, device=dev)
         cols_t = torch.tensor(pred_cols, device=dev)
@@ -271,10 +283,10 @@ class HFPrior(CandidateTokenization):
             if n < self.min_prefix_tokens:
                 return
             ids = torch.tensor([first[:n]], device=self.device)
-            cache = self._base(input_ids=ids, use_cache=True).past_key_values
+            cache = output_cache(self._base(input_ids=ids, use_cache=True))
             self.prefix_passes += 1
             self._anchor = list(first[:n])
-            self._anchor_kv = [(layer.keys, layer.values) for layer in cache.layers]
+            self._anchor_kv = cache_layers(cache)
         elif n < len(self._anchor):
             self._anchor = self._anchor[:n]
             self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]

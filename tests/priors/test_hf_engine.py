@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 
 from prior_wrappers.priors import HFPrior
 from prior_wrappers.priors.base import log_softmax
@@ -124,11 +128,11 @@ def test_prompt_past_context_window_is_truncated_from_the_left_once(tiny_llama, 
     kept = smollm_tokenizer.decode(ids[len(ids) - (32 - len(cand_ids)):])
     ref, _ = naive_candidate_logprob(tiny_llama, smollm_tokenizer, kept, "go through the door")
     assert s.raw_logprobs[0][0] == pytest.approx(ref, abs=1e-3)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the second overflow is silent
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         prior.score([long_prompt], [["wait"]])
+    # the second overflow is silent (other libraries' warnings are not this test's business)
+    assert not [w for w in caught if "context window" in str(w.message)]
     strict = HFPrior(tiny_llama, smollm_tokenizer, max_length=32, truncation="error")
     with pytest.raises(ValueError, match="context window"):
         strict.score([long_prompt], [["wait"]])
@@ -207,3 +211,43 @@ def test_shared_prefix_cache_is_exact_and_reused_across_calls(tiny_llama, smollm
     got = prior.score(other, CANDIDATES)
     assert prior.prefix_passes == 2
     np.testing.assert_allclose(got.raw_logprobs[2], naive_raw(prior, other[2], CANDIDATES[2])[0], atol=1e-4)
+
+
+# transformers renamed the cache argument ``past_key_values`` to ``cache`` (the old name warns until 5.40, when it goes)
+LEGACY_CACHE_KWARG_REMOVED = Version("5.40.0")
+
+
+@pytest.mark.parametrize("kwarg", ["cache", "past_key_values"])
+def test_prefix_cached_scores_equal_uncached_on_each_cache_argument(tiny_llama, smollm_tokenizer, kwarg):
+    """Both ways transformers has taken a key/value cache give the uncached scores (each where installed)."""
+    from prior_wrappers.priors.hf_compat import cache_kwarg
+
+    native = cache_kwarg(tiny_llama.model)
+    legacy_accepted = kwarg == "past_key_values" and Version(transformers.__version__) < LEGACY_CACHE_KWARG_REMOVED
+    if kwarg != native and not legacy_accepted:
+        pytest.skip(f"transformers {transformers.__version__} does not take {kwarg}=")
+    prior = HFPrior(tiny_llama, smollm_tokenizer)
+    prior._cache_kwarg = kwarg
+    plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
+    prompts = [HEADER + p for p in PROMPTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the legacy name's deprecation, on recent versions
+        prior.score(prompts, CANDIDATES)  # anchors the header
+        cached = prior.score(prompts, CANDIDATES)
+    assert prior.prefix_passes == 1 and len(prior._anchor) >= prior.min_prefix_tokens
+    reference = plain.score(prompts, CANDIDATES)
+    for x, y in zip(cached.raw_logprobs, reference.raw_logprobs):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_scoring_makes_no_deprecated_library_calls(tiny_llama, smollm_tokenizer, caplog):
+    """The engine's calls into transformers raise no FutureWarning/DeprecationWarning and log no deprecation."""
+    prior = HFPrior(tiny_llama, smollm_tokenizer)
+    prompts = [HEADER + p for p in PROMPTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        prior.score(prompts, CANDIDATES, return_features=True)
+        prior.score(prompts[:1], CANDIDATES[:1])
+    assert prior.prefix_passes == 1
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]

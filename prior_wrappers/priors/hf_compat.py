@@ -1,0 +1,88 @@
+"""The one place that knows how transformers passes a key/value cache, across the versions we support.
+
+transformers 4.56–5.x take the cache as ``past_key_values=`` and return it as ``output.past_key_values``; newer 5.x
+releases renamed both to ``cache`` (the old name warns, and is removed in 5.40). The engine calls only these
+functions, so a rename touches this file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+CACHE_KWARGS = ("cache", "past_key_values")
+
+
+@lru_cache(maxsize=None)
+def _forward_parameters(forward: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(forward).parameters)
+
+
+def cache_kwarg(model: Any) -> str | None:
+    """The keyword argument under which ``model.forward`` takes a key/value cache: ``"cache"`` where the installed
+    transformers has it, else ``"past_key_values"``; ``None`` for a model that takes neither."""
+    params = _forward_parameters(type(model).forward)
+    for name in CACHE_KWARGS:
+        if name in params:
+            return name
+    return None
+
+
+def forward_with_cache(model: Any, cache: Any, *, kwarg: str | None = None, **inputs: Any) -> Any:
+    """``model(**inputs)`` with ``cache`` passed under the installed transformers' name for it.
+
+    :param kwarg: force ``"cache"`` or ``"past_key_values"`` (tests use it to check both paths agree).
+    """
+    name = kwarg or cache_kwarg(model)
+    if name is None:
+        raise TypeError(f"{type(model).__name__}.forward takes no key/value cache (neither 'cache' nor 'past_key_values')")
+    return model(**inputs, **{name: cache})
+
+
+def output_cache(output: Any) -> Any:
+    """The key/value cache a forward with ``use_cache=True`` returned, read without the deprecated name."""
+    names = {f.name for f in dataclasses.fields(output)} if dataclasses.is_dataclass(output) else set(output.keys())
+    for name in CACHE_KWARGS:
+        if name in names:
+            return getattr(output, name)
+    raise TypeError(f"{type(output).__name__} carries no key/value cache")
+
+
+def cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(keys, values), ...]`` per layer, each ``(batch, kv_heads, seq, head_dim)``."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A ``DynamicCache`` holding the given per-layer keys/values, built through ``Cache.update`` (the call every
+    attention layer makes), not through constructor arguments that have changed between releases."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for index, (keys, values) in enumerate(layers):
+        cache.update(keys, values, index)
+    return cache
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load models without transformers' per-load progress bars and info logs (users see our progress bars, not
+    theirs); errors and warnings still show. Restores transformers' settings afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(max(verbosity, hf_logging.WARNING))
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
