@@ -18,6 +18,7 @@ class TextEncoder(Protocol):
 
     dim: int
     unit_norm: bool  # True when every vector has L2 norm <= 1 (bounds the observation space)
+    # optional: ``name``, a short identifier of the encoder and its weights (see :func:`encoder_name`)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 array."""
@@ -32,9 +33,19 @@ class SentenceEncoder:
     (1, 384)
 
     Long texts are truncated from the left, so the action at the end of "Observation: ... Action: ..." survives.
+
+    :param model: a transformers encoder (``AutoModel``).
+    :param tokenizer: its tokenizer.
+    :param max_length: tokens kept per text (from the end).
+    :param batch_size: texts per forward pass.
+    :param name: identifier in :attr:`LLMPriorWrapper.prior_signature`; default ``"sentence:<basename of the
+        model's name_or_path>"`` (``"minilm:all-MiniLM-L6-v2"`` for :meth:`default`).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_length: int = 256, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, max_length: int = 256, batch_size: int = 64, name: str | None = None
+    ) -> None:
+        self.name = name or f"sentence:{_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokenizer.truncation_side = "left"
@@ -51,8 +62,11 @@ class SentenceEncoder:
         p = Path(str(path)).expanduser()
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{str(p)!r} is not a transformers model directory (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-        model = AutoModel.from_pretrained(str(p), local_files_only=True)
+        from prior_wrappers.priors.hf_compat import quiet_loading
+
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+            model = AutoModel.from_pretrained(str(p), local_files_only=True)
         return cls(model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), tokenizer, **kwargs)
 
     @classmethod
@@ -60,6 +74,7 @@ class SentenceEncoder:
         """The embedded all-MiniLM-L6-v2 (384-d)."""
         from prior_wrappers.priors.embedded import embedded_encoder_path
 
+        kwargs.setdefault("name", "minilm:all-MiniLM-L6-v2")
         return cls.from_pretrained(embedded_encoder_path(), **kwargs)
 
     @torch.inference_mode()
@@ -94,6 +109,7 @@ class HashingEncoder:
             raise ValueError("dim must be >= 1")
         self.dim = dim
         self.unit_norm = True
+        self.name = f"hashing:{dim}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -109,27 +125,80 @@ class HashingEncoder:
 
 
 class CachedEncoder:
-    """Remembers every text it encoded (LRU), so the same text is never encoded twice in a run."""
+    """Remembers every text it encoded (LRU), so the same text is never encoded twice in a run.
 
-    def __init__(self, encoder: TextEncoder, maxsize: int = 200_000) -> None:
+    :param encoder: the encoder to cache.
+    :param maxsize: at most this many texts are kept.
+    :param max_bytes: at most this many bytes (vectors plus texts) are kept; the least recently used texts go
+        first. Default 512 MiB (about 300k MiniLM vectors).
+    """
+
+    def __init__(self, encoder: TextEncoder, maxsize: int = 200_000, max_bytes: int = 512 * 2**20) -> None:
+        if maxsize < 1 or max_bytes < 1:
+            raise ValueError(f"maxsize and max_bytes must be >= 1, got {maxsize} and {max_bytes}")
         self.encoder = encoder
         self.dim = encoder.dim
         self.unit_norm = encoder.unit_norm
+        self.name = encoder_name(encoder)
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
+
+    @staticmethod
+    def _entry_bytes(text: str, vector: np.ndarray) -> int:
+        return len(text.encode("utf-8", "surrogatepass")) + vector.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached texts and vectors."""
+        return self._bytes
+
+    def cache_info(self) -> dict[str, float]:
+        """``hits``, ``misses``, ``hit_rate``, ``size`` (texts), ``bytes``, and the bounds ``maxsize``/``max_bytes``."""
+        total = self.hits + self.misses
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hits / total if total else 0.0,
+            "size": len(self._cache),
+            "bytes": self._bytes,
+            "maxsize": self.maxsize,
+            "max_bytes": self.max_bytes,
+        }
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
+        fresh: dict[str, np.ndarray] = {}
         if missing:
-            for text, vec in zip(missing, self.encoder.encode(missing)):
-                self._cache[text] = vec
-        out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+            fresh = dict(zip(missing, np.asarray(self.encoder.encode(missing), dtype=np.float32)))
+        out = (
+            np.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
+            if texts
+            else np.zeros((0, self.dim), np.float32)
+        )
         for t in texts:
-            self._cache.move_to_end(t)
-        while len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
+            if t in fresh:
+                if t not in self._cache:
+                    self._cache[t] = fresh[t]
+                    self._bytes += self._entry_bytes(t, fresh[t])
+            else:
+                self._cache.move_to_end(t)
+        while self._cache and (len(self._cache) > self.maxsize or self._bytes > self.max_bytes):
+            text, vector = self._cache.popitem(last=False)
+            self._bytes -= self._entry_bytes(text, vector)
         return out
+
+
+def _basename(name_or_path: str) -> str:
+    return str(name_or_path).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def encoder_name(encoder: TextEncoder) -> str:
+    """A short identifier of an encoder: its ``name`` attribute, else ``"<class name>:<dim>"``."""
+    name = getattr(encoder, "name", None)
+    return str(name) if name else f"{type(encoder).__name__}:{encoder.dim}"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
 
-from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
-from prior_wrappers.priors.base import ActionPrior, Normalization, log_softmax
+from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder, _basename, encoder_name
+from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
 from prior_wrappers.spaces import (
     ACTION_MASK,
@@ -96,6 +96,10 @@ class SlotBuilder:
     :param k: number of candidate slots; a state with more admissible commands keeps its top-K by prior.
     :param encoder: ``"minilm"`` (embedded sentence encoder), ``"prior"`` (the LLM's own hidden state at each
         candidate's last token), ``"hashing"`` (fast, no model), any ``TextEncoder``, or ``None`` (no features).
+        With a text encoder ``observation_features`` encodes "Observation: s" alone; with ``"prior"`` there is no
+        separate forward pass for the observation, and ``observation_features`` is the mean of the valid slots'
+        ``candidate_features`` (a summary of the state through its kept candidates, computed from the same
+        forward that scores them).
     :param prompt: a ``Callable[[TextState], str]``; default :class:`PromptTemplate`.
     :param normalization: passed to ``prior.score``.
     :param order: ``"prior"`` puts valid slots in descending prior order, ``"env"`` keeps the env's order.
@@ -125,11 +129,36 @@ class SlotBuilder:
         self.normalization = normalization
         self.order = order
         self.encoder, self.prior_features, self.feature_dim = resolve_encoder(encoder, prior)
+        if self.prior_features:
+            model = prior.model  # type: ignore[attr-defined]
+            self.encoder_name: str | None = f"prior:{_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
+        else:
+            self.encoder_name = encoder_name(self.encoder) if self.encoder is not None else None
         bound = 1.0 if self.encoder is not None and self.encoder.unit_norm else np.inf
         self.observation_space: spaces.Dict = prior_observation_space(k, self.feature_dim, bound)
         self.stats = PriorStats()
 
+    def signature(self) -> dict[str, Any]:
+        """What a policy or dataset trained on these observations depends on: ``k``, ``feature_dim``,
+        ``encoder`` (an encoder's ``name``: ``"minilm:all-MiniLM-L6-v2"``, ``"hashing:64"``,
+        ``"prior:<model>"``, ``"<Class>:<dim>"``; ``None`` without features), ``candidate_text``,
+        ``normalization`` and ``order``. JSON-serialisable; equal signatures mean interchangeable observations
+        (the prior itself may differ)."""
+        return {
+            "k": int(self.k),
+            "feature_dim": int(self.feature_dim) if self.feature_dim else None,
+            "encoder": self.encoder_name,
+            "candidate_text": self.candidate_text if self.encoder is not None else None,
+            "normalization": self.normalization,
+            "order": self.order,
+        }
+
     def build(self, states: Sequence[TextState]) -> list[Slots]:
+        """Score ``states`` with one prior call and lay each out in ``k`` slots.
+
+        :param states: the text states, in any number.
+        :raises ValueError: when the prior returns NaN/+inf scores or features (see :func:`check_scores`).
+        """
         if not states:
             return []
         prompts = [self.prompt(s) for s in states]
@@ -148,6 +177,7 @@ class SlotBuilder:
         hit_rate = getattr(self.prior, "hit_rate", None)
         if hit_rate is not None:
             self.stats.extra["cache_hit_rate"] = float(hit_rate)
+        check_scores(self.prior, scores, prompts, [s.admissible for s in states], self.prior_features)
 
         slots = []
         texts: list[str] = []
@@ -174,6 +204,12 @@ class SlotBuilder:
             slots.append(Slots(obs, cands, kept, prompt, dropped=len(logp) - len(chosen)))
         if self.encoder is not None:
             vectors = self.encoder.encode(texts)
+            if not np.isfinite(vectors).all():
+                bad = texts[int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])]
+                raise ValueError(
+                    f"the encoder {encoder_name(self.encoder)} returned NaN/inf features for the text {bad[:200]!r}; "
+                    "load it in float32 (half precision overflows) or use another encoder"
+                )
             row = 0
             for s in slots:
                 n = len(s.candidates)
@@ -191,11 +227,68 @@ class SlotBuilder:
         return np.sort(by_prior[: self.k])
 
 
+def check_scores(
+    prior: ActionPrior,
+    scores: PriorScores,
+    prompts: Sequence[str],
+    candidates: Sequence[Sequence[str]],
+    features: bool = False,
+) -> None:
+    """Refuse prior scores that must not become observations, naming the prompt.
+
+    One log-probability per candidate is required. ``-inf`` is a legitimate zero probability for some of a
+    prompt's candidates (they sort last, are dropped first, and show as ``LOGPROB_MIN``), but not for all of them.
+    NaN and ``+inf`` (a half-precision overflow, a bug in a ``FunctionPrior``) raise ``ValueError``, as do
+    non-finite hidden-state features.
+    """
+    name = type(prior).__name__
+    if len(scores.logprobs) != len(prompts):
+        raise ValueError(f"{name}.score returned {len(scores.logprobs)} score arrays for {len(prompts)} prompts")
+    for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
+        logp = np.asarray(scores.logprobs[i], dtype=np.float64)
+        where = f"for the prompt ending {prompt[-300:]!r}"
+        if logp.shape != (len(cands),):
+            raise ValueError(f"{name}.score returned shape {logp.shape} for {len(cands)} candidates {where}")
+        bad = np.isnan(logp) | (logp == np.inf)
+        if bad.any():
+            listed = {c: float(v) for c, v in zip(cands, logp) if np.isnan(v) or v == np.inf}
+            raise ValueError(
+                f"{name} returned NaN/+inf log-probabilities {listed} {where}; a half-precision model can "
+                "overflow (load it in float32/bfloat16), a FunctionPrior must return finite scores or -inf"
+            )
+        if np.all(logp == -np.inf):
+            raise ValueError(
+                f"{name} gave every candidate zero probability (-inf) {where}; at least one admissible "
+                "command must have a finite score"
+            )
+        if features and scores.features is not None and not np.isfinite(scores.features[i]).all():
+            raise ValueError(f"{name} returned NaN/inf hidden-state features {where}; load the model in float32")
+
+
 def stack_observations(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
 
 
-InvalidAction = Literal["resample", "raise"]
+InvalidAction = Literal["cycle", "resample", "raise"]
+INVALID_ACTIONS: tuple[str, ...] = ("cycle", "resample", "raise")
+
+
+def validate_actions(actions: Sequence[str] | None) -> list[str] | None:
+    """Check the ``actions=[...]`` names of a fixed discrete action set: distinct non-empty strings."""
+    if actions is None:
+        return None
+    if isinstance(actions, str):
+        raise TypeError(f"actions must be a list of action names, not a single string; wrap it: [{actions!r}]")
+    names = list(actions)
+    if not names:
+        raise ValueError("actions=[] names no action; give one name per action index of the env")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"actions[{i}] = {name!r} is not a non-empty string")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"actions must have distinct names, one per action index of the env; repeated: {dupes}")
+    return names
 
 
 def make_text_state(
@@ -214,7 +307,8 @@ def make_text_state(
     if not isinstance(observation, str):
         raise TypeError(
             f"text envs must return str observations, got {type(observation).__name__}; for an env with "
-            "non-text observations pass observation_to_text=... to the wrapper"
+            "non-text observations pass observation_to_text=... (and actions=[...] for a fixed discrete action "
+            "set) to LLMPriorWrapper or VecLLMPrior"
         )
     admissible = info.get("admissible_commands", actions)
     if admissible is None:
@@ -237,23 +331,51 @@ def make_text_state(
     )
 
 
+class ResolvedAction(NamedTuple):
+    """What one slot index means in the current state.
+
+    :param command: the command sent to the env.
+    :param invalid: True when the chosen slot was empty (masked).
+    :param slot: the valid slot whose command runs (``info["executed_slot"]``); the action itself when valid.
+    """
+
+    command: str
+    invalid: bool
+    slot: int
+
+
 def resolve_action(
     action: object, slots: Slots, rng: np.random.Generator, invalid_action: InvalidAction
-) -> tuple[str, bool]:
-    """The command in the chosen slot, and whether the choice was an empty slot that had to be resampled.
+) -> ResolvedAction:
+    """The command that slot index ``action`` stands for in the state laid out in ``slots``.
 
-    An empty (masked) slot is resampled from the prior over the valid slots (``"resample"``) or raises.
+    A valid slot ``j`` runs its own command. An empty (masked) slot ``j`` with ``n`` valid slots:
+
+    - ``"cycle"`` (default): runs valid slot ``j % n``, deterministically. Action ``j`` in state ``s`` always
+      means the same command, so a policy that ignores the mask (stock SB3 ``DQN``/``PPO``) stores a real,
+      reproducible transition ``(s, j)`` in its buffer.
+    - ``"resample"``: runs a slot drawn from the prior over the valid slots with ``rng``. The executed command
+      differs from what slot ``j`` means, so a stock algorithm's buffer mislabels that transition; use it only
+      with algorithms that never pick empty slots.
+    - ``"raise"``: raises ``ValueError``.
     """
+    if invalid_action not in INVALID_ACTIONS:
+        raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
     index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)  # type: ignore[arg-type]
     k = len(slots.observation[ACTION_MASK])
     if not 0 <= index < k:
         raise ValueError(f"action {index} is outside the action space Discrete({k})")
-    if index < len(slots.candidates):
-        return slots.candidates[index], False
+    n = len(slots.candidates)
+    if index < n:
+        return ResolvedAction(slots.candidates[index], False, index)
     if invalid_action == "raise":
         raise ValueError(
-            f"action {index} selects an empty slot (only {len(slots.candidates)} admissible commands); use the "
-            "observation's action_mask or MaskablePPO"
+            f"action {index} selects an empty slot (only {n} admissible commands); use the "
+            "observation's action_mask or MaskablePPO, or invalid_action='cycle'"
         )
-    probs = np.exp(slots.logprobs - slots.logprobs.max())
-    return slots.candidates[int(rng.choice(len(probs), p=probs / probs.sum()))], True
+    if invalid_action == "cycle":
+        slot = index % n
+    else:
+        probs = np.exp(slots.logprobs - slots.logprobs.max())
+        slot = int(rng.choice(n, p=probs / probs.sum()))
+    return ResolvedAction(slots.candidates[slot], True, slot)

@@ -12,17 +12,20 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.prompts import PromptFn
+from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
+    INVALID_ACTIONS,
     InvalidAction,
+    ResolvedAction,
     SlotBuilder,
     SlotOrder,
     Slots,
     make_text_state,
     resolve_action,
     stack_observations,
+    validate_actions,
 )
 from prior_wrappers.wrappers import env_prompt_example
 
@@ -96,11 +99,25 @@ class VecLLMPrior(VecEnvWrapper):
 
     All states of a step — the current one of every env and, for envs whose episode just ended, the terminal
     state too (SB3 bootstraps from ``infos[i]["terminal_observation"]`` on time-outs) — are scored together.
-    The LLM lives in this process, so ``SubprocVecEnv`` workers never hold a model. Observations, actions and
-    ``info`` keys are those of :class:`~prior_wrappers.wrappers.LLMPriorWrapper`.
+    The LLM lives in this process, so ``SubprocVecEnv`` workers never hold a model. Observations, actions, the
+    action contract (``invalid_action``), ``info`` keys (``command``, ``executed_slot``, ``invalid_action``, ...),
+    failure handling and reward pass-through are those of :class:`~prior_wrappers.wrappers.LLMPriorWrapper`:
+    after a failed :meth:`step_wait` (the prior raised), :meth:`step_async` and :meth:`action_masks` raise a
+    ``RuntimeError`` until :meth:`reset`.
 
-    :param venv: a vector env of text envs wrapped in :class:`TextInInfo` (see :func:`make_text_vec_env`).
+    Envs with non-text observations and a fixed discrete action set work like in the single-env wrapper:
+    :class:`TextInInfo` carries their raw observation in ``info["text_observation"]``, this wrapper turns it into
+    text with ``observation_to_text`` (in this process) and sends the sub-envs action indices into ``actions``:
+
+    >>> venv = VecLLMPrior(make_text_vec_env("FrozenLake-v1", 4), prior, actions=["left", "down", "right", "up"],
+    ...                    observation_to_text=lambda s: f"You stand on tile {s}.")
+
+    :param venv: a vector env of envs wrapped in :class:`TextInInfo` (see :func:`make_text_vec_env`).
     :param prior: the prior (shared by all envs; wrap it in ``CachedPrior`` to reuse scores).
+    :param actions: names of a fixed discrete action set (the sub-envs then receive indices).
+    :param observation_to_text: turns a sub-env's raw observation into text.
+    :param seed: seed of the generator that ``invalid_action="resample"`` draws from; :meth:`seed` (SB3's
+        ``seed=``/``set_random_seed``) re-seeds it.
     Other parameters as :class:`~prior_wrappers.wrappers.LLMPriorWrapper`.
     """
 
@@ -115,67 +132,124 @@ class VecLLMPrior(VecEnvWrapper):
         normalization: Normalization = "token",
         order: SlotOrder = "prior",
         candidate_text: CandidateText = "joint",
-        invalid_action: InvalidAction = "resample",
+        actions: Sequence[str] | None = None,
+        observation_to_text: Callable[[Any], str] | None = None,
+        invalid_action: InvalidAction = "cycle",
         history: int = 2,
         seed: int | None = None,
         builder: SlotBuilder | None = None,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
-                "VecLLMPrior needs text envs wrapped in TextInInfo (SB3 vector envs cannot carry str observations); "
+                "VecLLMPrior needs envs wrapped in TextInInfo (SB3 vector envs cannot carry str observations); "
                 "build the vector env with make_text_vec_env(...)"
             )
+        if invalid_action not in INVALID_ACTIONS:
+            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
             candidate_text=candidate_text,
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
-        if invalid_action not in ("resample", "raise"):
-            raise ValueError(f"invalid_action must be 'resample' or 'raise', got {invalid_action!r}")
         self.invalid_action = invalid_action
+        self.actions = validate_actions(actions)
+        self.observation_to_text = observation_to_text
         self._histories = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
         self._slots: list[Slots] = []
+        self._failure: str | None = None
         self._texts: list[str] = [""] * self.num_envs
-        self._commands: list[str] = [""] * self.num_envs
-        self._resampled = [False] * self.num_envs
+        self._resolved: list[ResolvedAction] = []
         self._rng = np.random.default_rng(seed)
 
-    def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]):
-        return make_text_state(info[TEXT_OBSERVATION], info, history=history, example=info.get("prompt_example"))
+    def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
+        if TEXT_OBSERVATION not in info:
+            raise KeyError(
+                f"a sub-env's info has no {TEXT_OBSERVATION!r}: wrap every env in TextInInfo "
+                "(make_text_vec_env does)"
+            )
+        observation = info[TEXT_OBSERVATION]
+        if self.observation_to_text is not None:
+            observation = self.observation_to_text(observation)
+        return make_text_state(
+            observation, info, history=history, example=info.get("prompt_example"), actions=self.actions
+        )
 
-    def _info(self, info: dict[str, Any], slots: Slots) -> dict[str, Any]:
+    def _info(self, info: dict[str, Any], state: TextState, slots: Slots) -> dict[str, Any]:
         info = dict(info)
         info.pop("prompt_example", None)
         info.update(
+            text_observation=state.observation,
             prior_candidates=slots.candidates,
             prior_prompt=slots.prompt,
             prior_dropped=slots.dropped,
         )
         return info
 
+    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+        """Seed the sub-envs (as SB3's ``VecEnv.seed``) and this wrapper's resampling generator."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        return self.venv.seed(seed)
+
+    @property
+    def prior_signature(self) -> dict[str, Any]:
+        """The observation layout: see :meth:`~prior_wrappers.slots.SlotBuilder.signature`."""
+        return self.builder.signature()
+
     def reset(self) -> VecEnvObs:
+        self._slots = []
+        self._failure = None
         self.venv.reset()
         infos = self.venv.reset_infos
         for h in self._histories:
             h.clear()
-        self._slots = self.builder.build([self._state(info, ()) for info in infos])
-        self._texts = [info[TEXT_OBSERVATION] for info in infos]
-        self.reset_infos = [self._info(info, s) for info, s in zip(infos, self._slots)]
+        try:
+            states = [self._state(info, ()) for info in infos]
+            self._slots = self.builder.build(states)
+        except Exception as err:
+            self._failure = f"reset() failed ({type(err).__name__}: {err})"
+            raise
+        self._texts = [state.observation for state in states]
+        self.reset_infos = [self._info(info, st, sl) for info, st, sl in zip(infos, states, self._slots)]
         return stack_observations([s.observation for s in self._slots])
 
-    def step_async(self, actions: np.ndarray) -> None:
+    def _check_ready(self, what: str) -> list[Slots]:
+        if self._failure is not None:
+            raise RuntimeError(
+                f"{self._failure}, so the wrapper has no valid slots for the envs' current states; "
+                f"call reset() before {what}"
+            )
         if not self._slots:
-            raise RuntimeError("call reset() before step()")
-        resolved = [resolve_action(a, s, self._rng, self.invalid_action) for a, s in zip(actions, self._slots)]
-        self._commands = [c for c, _ in resolved]
-        self._resampled = [r for _, r in resolved]
-        self.venv.step_async(self._commands)
+            raise RuntimeError(f"call reset() before {what}")
+        return self._slots
+
+    def step_async(self, actions: np.ndarray) -> None:
+        slots = self._check_ready("step()")
+        if len(actions) != self.num_envs:
+            raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
+        self._resolved = [resolve_action(a, s, self._rng, self.invalid_action) for a, s in zip(actions, slots)]
+        commands = [r.command for r in self._resolved]
+        self._slots = []  # stale until step_wait has built the new states
+        if self.actions is not None:
+            self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
+        else:
+            self.venv.step_async(commands)
 
     def step_wait(self) -> VecEnvStepReturn:
+        try:
+            return self._step_wait()
+        except Exception as err:
+            self._slots = []
+            self._failure = f"the last step failed ({type(err).__name__}: {err}) after its actions went to the envs"
+            raise
+
+    def _step_wait(self) -> VecEnvStepReturn:
+        if not self._resolved:
+            raise RuntimeError("step_wait() without step_async(): call step(actions)")
         _, rewards, dones, infos = self.venv.step_wait()
         states, terminal_of = [], {}
         for i, info in enumerate(infos):
-            self._histories[i].append((self._texts[i], self._commands[i]))
+            self._histories[i].append((self._texts[i], self._resolved[i].command))
             if dones[i]:
                 terminal_of[i] = len(states)
                 states.append(self._state(info, self._histories[i]))
@@ -185,17 +259,23 @@ class VecLLMPrior(VecEnvWrapper):
             source = self.venv.reset_infos[i] if dones[i] else info
             states.append(self._state(source, self._histories[i]))
         built = self.builder.build(states)  # the one prior call of this vector step
+        current = states[current_at:]
         self._slots = built[current_at:]
         new_infos = []
         for i, info in enumerate(infos):
-            out = self._info(info, built[terminal_of[i]] if dones[i] else self._slots[i])
-            out.update(command=self._commands[i], invalid_action=self._resampled[i])
+            if dones[i]:
+                out = self._info(info, states[terminal_of[i]], built[terminal_of[i]])
+            else:
+                out = self._info(info, current[i], self._slots[i])
+            r = self._resolved[i]
+            out.update(command=r.command, executed_slot=r.slot, invalid_action=r.invalid)
             if dones[i]:
                 out["terminal_observation"] = built[terminal_of[i]].observation
                 out["prior_stats"] = self.builder.stats.as_dict()
-                self.reset_infos[i] = self._info(self.venv.reset_infos[i], self._slots[i])
+                self.reset_infos[i] = self._info(self.venv.reset_infos[i], current[i], self._slots[i])
             new_infos.append(out)
-        self._texts = [state.observation for state in states[current_at:]]
+        self._texts = [state.observation for state in current]
+        self._resolved = []
         return stack_observations([s.observation for s in self._slots]), rewards, dones, new_infos
 
     @property
@@ -205,9 +285,10 @@ class VecLLMPrior(VecEnvWrapper):
 
     def action_masks(self) -> np.ndarray:
         """``(n_envs, k)`` boolean masks of the valid slots."""
-        if not self._slots:
-            raise RuntimeError("call reset() before action_masks()")
-        return np.stack([s.mask for s in self._slots])
+        return np.stack([s.mask for s in self._check_ready("action_masks()")])
+
+    # attributes that live in this wrapper, not in the sub-envs: answered here for every index
+    _OWN_ATTRIBUTES = ("action_masks", "prior_signature", "prior_stats")
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
         # MaskablePPO asks the vector env for "action_masks" per sub-env; they live here, not in the sub-envs
@@ -216,5 +297,11 @@ class VecLLMPrior(VecEnvWrapper):
             return [masks[i] for i in self._get_indices(indices)]
         return self.venv.env_method(method_name, *args, indices=indices, **kwargs)
 
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        if attr_name in ("prior_signature", "prior_stats"):
+            value = getattr(self, attr_name)
+            return [value for _ in self._get_indices(indices)]
+        return self.venv.get_attr(attr_name, indices)
+
     def has_attr(self, attr_name: str) -> bool:
-        return attr_name == "action_masks" or self.venv.has_attr(attr_name)
+        return attr_name in self._OWN_ATTRIBUTES or self.venv.has_attr(attr_name)

@@ -14,12 +14,14 @@ from prior_wrappers.prompts import PromptFn
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
+    INVALID_ACTIONS,
     InvalidAction,
     SlotBuilder,
     SlotOrder,
     Slots,
     make_text_state,
     resolve_action,
+    validate_actions,
 )
 
 
@@ -44,10 +46,36 @@ class LLMPriorWrapper(gym.Wrapper):
     Works with stock SB3 (``MultiInputPolicy``), sb3-contrib ``MaskablePPO`` (:meth:`action_masks`) and the
     prior algorithms in :mod:`prior_wrappers.sb3`.
 
-    ``info`` gains: ``prior_candidates`` (the command in each valid slot), ``prior_prompt``, ``prior_dropped``
-    (admissible commands beyond k, dropped by lowest prior), ``invalid_action`` (True when an empty slot was
-    chosen and resampled), ``text_observation``, ``command`` (the command executed), and on an
+    **Action contract.** In a state with ``n`` valid slots, action ``j < n`` runs the command in slot ``j``. An
+    empty slot ``j >= n`` (a policy that ignores ``action_mask``, such as stock ``DQN`` or
+    ``PPO("MultiInputPolicy")``, picks these) depends on ``invalid_action``:
+
+    - ``"cycle"`` (default): runs valid slot ``j % n``. The meaning of action ``j`` in a state is fixed, so the
+      transition ``(s, j)`` that SB3 stores in its buffer is what really happened and happens again.
+    - ``"resample"``: runs a slot drawn from the prior over the valid slots. SB3 still stores ``j``, which is
+      not what ran: stock algorithms learn from mislabelled transitions. Only for algorithms that never pick
+      empty slots (``MaskablePPO`` and the algorithms of :mod:`prior_wrappers.sb3`).
+    - ``"raise"``: ``ValueError``.
+
+    ``info`` of every step has ``command`` (the command executed), ``executed_slot`` (the valid slot whose
+    command ran; equal to the action for a valid action) and ``invalid_action`` (True when the action was an
+    empty slot); offline datasets should record ``executed_slot`` as the action.
+
+    ``info`` gains also: ``prior_candidates`` (the command in each valid slot), ``prior_prompt``,
+    ``prior_dropped`` (admissible commands beyond k, dropped by lowest prior), ``text_observation``, and on an
     episode's last step ``prior_stats`` (calls, latency, cache hit rates; also the ``prior_stats`` property).
+
+    **Failures.** If the prior (or the env) raises during :meth:`step`, the env has moved on but the slots
+    could not be rebuilt: the wrapper then refuses :meth:`step` and :meth:`action_masks` with a
+    ``RuntimeError`` until :meth:`reset`, so it never acts on a stale state. A prior that returns NaN or +inf
+    raises ``ValueError`` naming the prompt (see :class:`~prior_wrappers.slots.SlotBuilder`).
+
+    **Rewards** are passed through unchanged, NaN and inf included (the wrapper never alters rewards); wrap the
+    vector env in SB3's ``VecCheckNan(raise_exception=True)`` to catch them.
+
+    **Seeding.** Only ``invalid_action="resample"`` draws random numbers, from the wrapper's own generator:
+    seeded by ``seed`` and re-seeded by ``reset(seed=...)`` (what SB3's ``seed=`` does through its vector
+    env); with neither it is seeded from OS entropy, as Gymnasium does for an unseeded env.
 
     :param env: a text env (str observations, ``info["admissible_commands"]``), or any env together with
         ``actions`` and ``observation_to_text``.
@@ -60,10 +88,13 @@ class LLMPriorWrapper(gym.Wrapper):
     :param candidate_text: ``"joint"`` encodes "Observation: s Action: a" per candidate (the reference's);
         ``"action"`` encodes the command alone (far fewer texts to encode; the state is in ``observation_features``).
     :param actions: for envs with a fixed discrete action set: the name of each action; the env then receives
-        the action's index.
+        the action's index. Used as the admissible commands when ``info`` has no ``admissible_commands``.
     :param observation_to_text: turns a non-text observation into text (with ``actions``).
-    :param invalid_action: what choosing an empty slot does: ``"resample"`` from the prior, or ``"raise"``.
+    :param invalid_action: what choosing an empty slot does: ``"cycle"``, ``"resample"`` or ``"raise"`` (above).
     :param history: how many previous (observation, action) pairs the wrapper keeps for the prompt.
+    :param seed: seed of the generator that ``invalid_action="resample"`` draws from.
+    :param builder: a ready :class:`~prior_wrappers.slots.SlotBuilder` (then ``prior``, ``k`` and the
+        layout options are ignored).
     """
 
     def __init__(
@@ -79,27 +110,29 @@ class LLMPriorWrapper(gym.Wrapper):
         candidate_text: CandidateText = "joint",
         actions: Sequence[str] | None = None,
         observation_to_text: Callable[[Any], str] | None = None,
-        invalid_action: InvalidAction = "resample",
+        invalid_action: InvalidAction = "cycle",
         history: int = 2,
+        seed: int | None = None,
         builder: SlotBuilder | None = None,
     ) -> None:
         super().__init__(env)
-        if invalid_action not in ("resample", "raise"):
-            raise ValueError(f"invalid_action must be 'resample' or 'raise', got {invalid_action!r}")
+        if invalid_action not in INVALID_ACTIONS:
+            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
             candidate_text=candidate_text,
         )
         self.k = self.builder.k
-        self.actions = list(actions) if actions is not None else None
+        self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
         self.invalid_action = invalid_action
         self.observation_space = self.builder.observation_space
         self.action_space = gym.spaces.Discrete(self.k)
         self._history: deque[tuple[str, str]] = deque(maxlen=max(history, 0))
         self._example = env_prompt_example(env)
-        self._rng = np.random.default_rng()
+        self._rng = np.random.default_rng(seed)
         self._slots: Slots | None = None
+        self._failure: str | None = None
         self._text = ""
 
     def _to_text(self, observation: Any) -> Any:
@@ -124,28 +157,52 @@ class LLMPriorWrapper(gym.Wrapper):
         """Calls, states scored, last latency (ms), cache hit rates so far."""
         return self.builder.stats.as_dict()
 
+    @property
+    def prior_signature(self) -> dict[str, Any]:
+        """The observation layout (k, feature size, encoder, ...): see :meth:`SlotBuilder.signature`. A model
+        or dataset made under one signature only makes sense under the same one."""
+        return self.builder.signature()
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+        self._slots = None
+        self._failure = None
         observation, info = self.env.reset(seed=seed, options=options)
         self._history.clear()
-        return self._observe(observation, info)
+        try:
+            return self._observe(observation, info)
+        except Exception as err:
+            self._failure = f"reset() failed ({type(err).__name__}: {err})"
+            raise
+
+    def _check_ready(self, what: str) -> Slots:
+        if self._failure is not None:
+            raise RuntimeError(
+                f"{self._failure}, so the wrapper has no valid slots for the env's current state; "
+                f"call reset() before {what}"
+            )
+        if self._slots is None:
+            raise RuntimeError(f"call reset() before {what}")
+        return self._slots
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._slots is None:
-            raise RuntimeError("call reset() before step()")
-        command, resampled = resolve_action(action, self._slots, self._rng, self.invalid_action)
-        env_action: Any = self.actions.index(command) if self.actions is not None else command
-        observation, reward, terminated, truncated, info = self.env.step(env_action)
-        self._history.append((self._text, command))
-        obs, info = self._observe(observation, info)
-        info.update(command=command, invalid_action=resampled)
+        slots = self._check_ready("step()")
+        resolved = resolve_action(action, slots, self._rng, self.invalid_action)
+        env_action: Any = self.actions.index(resolved.command) if self.actions is not None else resolved.command
+        self._slots = None  # from here on the slots are stale until the new state is built
+        try:
+            observation, reward, terminated, truncated, info = self.env.step(env_action)
+            self._history.append((self._text, resolved.command))
+            obs, info = self._observe(observation, info)
+        except Exception as err:
+            self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its action went to the env"
+            raise
+        info.update(command=resolved.command, executed_slot=resolved.slot, invalid_action=resolved.invalid)
         if terminated or truncated:
             info["prior_stats"] = self.prior_stats
         return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Boolean mask of the valid slots (sb3-contrib's ``MaskablePPO`` calls this)."""
-        if self._slots is None:
-            raise RuntimeError("call reset() before action_masks()")
-        return self._slots.mask
+        return self._check_ready("action_masks()").mask

@@ -67,11 +67,20 @@ def test_env_order_keeps_env_order():
     assert info["prior_candidates"] == ["go east", "go west", "wait"]
 
 
-def test_masked_slot_resampled_from_prior_or_raises():
+def test_masked_slot_cycles_by_default_resamples_or_raises():
     env = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=6, encoder=None)
-    env.reset(seed=0)
-    _, _, _, _, info = env.step(5)  # empty slot
-    assert info["invalid_action"] is True and info["command"] in ("go east", "go west", "wait")
+    _, info0 = env.reset(seed=0)
+    _, _, _, _, info = env.step(4)  # empty slot 4 of 3 valid: runs valid slot 4 % 3 = 1, every time
+    assert info["invalid_action"] is True and info["executed_slot"] == 1
+    assert info["command"] == info0["prior_candidates"][1]
+    _, _, _, _, info = env.step(0)
+    assert info["invalid_action"] is False and info["executed_slot"] == 0 and info["command"] == "go east"
+    resample = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=6, encoder=None, invalid_action="resample")
+    _, info0 = resample.reset(seed=0)
+    _, _, _, _, info = resample.step(5)
+    assert info["invalid_action"] is True and info["command"] == info0["prior_candidates"][info["executed_slot"]]
+    with pytest.raises(ValueError, match="invalid_action"):
+        LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=6, encoder=None, invalid_action="ignore")
     strict = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=6, encoder=None, invalid_action="raise")
     strict.reset(seed=0)
     with pytest.raises(ValueError, match="empty slot"):
@@ -236,3 +245,258 @@ def test_action_only_candidate_text_encodes_commands_once():
     assert encoder.misses == 3 + 1 + 3  # 3 observations, 'look at the painting', 3 commands of room 1
     with pytest.raises(ValueError, match="candidate_text"):
         LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=4, encoder=encoder, candidate_text="both")
+
+
+# ---------------------------------------------------------------- a prior that fails mid-episode
+
+
+class FailingPrior(FunctionPrior):
+    """Raises on its ``fail_on``-th score call (counting from 1), like a prior server going down once."""
+
+    def __init__(self, fail_on: int):
+        super().__init__(lambda p, c: [3.0 if x == "go east" else 0.0 for x in c])
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def score(self, prompts, candidates, **kw):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise ConnectionError("prior server unreachable")
+        return super().score(prompts, candidates, **kw)
+
+
+class StepCounter(gym.Wrapper):
+    def __init__(self, env):
+        super().__init__(env)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return self.env.step(action)
+
+
+def test_a_failed_step_refuses_further_steps_until_reset():
+    inner = StepCounter(CorridorTextEnv())
+    env = LLMPriorWrapper(inner, FailingPrior(fail_on=2), k=4, encoder=None)
+    env.reset(seed=0)
+    with pytest.raises(ConnectionError):
+        env.step(0)  # the env moved to room 2, the prior failed: the slots are those of room 1
+    assert inner.steps == 1
+    with pytest.raises(RuntimeError, match=r"ConnectionError.*call reset\(\)"):
+        env.step(0)
+    with pytest.raises(RuntimeError, match=r"reset\(\)"):
+        env.action_masks()
+    assert inner.steps == 1  # the refused step never reached the env
+    obs, info = env.reset(seed=0)
+    assert "room 1 of 4" in info["text_observation"]
+    _, _, _, _, info = env.step(0)
+    assert "room 2 of 4" in info["text_observation"] and inner.steps == 2
+
+
+def test_a_failed_vector_step_refuses_further_steps_until_reset():
+    venv = VecLLMPrior(make_text_vec_env(lambda: StepCounter(CorridorTextEnv()), 2), FailingPrior(fail_on=2), k=4, encoder=None)
+    venv.reset()
+    with pytest.raises(ConnectionError):
+        venv.step(np.zeros(2, dtype=int))
+    assert venv.get_attr("steps") == [1, 1]
+    with pytest.raises(RuntimeError, match=r"ConnectionError.*call reset\(\)"):
+        venv.step(np.zeros(2, dtype=int))
+    with pytest.raises(RuntimeError, match=r"reset\(\)"):
+        venv.action_masks()
+    assert venv.get_attr("steps") == [1, 1]
+    venv.reset()
+    _, _, _, infos = venv.step(np.zeros(2, dtype=int))
+    assert all("room 2 of 4" in i["text_observation"] for i in infos)
+
+
+def test_a_failed_reset_leaves_no_stale_slots():
+    env = LLMPriorWrapper(CorridorTextEnv(), FailingPrior(fail_on=3), k=4, encoder=None)
+    env.reset(seed=0)
+    env.step(0)
+    with pytest.raises(ConnectionError):
+        env.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"reset\(\) failed"):
+        env.step(0)
+
+
+# ---------------------------------------------------------------- NaN/inf
+
+
+class NaNPrior(UniformPrior):
+    """Like a half-precision model that overflowed: NaN log-probabilities for one state."""
+
+    def score(self, prompts, candidates, **kw):
+        scores = super().score(prompts, candidates, **kw)
+        for p, lp in zip(prompts, scores.logprobs):
+            if "room 2 of 4" in p.split("Observation:")[-1]:
+                lp[:] = np.nan
+        return scores
+
+
+def test_nan_prior_scores_never_reach_observations():
+    env = LLMPriorWrapper(CorridorTextEnv(), NaNPrior(), k=4, encoder=None)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"NaN.*room 2 of 4"):
+        env.step(0)  # 'go east' (uniform prior, env order) into room 2
+    venv = VecLLMPrior(make_text_vec_env(lambda: CorridorTextEnv(), 2), NaNPrior(), k=4, encoder=None)
+    venv.reset()
+    with pytest.raises(ValueError, match=r"NaN.*room 2 of 4"):
+        venv.step(np.zeros(2, dtype=int))
+
+
+def test_function_prior_minus_inf_is_zero_probability_nan_and_all_minus_inf_raise():
+    def fn(p, cands):
+        return [-np.inf if c == "wait" else 0.0 for c in cands]
+
+    env = LLMPriorWrapper(CorridorTextEnv(), FunctionPrior(fn), k=4, encoder=None)
+    obs, info = env.reset(seed=0)
+    assert info["prior_candidates"][-1] == "wait" and obs["prior_logprobs"][2] == LOGPROB_MIN
+    assert np.isfinite(obs["prior_logprobs"]).all() and env.observation_space.contains(obs)
+    np.testing.assert_allclose(np.exp(obs["prior_logprobs"][:2]), [0.5, 0.5], atol=1e-6)
+    for bad, match in [(lambda p, c: [np.nan] * len(c), "NaN"), (lambda p, c: [-np.inf] * len(c), "every candidate")]:
+        with pytest.raises(ValueError, match=match) as err:
+            LLMPriorWrapper(CorridorTextEnv(), FunctionPrior(bad), k=4, encoder=None).reset(seed=0)
+        assert "room 1 of 4" in str(err.value)
+
+
+class NaNRewardEnv(CorridorTextEnv):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if self.t == 1 else float("inf"), terminated, truncated, info
+
+
+def test_nan_and_inf_rewards_pass_through_unchanged():
+    from stable_baselines3.common.vec_env import VecCheckNan
+
+    env = LLMPriorWrapper(NaNRewardEnv(), east_prior(), k=4, encoder=None)
+    env.reset(seed=0)
+    assert np.isnan(env.step(1)[1]) and env.step(1)[1] == np.inf  # the wrapper never alters rewards
+    venv = VecLLMPrior(make_text_vec_env(NaNRewardEnv, 2), east_prior(), k=4, encoder=None)
+    venv.reset()
+    assert np.isnan(venv.step(np.ones(2, dtype=int))[1]).all()
+    checked = VecCheckNan(VecLLMPrior(make_text_vec_env(NaNRewardEnv, 1), east_prior(), k=4, encoder=None), raise_exception=True)
+    checked.reset()
+    with pytest.raises(ValueError, match="nan"):
+        checked.step(np.ones(1, dtype=int))
+
+
+# ---------------------------------------------------------------- non-text envs in the vector wrapper
+
+FROZEN_ACTIONS = ["move left", "move down", "move right", "move up"]
+
+
+def frozen_text(s) -> str:
+    return f"You stand on tile {int(s)} of a 4x4 frozen lake."
+
+
+def test_vec_wrapper_runs_fixed_action_non_text_envs_like_the_single_wrapper():
+    prior = FunctionPrior(lambda p, c: [1.0 if x == "move right" else 0.0 for x in c])
+    venv = VecLLMPrior(
+        make_text_vec_env("FrozenLake-v1", 2, env_kwargs={"is_slippery": False}),
+        prior, k=4, encoder="hashing", actions=FROZEN_ACTIONS, observation_to_text=frozen_text,
+    )
+    single = LLMPriorWrapper(
+        gym.make("FrozenLake-v1", is_slippery=False), prior, k=4, encoder="hashing",
+        actions=FROZEN_ACTIONS, observation_to_text=frozen_text,
+    )
+    obs = venv.reset()
+    assert venv.reset_infos[0]["text_observation"] == frozen_text(0)
+    single_obs, _ = single.reset(seed=0)
+    for action in [0, 1, 0, 3]:
+        for key in obs:
+            np.testing.assert_allclose(obs[key][0], single_obs[key], atol=1e-6)
+        obs, _, _, infos = venv.step(np.array([action, action]))
+        single_obs, _, _, _, info = single.step(action)
+        assert infos[0]["command"] == info["command"] and infos[0]["text_observation"] == info["text_observation"]
+    assert infos[0]["text_observation"] != frozen_text(0)  # the lake was really walked
+
+
+def test_non_text_observation_error_names_an_option_both_wrappers_take():
+    # the error must point at an argument VecLLMPrior accepts
+    with pytest.raises(TypeError, match="observation_to_text") as err:
+        VecLLMPrior(make_text_vec_env("FrozenLake-v1", 1, env_kwargs={"is_slippery": False}), UniformPrior(), k=4,
+                    encoder=None, actions=FROZEN_ACTIONS).reset()
+    assert "VecLLMPrior" in str(err.value)
+    with pytest.raises(ValueError, match="distinct"):
+        LLMPriorWrapper(CorridorTextEnv(), UniformPrior(), k=4, encoder=None, actions=["a", "b", "a"])
+
+
+# ---------------------------------------------------------------- seeds
+
+
+def test_resampling_is_seeded_in_both_wrappers():
+    def commands(env_factory, seed_call):
+        env = env_factory()
+        seed_call(env)
+        out = []
+        for _ in range(8):
+            out.append(env.step(5)[-1]["command"] if isinstance(env, LLMPriorWrapper) else env.step(np.array([5]))[-1][0]["command"])
+        return out
+
+    def single():
+        return LLMPriorWrapper(CorridorTextEnv(length=20, max_steps=100), UniformPrior(), k=6, encoder=None,
+                               invalid_action="resample", seed=3)
+
+    a = commands(single, lambda e: e.reset())
+    assert a == commands(single, lambda e: e.reset())  # seeded at construction, no reset(seed=) needed
+    assert len(set(a)) > 1
+
+    def vec():
+        return VecLLMPrior(make_text_vec_env(lambda: CorridorTextEnv(length=20, max_steps=100), 1), UniformPrior(),
+                           k=6, encoder=None, invalid_action="resample")
+
+    def seed_then_reset(venv, s):
+        venv.seed(s)  # what SB3's set_random_seed does
+        venv.reset()
+
+    b = commands(vec, lambda v: seed_then_reset(v, 7))
+    assert b == commands(vec, lambda v: seed_then_reset(v, 7))
+    assert any(b != commands(vec, lambda v: seed_then_reset(v, s)) for s in (8, 9, 10))
+
+
+# ---------------------------------------------------------------- signature
+
+
+class PlainEncoder:
+    dim = 8
+    unit_norm = True
+
+    def encode(self, texts):
+        return np.ones((len(texts), 8), np.float32) / np.sqrt(8)
+
+
+def test_prior_signature_on_both_wrappers_and_through_get_attr():
+    env = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=5, encoder="hashing", candidate_text="action")
+    sig = env.prior_signature
+    assert sig == {"k": 5, "feature_dim": 64, "encoder": "hashing:64", "candidate_text": "action",
+                   "normalization": "token", "order": "prior"}
+    assert DummyVecEnv([lambda: env]).get_attr("prior_signature") == [sig]
+    venv = VecLLMPrior(make_text_vec_env(lambda: CorridorTextEnv(), 3), east_prior(), k=5, encoder="hashing",
+                       candidate_text="action")
+    assert venv.prior_signature == sig
+    assert venv.has_attr("prior_signature") and venv.get_attr("prior_signature") == [sig] * 3
+    assert venv.get_attr("prior_signature", indices=[1]) == [sig]
+    assert LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=3, encoder=None).prior_signature["encoder"] is None
+    assert LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=3, encoder=PlainEncoder()).prior_signature["encoder"] == "PlainEncoder:8"
+    assert SentenceEncoder.default().name == "minilm:all-MiniLM-L6-v2"
+
+
+def test_encoder_prior_features_with_tiny_llama(tiny_llama, smollm_tokenizer):
+    from prior_wrappers import HFPrior
+
+    prior = CachedPrior(HFPrior(tiny_llama, smollm_tokenizer))
+    env = LLMPriorWrapper(CorridorTextEnv(), prior, k=5, encoder="prior")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs["candidate_features"].shape == (5, 64)
+    n = len(info["prior_candidates"])
+    direct = prior.prior.score([info["prior_prompt"]], [info["prior_candidates"]], return_features=True).features[0]
+    np.testing.assert_allclose(obs["candidate_features"][:n], direct, atol=1e-5)
+    assert not obs["candidate_features"][n:].any()
+    # documented: with encoder="prior" the observation features are the mean of the valid slots' features
+    np.testing.assert_allclose(obs["observation_features"], direct.mean(0), atol=1e-5)
+    assert env.prior_signature["encoder"] == "prior:LlamaForCausalLM" and env.prior_signature["feature_dim"] == 64
+    again, _ = env.reset(seed=0)
+    assert prior.hits == 1  # features come from the cache too
+    np.testing.assert_array_equal(again["candidate_features"], obs["candidate_features"])
+    with pytest.raises(ValueError, match="encoder='prior'"):
+        LLMPriorWrapper(CorridorTextEnv(), UniformPrior(), k=5, encoder="prior")
