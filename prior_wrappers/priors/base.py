@@ -10,9 +10,11 @@ Both take many prompts at once (one per environment) so that implementations can
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -69,7 +71,11 @@ class Proposals:
 
 @runtime_checkable
 class ActionPrior(Protocol):
-    """Anything that scores and proposes text commands for text states."""
+    """Anything that scores and proposes text commands for text states.
+
+    Optionally a prior has a ``fingerprint`` (``str``) identifying everything its scores depend on;
+    :class:`~prior_wrappers.priors.cached.CachedPrior` stores it with saved scores (see :func:`prior_fingerprint`).
+    """
 
     def score(
         self,
@@ -90,6 +96,69 @@ class ActionPrior(Protocol):
     ) -> Proposals:
         """Sample ``k`` commands per prompt and map them to the prompt's admissible commands."""
         ...
+
+
+def prior_fingerprint(prior: object) -> str:
+    """What a cache of ``prior``'s scores is valid for: the prior's ``fingerprint`` (a property, or a method
+    called without arguments), else its class name.
+
+    Implementations make it change whenever scores could change (model weights, tokenizer, separator, ...) and
+    keep it stable across processes and machines (no memory addresses, no local paths).
+    """
+    fp = getattr(prior, "fingerprint", None)
+    if callable(fp):
+        fp = fp()
+    return str(fp) if fp else type(prior).__name__
+
+
+def digest(payload: object, length: int = 16) -> str:
+    """Stable hex digest of a JSON-serialisable ``payload`` (keys sorted; other objects via ``str``)."""
+    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
+    """Class, vocabulary size, a hash of the vocabulary and special tokens, and the ids of ``""`` (whether it
+    adds BOS/EOS): everything of a tokenizer that decides which tokens a candidate is scored on."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    try:
+        empty = list(tokenizer("", add_special_tokens=True)["input_ids"])
+    except Exception:  # a tokenizer-like object that cannot be called: its vocabulary still identifies it
+        empty = None
+    return {
+        "class": type(tokenizer).__name__,
+        "vocab_size": len(tokenizer) if hasattr(tokenizer, "__len__") else len(vocab),
+        "vocab": digest(sorted(vocab.items())),
+        "special_tokens": digest(getattr(tokenizer, "special_tokens_map", {})),
+        "empty_ids": empty,
+    }
+
+
+def model_fingerprint(model: Any, sample: int = 1024) -> dict[str, Any]:
+    """Identify a transformers model by what decides its outputs: its config (without paths and versions),
+    parameter dtype, and a hash of every tensor's name, shape, dtype and ``sample`` evenly strided values.
+
+    Hashing a strided sample instead of every weight keeps this at milliseconds for a 135M model while
+    any fine-tuning, re-quantisation or different random init (which change almost every value) still shows.
+    """
+    config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
+    config = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    hasher = hashlib.sha256()
+    dtypes = set()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // sample)
+        values = flat[::step][:sample].float().cpu().numpy()
+        dtypes.add(str(tensor.dtype))
+        hasher.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        hasher.update(values.tobytes())
+    return {
+        "name": str(getattr(model, "name_or_path", "") or "").rstrip("/").rsplit("/", 1)[-1],
+        "class": type(model).__name__,
+        "config": digest(config),
+        "dtypes": sorted(dtypes),
+        "weights": hasher.hexdigest()[:16],
+    }
 
 
 def validate_request(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> None:

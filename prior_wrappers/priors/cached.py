@@ -1,8 +1,10 @@
-"""An exact LRU cache in front of any prior."""
+"""An exact LRU cache in front of any prior, bounded by entries and bytes, saved in a format that cannot run code."""
 
 from __future__ import annotations
 
-import pickle
+import json
+import os
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +12,31 @@ from typing import Any
 
 import numpy as np
 
-from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, Proposals, validate_request
+from prior_wrappers.priors.base import (
+    ActionPrior,
+    Normalization,
+    PriorScores,
+    Proposals,
+    prior_fingerprint,
+    validate_request,
+)
+
+CACHE_FORMAT = "prior_wrappers.CachedPrior"
+CACHE_VERSION = 1
+
+Key = tuple[str, tuple[str, ...], str]
+Entry = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
+    out = np.array(array, dtype=dtype, copy=True)
+    out.setflags(write=False)  # shared by every hit: nobody may change a cached score in place
+    return out
+
+
+def _entry_bytes(key: Key, entry: Entry) -> int:
+    text = len(key[0].encode("utf-8", "surrogatepass")) + sum(len(c.encode("utf-8", "surrogatepass")) for c in key[1])
+    return text + sum(a.nbytes for a in entry if a is not None)
 
 
 class CachedPrior:
@@ -20,51 +46,206 @@ class CachedPrior:
     Text games revisit the same states often, so most scores are hits after a few episodes.
     ``propose`` is stochastic and is passed through uncached.
 
+    A file written by :meth:`save` holds the wrapped prior's :attr:`fingerprint` (model, weights, tokenizer,
+    separator, ... for ``HFPrior``; see :func:`~prior_wrappers.priors.base.prior_fingerprint`), and
+    :meth:`load` refuses a file made by a different prior. The file is an ``.npz`` archive with JSON
+    metadata, read with ``allow_pickle=False``: loading it cannot execute code.
+
     :param prior: the prior to cache.
     :param maxsize: entries kept (least recently used evicted first).
+    :param max_bytes: bytes kept (scores, features, prompt and candidate texts), least recently used evicted
+        first. Default 1 GiB; hidden-state features (``encoder="prior"``) take ``4 × hidden size`` bytes per
+        candidate, so they fill it far sooner than scores alone.
     """
 
-    def __init__(self, prior: ActionPrior, maxsize: int = 100_000) -> None:
+    def __init__(self, prior: ActionPrior, maxsize: int = 100_000, max_bytes: int = 2**30) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
         self.prior = prior
         self.maxsize = maxsize
-        self._cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = (
-            OrderedDict()
-        )
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[Key, Entry] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The wrapped prior's fingerprint (a cache is transparent)."""
+        return prior_fingerprint(self.prior)
 
     @property
     def hit_rate(self) -> float:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached entries."""
+        return self._bytes
+
     def cache_info(self) -> dict[str, float]:
-        return {"hits": self.hits, "misses": self.misses, "size": len(self._cache), "hit_rate": self.hit_rate}
+        """``hits``, ``misses``, ``hit_rate``, ``size`` (entries), ``bytes``, and the bounds ``maxsize``/``max_bytes``."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "size": len(self._cache),
+            "hit_rate": self.hit_rate,
+            "bytes": self._bytes,
+            "maxsize": self.maxsize,
+            "max_bytes": self.max_bytes,
+        }
+
+    # ------------------------------------------------------------------ storage
+    def _put(self, key: Key, entry: Entry) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._bytes -= _entry_bytes(key, old)
+        self._cache[key] = entry
+        self._bytes += _entry_bytes(key, entry)
+
+    def _evict(self) -> None:
+        while self._cache and (len(self._cache) > self.maxsize or self._bytes > self.max_bytes):
+            key, entry = self._cache.popitem(last=False)
+            self._bytes -= _entry_bytes(key, entry)
 
     def save(self, path: str | Path) -> None:
-        """Write the cached scores to ``path`` (a pickle), so later runs and other seeds reuse them."""
+        """Write the cached scores to ``path`` (an ``.npz`` archive whatever its name), so later runs and other
+        seeds reuse them. The write is atomic: a crash leaves the previous file intact."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(dict(self._cache), f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        items = list(self._cache.items())
+        with_features = [e[3] for _, e in items if e[3] is not None]
+        meta = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "fingerprint": self.fingerprint,
+            "keys": [[k[0], list(k[1]), k[2]] for k, _ in items],
+        }
 
-    def load(self, path: str | Path) -> int:
-        """Add the entries saved by :meth:`save` (only load files you wrote: this unpickles); returns how many."""
-        with open(path, "rb") as f:
-            entries = pickle.load(f)
-        self._cache.update(entries)
-        while len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
-        return len(entries)
+        def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate([np.asarray(a, dtype=dtype).reshape(-1) for a in arrays]) if arrays else np.zeros(0, dtype)
+
+        arrays = {
+            "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8),
+            "lengths": np.array([len(e[0]) for _, e in items], dtype=np.int64),
+            "logprobs": cat([e[0] for _, e in items], np.float64),
+            "raw_logprobs": cat([e[1] for _, e in items], np.float64),
+            "num_tokens": cat([e[2] for _, e in items], np.int64),
+            "has_features": np.array([e[3] is not None for _, e in items], dtype=bool),
+            "features": (
+                np.concatenate([np.asarray(f, dtype=np.float32) for f in with_features])
+                if with_features
+                else np.zeros((0, 0), np.float32)
+            ),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:  # a file object: numpy must not append ".npz" to the name
+                np.savez_compressed(f, **arrays)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load(self, path: str | Path, *, check_fingerprint: bool = True) -> int:
+        """Add the entries saved by :meth:`save`; returns how many.
+
+        :param path: a file written by :meth:`save`.
+        :param check_fingerprint: refuse a file written for a prior with another fingerprint (its scores would
+            be silently wrong here). Pass ``False`` only when you know the scores still hold.
+        :raises FileNotFoundError: no file at ``path``.
+        :raises ValueError: the file is not a cache file (corrupted, foreign, or an old pickle cache) or was
+            written for a different prior.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no CachedPrior cache file at {str(path)!r} (write one with CachedPrior.save)")
+        entries = self._read(path)
+        meta_fingerprint, keys_entries = entries
+        if check_fingerprint and meta_fingerprint != self.fingerprint:
+            raise ValueError(
+                f"the cache file {str(path)!r} holds scores of the prior {meta_fingerprint!r}, but this CachedPrior "
+                f"wraps {self.fingerprint!r}; its scores would be wrong here. Use one cache file per prior "
+                "(or load(..., check_fingerprint=False) if you know the scores are still valid)"
+            )
+        for key, entry in keys_entries:
+            self._put(key, entry)
+        self._evict()
+        return len(keys_entries)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[str, list[tuple[Key, Entry]]]:
+        def bad(why: str) -> ValueError:
+            return ValueError(
+                f"{str(path)!r} is not a CachedPrior cache file ({why}): it may be truncated or corrupted, written by "
+                "another program, or by an older prior_wrappers that saved caches as pickles. Delete it; "
+                "the cache refills as the prior is queried"
+            )
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+            raise bad(f"{type(err).__name__}: {err}") from None
+        required = ("meta", "lengths", "logprobs", "raw_logprobs", "num_tokens", "has_features", "features")
+        missing = [name for name in required if name not in arrays]
+        if missing:
+            raise bad(f"missing arrays {missing}")
+        try:
+            meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogatepass"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise bad(f"unreadable metadata: {err}") from None
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+            raise bad("no CachedPrior metadata")
+        if meta.get("version") != CACHE_VERSION:
+            raise bad(f"format version {meta.get('version')!r}; this prior_wrappers reads version {CACHE_VERSION}")
+        keys, lengths = meta.get("keys"), arrays["lengths"]
+        features, has_features = arrays["features"], arrays["has_features"]
+        n_values = int(lengths.sum()) if lengths.size else 0
+        n_feature_rows = int(lengths[has_features].sum()) if lengths.size else 0
+        consistent = (
+            isinstance(keys, list)
+            and len(keys) == len(lengths) == len(has_features)
+            and (lengths >= 0).all()
+            and all(len(arrays[name]) == n_values for name in ("logprobs", "raw_logprobs", "num_tokens"))
+            and features.ndim == 2
+            and len(features) == n_feature_rows
+        )
+        if not consistent:
+            raise bad("its arrays and keys do not match")
+        out: list[tuple[Key, Entry]] = []
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        row = 0
+        for i, raw_key in enumerate(keys):
+            try:
+                prompt, cands, normalization = raw_key
+                key: Key = (str(prompt), tuple(str(c) for c in cands), str(normalization))
+            except (TypeError, ValueError):
+                raise bad(f"malformed key {i}") from None
+            a, b = int(starts[i]), int(starts[i + 1])
+            if len(key[1]) != b - a:
+                raise bad(f"key {i} has {len(key[1])} candidates but {b - a} scores")
+            feats = None
+            if has_features[i]:
+                feats = _frozen(features[row : row + b - a], np.float32)
+                row += b - a
+            entry: Entry = (
+                _frozen(arrays["logprobs"][a:b], np.float64),
+                _frozen(arrays["raw_logprobs"][a:b], np.float64),
+                _frozen(arrays["num_tokens"][a:b], np.int64),
+                feats,
+            )
+            out.append((key, entry))
+        return str(meta.get("fingerprint")), out
 
     def clear(self) -> None:
         self._cache.clear()
+        self._bytes = 0
         self.hits = self.misses = 0
 
+    # ------------------------------------------------------------------ the prior protocol
     def score(
         self,
         prompts: Sequence[str],
@@ -74,9 +255,9 @@ class CachedPrior:
         return_features: bool = False,
     ) -> PriorScores:
         validate_request(prompts, candidates)
-        keys = [(p, tuple(c), normalization) for p, c in zip(prompts, candidates)]
-        results: list[tuple | None] = []
-        missing: dict[tuple, list[int]] = {}
+        keys: list[Key] = [(p, tuple(c), normalization) for p, c in zip(prompts, candidates)]
+        results: list[Entry | None] = []
+        missing: dict[Key, list[int]] = {}
         for i, key in enumerate(keys):
             entry = self._cache.get(key)
             if entry is not None and (not return_features or entry[3] is not None):
@@ -97,18 +278,22 @@ class CachedPrior:
             )
             for j, key in enumerate(miss_keys):
                 feats = fresh.features[j] if fresh.features is not None else None
-                entry = (fresh.logprobs[j], fresh.raw_logprobs[j], fresh.num_tokens[j], feats)
-                self._cache[key] = entry
-                self._cache.move_to_end(key)
+                entry = (
+                    _frozen(fresh.logprobs[j], np.float64),
+                    _frozen(fresh.raw_logprobs[j], np.float64),
+                    _frozen(fresh.num_tokens[j], np.int64),
+                    _frozen(feats, np.float32) if feats is not None else None,
+                )
+                self._put(key, entry)
                 for i in missing[key]:
                     results[i] = entry
-            while len(self._cache) > self.maxsize:
-                self._cache.popitem(last=False)
+            self._evict()
+        done = [r for r in results if r is not None]
         return PriorScores(
-            logprobs=[r[0] for r in results],
-            raw_logprobs=[r[1] for r in results],
-            num_tokens=[r[2] for r in results],
-            features=[r[3] for r in results] if return_features else None,
+            logprobs=[r[0] for r in done],
+            raw_logprobs=[r[1] for r in done],
+            num_tokens=[r[2] for r in done],
+            features=[r[3] for r in done] if return_features else None,  # type: ignore[misc]
         )
 
     def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5, **kwargs: Any) -> Proposals:

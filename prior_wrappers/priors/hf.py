@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
+from prior_wrappers.priors.base import (
+    Normalization,
+    PriorScores,
+    Proposals,
+    digest,
+    model_fingerprint,
+    normalize_scores,
+    tokenizer_fingerprint,
+    validate_request,
+)
 from prior_wrappers.priors.hf_compat import (
     cache_from_layers,
     cache_kwarg,
@@ -320,6 +329,29 @@ class HFPrior(CandidateTokenization):
         features = [np.stack(f).astype(np.float32) for f in feats] if feats is not None else None
         return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok, features=features)
 
+    # ------------------------------------------------------------------ identity
+    @property
+    def fingerprint(self) -> str:
+        """What this prior's scores depend on, for :class:`~prior_wrappers.priors.cached.CachedPrior` files:
+        ``"HFPrior:<model name>:<hash>"`` over the model (config, dtype, a strided sample of every weight; see
+        :func:`~prior_wrappers.priors.base.model_fingerprint`), the tokenizer (vocabulary hash and size, special
+        tokens), ``separator``, ``candidate_suffix``, ``max_length`` and ``truncation``. Stable across processes and
+        machines (no paths); the model/tokenizer part is computed once per model object."""
+        ident = (id(self.model), id(self.tokenizer))
+        cached = getattr(self, "_fingerprint_cache", None)
+        if cached is None or cached[0] != ident:
+            parts = {"model": model_fingerprint(self.model), "tokenizer": tokenizer_fingerprint(self.tokenizer)}
+            cached = self._fingerprint_cache = (ident, parts)
+        parts = dict(cached[1])
+        parts.update(
+            separator=self.separator,
+            candidate_suffix=self.candidate_suffix,
+            max_length=int(self.max_length),
+            truncation=self.truncation,
+        )
+        name = parts["model"]["name"] or parts["model"]["class"]
+        return f"HFPrior:{name}:{digest(parts)}"
+
     # ------------------------------------------------------------------ proposing
     @torch.inference_mode()
     def propose(
@@ -335,12 +367,32 @@ class HFPrior(CandidateTokenization):
     ) -> Proposals:
         """Sample ``k`` completions per prompt (stopping at a newline) and map each to an admissible command
         (see :class:`~prior_wrappers.priors.matching.CommandMatcher`). ``fallback`` says what an invalid
-        generation counts as; the invalid rate is reported either way."""
+        generation counts as; the invalid rate is reported either way.
+
+        Sampling is plain ancestral sampling from ``softmax(logits / temperature)`` over the whole vocabulary
+        (no top-k/top-p, whatever the model's generation config says), with a KV cache.
+
+        :param prompts: one prompt per state.
+        :param admissible: each prompt's admissible commands.
+        :param k: samples per prompt.
+        :param temperature: softmax temperature (> 0).
+        :param max_new_tokens: tokens sampled at most per completion.
+        :param fallback: what a generation that matches no command counts as (``"drop"``, ``"uniform"``, ...).
+        :param seed: with a seed, samples come from a local ``torch.Generator``: the same seed gives the same
+            proposals and torch's global RNG (which SB3 seeds and draws from) is left untouched. Without one,
+            samples draw from torch's global RNG, as ``model.generate`` does.
+        """
         validate_request(prompts, admissible)
         if k < 1:
             raise ValueError("k must be >= 1")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        generator = None
         if seed is not None:
-            torch.manual_seed(seed)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(seed))
         tok = self.tokenizer
         old_side = tok.padding_side
         tok.padding_side = "left"
@@ -348,16 +400,39 @@ class HFPrior(CandidateTokenization):
             enc = tok([p + self.separator.rstrip(" ") for p in prompts], return_tensors="pt", padding=True)
         finally:
             tok.padding_side = old_side
-        out = self.model.generate(
-            **{key: v.to(self.device) for key, v in enc.items()},
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=k,
-            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-        )
-        texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        eos_id = tok.eos_token_id
+        dev = self.device
+        ids = enc["input_ids"].repeat_interleave(k, dim=0).to(dev)  # rows: prompt 0 x k, prompt 1 x k, ...
+        mask = enc["attention_mask"].repeat_interleave(k, dim=0).to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
+        finished = torch.zeros(len(ids), dtype=torch.bool, device=dev)
+        sampled: list[torch.Tensor] = []
+        past = None
+        step_ids, step_positions = ids, positions
+        for _ in range(max_new_tokens):
+            out = forward_with_cache(
+                self._base, past, input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True
+            )
+            past = output_cache(out)
+            logits = self._lm_head(out.last_hidden_state[:, -1]).float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            probs = torch.softmax(logits / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
+            sampled.append(nxt)
+            if eos_id is not None:
+                finished |= nxt == eos_id
+            # a completion ends at its first newline (only its first line is matched): stop once all have one
+            newline = torch.tensor(["\n" in t for t in tok.batch_decode(nxt[:, None])], device=dev)
+            finished |= newline
+            if bool(finished.all()):
+                break
+            step_ids = nxt[:, None]
+            step_positions = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        texts = tok.batch_decode(torch.stack(sampled, dim=1).cpu(), skip_special_tokens=True)
         commands, counts, generations, invalid = [], [], [], 0
         for i, adm in enumerate(admissible):
             gens = [t.strip().split("\n", 1)[0].strip() for t in texts[i * k : (i + 1) * k]]

@@ -23,14 +23,24 @@ def normalize_command(text: str) -> str:
 class CommandMatcher:
     """Maps a generated text to one of the admissible commands, or ``None``.
 
-    Rules, first hit wins: (1) exact match of the first line; (2) match after :func:`normalize_command`;
-    (3) the longest admissible command that occurs in the generation on word boundaries.
-    Unlike substring counting, a generation that mentions no command maps to nothing.
+    Only the generation's first line is read (the model's continuation after it is a guess at the next
+    observation, not its choice). Rules, first hit wins: (1) the first line, stripped, equals a command;
+    (2) it equals one after :func:`normalize_command` (case, punctuation, spacing); (3) the longest
+    normalised command that occurs in the normalised first line on word boundaries. Unlike substring
+    counting, a generation that mentions no command maps to nothing.
+
+    Duplicates: of equal admissible commands the first gets every match. Of commands equal only after
+    normalisation ("Go North", "go north"), a first line equal to one of them goes to that one (rule 1), any
+    other match to the first.
+
+    :param admissible: the state's admissible commands, in the order the returned indices refer to.
     """
 
     def __init__(self, admissible: Sequence[str]) -> None:
         self.admissible = list(admissible)
-        self._exact = {c: i for i, c in enumerate(self.admissible)}
+        self._exact: dict[str, int] = {}
+        for i, c in enumerate(self.admissible):
+            self._exact.setdefault(c.strip(), i)
         self._normalized: dict[str, int] = {}
         for i, c in enumerate(self.admissible):
             self._normalized.setdefault(normalize_command(c), i)
@@ -38,6 +48,7 @@ class CommandMatcher:
         self._patterns = [(re.compile(rf"\b{re.escape(n)}\b"), i) for n, i in by_length if n]
 
     def match_index(self, generation: str) -> int | None:
+        """Index in ``admissible`` of the command ``generation`` names, or ``None``."""
         first_line = generation.strip().split("\n", 1)[0].strip() if generation.strip() else ""
         if first_line in self._exact:
             return self._exact[first_line]
@@ -50,6 +61,7 @@ class CommandMatcher:
         return None
 
     def match(self, generation: str) -> str | None:
+        """The command ``generation`` names, or ``None``."""
         i = self.match_index(generation)
         return None if i is None else self.admissible[i]
 

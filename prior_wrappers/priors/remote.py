@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, normalize_scores, validate_request
+from prior_wrappers.priors.base import (
+    Normalization,
+    PriorScores,
+    Proposals,
+    digest,
+    normalize_scores,
+    tokenizer_fingerprint,
+    validate_request,
+)
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation
 from prior_wrappers.priors.matching import Fallback, count_matches
 
@@ -185,6 +193,20 @@ class OpenAIPrior(CandidateTokenization):
 
     def __repr__(self) -> str:
         return f"OpenAIPrior({self.base_url!r}, model={self.model_name!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        """``"OpenAIPrior:<model>:<hash>"`` over the served model's name, the tokenizer (vocabulary hash and size,
+        special tokens), ``separator``, ``candidate_suffix`` and ``truncation``. The server's weights are not
+        visible from here: serve a changed model under a new name. No URL, so a cache outlives a server move."""
+        parts = {
+            "model": self.model_name,
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "separator": self.separator,
+            "candidate_suffix": self.candidate_suffix,
+            "truncation": self.truncation,
+        }
+        return f"OpenAIPrior:{self.model_name}:{digest(parts)}"
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One API call with bounded retries; returns the decoded JSON answer."""

@@ -251,3 +251,29 @@ def test_scoring_makes_no_deprecated_library_calls(tiny_llama, smollm_tokenizer,
         prior.score(prompts[:1], CANDIDATES[:1])
     assert prior.prefix_passes == 1
     assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
+
+def test_seeded_propose_is_reproducible_and_leaves_the_global_rng_alone(tiny_prior):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # SB3's torch stream is untouched
+    b = tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=7)
+    assert a.generations == b.generations
+    others = [tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=s).generations for s in (8, 9)]
+    assert any(o != a.generations for o in others)
+    with pytest.raises(ValueError, match="temperature"):
+        tiny_prior.propose(PROMPTS[:1], CANDIDATES[:1], temperature=0.0)
+
+
+def test_propose_samples_like_generate_and_batches_like_single_prompts(tiny_prior, tiny_llama, smollm_tokenizer):
+    """Near-zero temperature makes sampling greedy: the own sampling loop (left padding, KV cache, positions)
+    must then give transformers' greedy ``generate`` text, whether a prompt is alone or batched with others."""
+    prompts = ["Hi", PROMPTS[1]]
+    batched = tiny_prior.propose(prompts, [["go"], ["go"]], k=2, max_new_tokens=5, seed=0, temperature=1e-4)
+    for i, prompt in enumerate(prompts):
+        ids = smollm_tokenizer([prompt], return_tensors="pt")
+        out = tiny_llama.generate(**ids, do_sample=False, max_new_tokens=5, pad_token_id=smollm_tokenizer.pad_token_id)
+        greedy = smollm_tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        expected = greedy.strip().split("\n", 1)[0].strip()
+        assert batched.generations[i] == [expected, expected]
