@@ -33,11 +33,13 @@ TEXT_OBSERVATION = "text_observation"
 
 
 class TextInInfo(gym.Wrapper):
-    """Moves a text env's ``str`` observation into ``info["text_observation"]`` and returns a dummy array.
+    """Moves an env's observation into ``info["text_observation"]`` and returns a dummy array.
 
     SB3 vector envs keep observations in numeric buffers, so text cannot travel as the observation; this
     adapter lets a text env live in ``DummyVecEnv``/``SubprocVecEnv`` under :class:`VecLLMPrior`, which reads
-    the text back from ``info`` (and from ``reset_infos`` after automatic resets).
+    the text back from ``info`` (and from ``reset_infos`` after automatic resets). A non-text observation
+    travels unchanged (it must pickle for ``SubprocVecEnv``); ``VecLLMPrior(observation_to_text=...)`` turns it
+    into text in the parent process.
 
     >>> venv = DummyVecEnv([lambda: TextInInfo(gym.make("prior_wrappers/OvercookedTomato-v0"))])
     """

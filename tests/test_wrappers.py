@@ -500,3 +500,16 @@ def test_encoder_prior_features_with_tiny_llama(tiny_llama, smollm_tokenizer):
     np.testing.assert_array_equal(again["candidate_features"], obs["candidate_features"])
     with pytest.raises(ValueError, match="encoder='prior'"):
         LLMPriorWrapper(CorridorTextEnv(), UniformPrior(), k=5, encoder="prior")
+
+
+class NaNEncoder(PlainEncoder):
+    def encode(self, texts):
+        out = super().encode(texts)
+        out[-1] = np.nan
+        return out
+
+
+def test_nan_encoder_features_never_reach_observations():
+    env = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=4, encoder=NaNEncoder())
+    with pytest.raises(ValueError, match=r"NaN/inf features .*Action: wait"):
+        env.reset(seed=0)
