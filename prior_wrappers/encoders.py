@@ -45,7 +45,7 @@ class SentenceEncoder:
     def __init__(
         self, model: Any, tokenizer: Any, *, max_length: int = 256, batch_size: int = 64, name: str | None = None
     ) -> None:
-        self.name = name or f"sentence:{_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
+        self.name = name or f"sentence:{model_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokenizer.truncation_side = "left"
@@ -194,11 +194,18 @@ class CachedEncoder:
         return out
 
 
-def _basename(name_or_path: str) -> str:
+def model_basename(name_or_path: str) -> str:
+    """The last component of a model's ``name_or_path`` (hub id or local path): ``"org/model"`` -> ``"model"``.
+
+    :param name_or_path: what transformers stores as ``model.name_or_path``.
+    """
     return str(name_or_path).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def encoder_name(encoder: TextEncoder) -> str:
-    """A short identifier of an encoder: its ``name`` attribute, else ``"<class name>:<dim>"``."""
+    """A short identifier of an encoder: its ``name`` attribute, else ``"<class name>:<dim>"``.
+
+    :param encoder: any :class:`TextEncoder`.
+    """
     name = getattr(encoder, "name", None)
     return str(name) if name else f"{type(encoder).__name__}:{encoder.dim}"

@@ -11,7 +11,14 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder, _basename, encoder_name
+from prior_wrappers.encoders import (
+    CachedEncoder,
+    HashingEncoder,
+    SentenceEncoder,
+    TextEncoder,
+    encoder_name,
+    model_basename,
+)
 from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
 from prior_wrappers.spaces import (
@@ -131,7 +138,7 @@ class SlotBuilder:
         self.encoder, self.prior_features, self.feature_dim = resolve_encoder(encoder, prior)
         if self.prior_features:
             model = prior.model  # type: ignore[attr-defined]
-            self.encoder_name: str | None = f"prior:{_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
+            self.encoder_name: str | None = f"prior:{model_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
         else:
             self.encoder_name = encoder_name(self.encoder) if self.encoder is not None else None
         bound = 1.0 if self.encoder is not None and self.encoder.unit_norm else np.inf
@@ -240,6 +247,12 @@ def check_scores(
     prompt's candidates (they sort last, are dropped first, and show as ``LOGPROB_MIN``), but not for all of them.
     NaN and ``+inf`` (a half-precision overflow, a bug in a ``FunctionPrior``) raise ``ValueError``, as do
     non-finite hidden-state features.
+
+    :param prior: the prior that produced ``scores`` (named in errors).
+    :param scores: its answer.
+    :param prompts: the prompts it scored (quoted in errors).
+    :param candidates: each prompt's candidates.
+    :param features: whether hidden-state features were asked for (then they are checked too).
     """
     name = type(prior).__name__
     if len(scores.logprobs) != len(prompts):
@@ -274,7 +287,11 @@ INVALID_ACTIONS: tuple[str, ...] = ("cycle", "resample", "raise")
 
 
 def validate_actions(actions: Sequence[str] | None) -> list[str] | None:
-    """Check the ``actions=[...]`` names of a fixed discrete action set: distinct non-empty strings."""
+    """Check the ``actions=[...]`` names of a fixed discrete action set: distinct non-empty strings.
+
+    :param actions: one name per action index of the env, or ``None``.
+    :return: the names as a list, or ``None``.
+    """
     if actions is None:
         return None
     if isinstance(actions, str):
@@ -358,6 +375,11 @@ def resolve_action(
       differs from what slot ``j`` means, so a stock algorithm's buffer mislabels that transition; use it only
       with algorithms that never pick empty slots.
     - ``"raise"``: raises ``ValueError``.
+
+    :param action: the slot index chosen by the policy (an int or a one-element array).
+    :param slots: the current state's slots.
+    :param rng: the generator ``"resample"`` draws from.
+    :param invalid_action: ``"cycle"``, ``"resample"`` or ``"raise"``.
     """
     if invalid_action not in INVALID_ACTIONS:
         raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")

@@ -104,6 +104,8 @@ def prior_fingerprint(prior: object) -> str:
 
     Implementations make it change whenever scores could change (model weights, tokenizer, separator, ...) and
     keep it stable across processes and machines (no memory addresses, no local paths).
+
+    :param prior: any :class:`ActionPrior`.
     """
     fp = getattr(prior, "fingerprint", None)
     if callable(fp):
@@ -112,14 +114,21 @@ def prior_fingerprint(prior: object) -> str:
 
 
 def digest(payload: object, length: int = 16) -> str:
-    """Stable hex digest of a JSON-serialisable ``payload`` (keys sorted; other objects via ``str``)."""
+    """Stable hex digest of a JSON-serialisable ``payload`` (keys sorted; other objects via ``str``).
+
+    :param payload: what to hash.
+    :param length: hex characters kept.
+    """
     text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     """Class, vocabulary size, a hash of the vocabulary and special tokens, and the ids of ``""`` (whether it
-    adds BOS/EOS): everything of a tokenizer that decides which tokens a candidate is scored on."""
+    adds BOS/EOS): everything of a tokenizer that decides which tokens a candidate is scored on.
+
+    :param tokenizer: a transformers tokenizer.
+    """
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
     try:
         empty = list(tokenizer("", add_special_tokens=True)["input_ids"])
@@ -140,6 +149,9 @@ def model_fingerprint(model: Any, sample: int = 1024) -> dict[str, Any]:
 
     Hashing a strided sample instead of every weight keeps this at milliseconds for a 135M model while
     any fine-tuning, re-quantisation or different random init (which change almost every value) still shows.
+
+    :param model: a transformers model (``config``, ``state_dict()``).
+    :param sample: values hashed per tensor.
     """
     config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
     config = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
