@@ -232,10 +232,14 @@ class VecLLMPrior(VecEnvWrapper):
         self._resolved = [resolve_action(a, s, self._rng, self.invalid_action) for a, s in zip(actions, slots)]
         commands = [r.command for r in self._resolved]
         self._slots = []  # stale until step_wait has built the new states
-        if self.actions is not None:
-            self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
-        else:
-            self.venv.step_async(commands)
+        try:
+            if self.actions is not None:
+                self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
+            else:
+                self.venv.step_async(commands)
+        except Exception as err:
+            self._failure = f"the last step failed ({type(err).__name__}: {err}) while sending its actions to the envs"
+            raise
 
     def step_wait(self) -> VecEnvStepReturn:
         try:
