@@ -104,8 +104,8 @@ class VecLLMPrior(VecEnvWrapper):
     The LLM lives in this process, so ``SubprocVecEnv`` workers never hold a model. Observations, actions, the
     action contract (``invalid_action``), ``info`` keys (``command``, ``executed_slot``, ``invalid_action``, ...),
     failure handling and reward pass-through are those of :class:`~prior_wrappers.wrappers.LLMPriorWrapper`:
-    after a failed :meth:`step_wait` (the prior raised), :meth:`step_async` and :meth:`action_masks` raise a
-    ``RuntimeError`` until :meth:`reset`.
+    after a failed :meth:`step_wait` (the prior raised), :meth:`step_async` raises a ``RuntimeError`` until
+    :meth:`reset`, and :meth:`action_masks` still describes the last states built.
 
     Envs with non-text observations and a fixed discrete action set work like in the single-env wrapper:
     :class:`TextInInfo` carries their raw observation in ``info["text_observation"]``, this wrapper turns it into
@@ -231,8 +231,7 @@ class VecLLMPrior(VecEnvWrapper):
             raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
         self._resolved = [resolve_action(a, s, self._rng, self.invalid_action) for a, s in zip(actions, slots)]
         commands = [r.command for r in self._resolved]
-        self._slots = []  # stale until step_wait has built the new states
-        try:
+        try:  # self._slots changes only once step_wait has built the new states
             if self.actions is not None:
                 self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
             else:
@@ -245,7 +244,6 @@ class VecLLMPrior(VecEnvWrapper):
         try:
             return self._step_wait()
         except Exception as err:
-            self._slots = []
             self._failure = f"the last step failed ({type(err).__name__}: {err}) after its actions went to the envs"
             raise
 
@@ -290,8 +288,10 @@ class VecLLMPrior(VecEnvWrapper):
         return self.builder.stats.as_dict()
 
     def action_masks(self) -> np.ndarray:
-        """``(n_envs, k)`` boolean masks of the valid slots."""
-        return np.stack([s.mask for s in self._check_ready("action_masks()")])
+        """``(n_envs, k)`` boolean masks of the valid slots (after a failed step: of the last states built)."""
+        if not self._slots:
+            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
+        return np.stack([s.mask for s in self._slots])
 
     # attributes that live in this wrapper, not in the sub-envs: answered here for every index
     _OWN_ATTRIBUTES = ("action_masks", "prior_signature", "prior_stats")

@@ -66,8 +66,10 @@ class LLMPriorWrapper(gym.Wrapper):
     episode's last step ``prior_stats`` (calls, latency, cache hit rates; also the ``prior_stats`` property).
 
     **Failures.** If the prior (or the env) raises during :meth:`step`, the env has moved on but the slots
-    could not be rebuilt: the wrapper then refuses :meth:`step` and :meth:`action_masks` with a
-    ``RuntimeError`` until :meth:`reset`, so it never acts on a stale state. A prior that returns NaN or +inf
+    could not be rebuilt: the wrapper keeps the last state it built (nothing is half-updated) and refuses
+    :meth:`step` with a ``RuntimeError`` that names the failure until :meth:`reset`, so it never acts on a
+    stale state. It does not retry the scoring itself: the env's reward and end-of-episode flags of that step
+    are lost with the exception, so only a reset gives the caller a consistent episode again. A prior that returns NaN or +inf
     raises ``ValueError`` naming the prompt (see :class:`~prior_wrappers.slots.SlotBuilder`).
 
     **Rewards** are passed through unchanged, NaN and inf included (the wrapper never alters rewards); wrap the
@@ -190,8 +192,7 @@ class LLMPriorWrapper(gym.Wrapper):
         slots = self._check_ready("step()")
         resolved = resolve_action(action, slots, self._rng, self.invalid_action)
         env_action: Any = self.actions.index(resolved.command) if self.actions is not None else resolved.command
-        self._slots = None  # from here on the slots are stale until the new state is built
-        try:
+        try:  # self._slots changes only once the new state is fully built
             observation, reward, terminated, truncated, info = self.env.step(env_action)
             self._history.append((self._text, resolved.command))
             obs, info = self._observe(observation, info)
@@ -204,5 +205,9 @@ class LLMPriorWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
-        """Boolean mask of the valid slots (sb3-contrib's ``MaskablePPO`` calls this)."""
-        return self._check_ready("action_masks()").mask
+        """Boolean mask of the valid slots (sb3-contrib's ``MaskablePPO`` calls this). After a failed step it is
+        still the mask of the last state the wrapper built (nothing was half-updated), but :meth:`step` refuses
+        until :meth:`reset`."""
+        if self._slots is None:
+            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
+        return self._slots.mask  # type: ignore[union-attr]
