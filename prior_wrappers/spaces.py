@@ -14,6 +14,12 @@ key                         shape           content
 
 The two feature keys are present when the wrapper has a text encoder. Valid slots come first, sorted by
 prior (slot 0 is the prior's favourite), so even a policy that ignores features sees the prior's ranking.
+
+``LOGPROB_MIN`` is also the floor of valid slots: a command whose log-probability is lower (a long command
+scored with ``normalization="sum"``, a command that no sampled proposal named) reads ``LOGPROB_MIN`` but stays
+valid. "Valid" and "supported by the prior" are kept apart: ``action_mask`` alone says what may be chosen, and
+the algorithms in :mod:`prior_wrappers.sb3` treat every valid slot as a candidate unless an explicit rule
+(``prior_top_k``, ``prior_min_logprob``) says otherwise (see :mod:`prior_wrappers.sb3.masking`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ CANDIDATE_FEATURES = "candidate_features"
 OBSERVATION_FEATURES = "observation_features"
 
 # Log-probabilities are clipped here so that observations stay finite for neural networks; e^-30 is
-# indistinguishable from zero probability for every use in this library.
+# indistinguishable from zero probability in every sum over slots (softmax, posterior, KL), but a valid slot at
+# the floor is still a valid command: it can win a max or an argmax of Q.
 LOGPROB_MIN = -30.0
 
 

@@ -15,9 +15,17 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
 
-from prior_wrappers.sb3.masking import candidate_slots, masked_fill, masked_logsumexp, masked_max, sample_masked
+from prior_wrappers.sb3.masking import (
+    candidate_slots,
+    masked_fill,
+    masked_log_softmax,
+    masked_logsumexp,
+    masked_max,
+    sample_masked,
+)
 from prior_wrappers.sb3.policies import DQNPriorPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.sb3.signature import PriorSignatureMixin
 from prior_wrappers.spaces import PRIOR_LOGPROBS
 
 SelfDQNPrior = TypeVar("SelfDQNPrior", bound="DQNPrior")
@@ -26,7 +34,7 @@ Sampling = Literal["posterior", "greedy"]
 Target = Literal["max", "soft"]
 
 
-class DQNPrior(PriorStatsLogging, DQN):
+class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     """DQN-Prior: direct posterior sampling with an LLM action prior.
 
     Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
@@ -35,6 +43,12 @@ class DQNPrior(PriorStatsLogging, DQN):
     wrapper (the observation carries ``prior_logprobs`` and ``action_mask``), so the algorithm, its buffer and
     its saved zip never touch it. With ``UniformPrior`` in the wrapper this is plain DQN over the admissible
     commands with Boltzmann exploration softmax(Q/α): the baseline, same network.
+
+    The candidates are all the valid slots unless ``prior_top_k`` or ``prior_min_logprob`` narrow them (see
+    :mod:`prior_wrappers.sb3.masking`): a valid command that the prior gives almost no mass (log p clipped to
+    ``LOGPROB_MIN``) is rarely sampled, but greedy acting and the ``max`` target still take it when its Q is
+    the highest. The zip stores the wrapper's ``prior_signature``; ``load(path, env=...)`` and ``set_env``
+    raise a ``ValueError`` for an env with other wrapper settings (k, features, encoder, ...).
 
     Defaults are the reference implementation's where it has one (α⁻¹ = 10, AdamW, lr 5e-4, batch 64,
     γ 0.99, τ 0.005 every step, gradient clip 1.0, ``max`` target, no ε); the others are SB3's DQN defaults.
@@ -45,10 +59,14 @@ class DQNPrior(PriorStatsLogging, DQN):
     :param sampling: ``"posterior"`` samples softmax(Q/α + log p) when acting; ``"greedy"`` takes argmax Q
         (the reference's ALFWorld variant, with ε-greedy exploration over the candidates).
     :param target: ``"max"``: y = r + γ(1−d)·max_{a'} Q_target(s', a') over the next state's candidates
-        (reference); ``"soft"``: y = r + γ(1−d)·α·log Σ_{a'} p(a'|s')·exp(Q_target(s', a')/α).
+        (reference); ``"soft"``: y = r + γ(1−d)·α·log Σ_{a'} p̃(a'|s')·exp(Q_target(s', a')/α), p̃ the prior
+        renormalised over the next state's candidates (so a ``prior_top_k`` cut does not lower V).
     :param double_q: with ``target="max"``, choose a' by the online network and evaluate it with the target one.
     :param prior_top_k: keep only the prior's ``top_k`` valid slots as candidates (like the reference's k
-        proposals); ``None`` keeps every valid slot the prior supports (log p > ``LOGPROB_MIN``).
+        proposals); ``None`` keeps every valid slot, whatever its prior.
+    :param prior_min_logprob: an explicit support rule: valid slots with log p(a|s) below it are not candidates
+        (the prior's favourite always is), e.g. ``LOGPROB_MIN + 1`` to act only among the commands a
+        propose-mode prior named; ``None`` (default) keeps every valid slot.
     :param predict_with_prior: ``predict(deterministic=True)`` takes argmax (Q + α·log p) instead of argmax Q.
     :param learning_rate: learning rate, constant or a schedule of the remaining progress (reference: 5e-4).
     :param buffer_size: size of the replay buffer.
@@ -89,6 +107,7 @@ class DQNPrior(PriorStatsLogging, DQN):
         target: Target = "max",
         double_q: bool = False,
         prior_top_k: int | None = None,
+        prior_min_logprob: float | None = None,
         predict_with_prior: bool = False,
         learning_rate: float | Schedule = 5e-4,
         buffer_size: int = 100_000,
@@ -123,11 +142,14 @@ class DQNPrior(PriorStatsLogging, DQN):
             raise ValueError("double_q applies to the 'max' target only")
         if prior_top_k is not None and prior_top_k < 1:
             raise ValueError(f"prior_top_k must be >= 1 or None, got {prior_top_k}")
+        if prior_min_logprob is not None and prior_min_logprob > 0:
+            raise ValueError(f"prior_min_logprob is a log-probability threshold, <= 0 or None; got {prior_min_logprob}")
         self.alpha = alpha
         self.sampling = sampling
         self.target = target
         self.double_q = double_q
         self.prior_top_k = prior_top_k
+        self.prior_min_logprob = prior_min_logprob
         self.predict_with_prior = predict_with_prior
         super().__init__(
             policy,
@@ -155,6 +177,7 @@ class DQNPrior(PriorStatsLogging, DQN):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+        self._remember_prior_signature()
 
     def _setup_model(self) -> None:
         with warnings.catch_warnings():
@@ -165,7 +188,7 @@ class DQNPrior(PriorStatsLogging, DQN):
 
     def candidates(self, obs: PyTorchObs) -> th.Tensor:
         """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
-        return candidate_slots(obs, self.prior_top_k)  # type: ignore[arg-type]
+        return candidate_slots(obs, self.prior_top_k, self.prior_min_logprob)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ acting
     def _sample_action(
@@ -216,8 +239,8 @@ class DQNPrior(PriorStatsLogging, DQN):
         next_q_values = self.q_net_target(next_observations)
         candidates = self.candidates(next_observations)
         if self.target == "soft":
-            # V(s') = α · log Σ_{a'} p(a'|s') · exp(Q_target(s', a') / α)
-            log_prior = next_observations[PRIOR_LOGPROBS]  # type: ignore[index]
+            # V(s') = α · log Σ_{a'} p̃(a'|s') · exp(Q_target(s', a') / α), p̃ = p renormalised over the candidates
+            log_prior = masked_log_softmax(next_observations[PRIOR_LOGPROBS], candidates)  # type: ignore[index]
             values = self.alpha * masked_logsumexp(next_q_values / self.alpha + log_prior, candidates)
         elif self.double_q:
             # a* = argmax_{a'} Q(s', a'),  V(s') = Q_target(s', a*)

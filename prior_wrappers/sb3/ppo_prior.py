@@ -11,12 +11,13 @@ from torch.nn import functional as F
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 
-from prior_wrappers.sb3.masking import masked_log_softmax, valid_slots
+from prior_wrappers.sb3.masking import candidate_slots, masked_log_softmax
 from prior_wrappers.sb3.policies import CandidateActorCriticPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.sb3.signature import PriorSignatureMixin
 from prior_wrappers.spaces import PRIOR_LOGPROBS
 
 SelfPPOPrior = TypeVar("SelfPPOPrior", bound="PPOPrior")
@@ -25,6 +26,9 @@ SelfPPOPrior = TypeVar("SelfPPOPrior", bound="PPOPrior")
 def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor) -> th.Tensor:
     """KL(π ‖ p̃)(s) = Σ_{valid a} π(a|s)·[log π(a|s) − log p̃(a|s)], p̃ the prior renormalised over the valid
     slots; ``(batch,)``.
+
+    A valid slot at ``LOGPROB_MIN`` (a command the prior gives almost no mass) counts with log p̃ ≈ −30: π may
+    put mass on it, at a finite price of π(a)·(log π(a) + 30) nats, never an infinite KL.
 
     :param log_pi: ``(batch, K)`` normalised log-probabilities of the policy (0 probability off ``valid``).
     :param prior_logprobs: ``(batch, K)`` the observation's prior log-probabilities.
@@ -35,19 +39,23 @@ def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor) 
     return th.where(valid, terms, th.zeros_like(terms)).sum(dim=-1)
 
 
-class PPOPrior(PriorStatsLogging, PPO):
+class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
     """PPO-Prior: KL-regularised PPO towards an LLM action prior.
 
     Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
     (https://arxiv.org/abs/2410.07927). Maximises E_π[Σ γ^t r_t] − α·E_s[KL(π(·|s) ‖ p_LLM(·|s))]: the PPO
-    loss plus α·KL, computed exactly over the valid candidate slots (logged as ``train/kl_prior``). With α = 0
-    the updates are exactly PPO's. The default :class:`CandidateActorCriticPolicy` uses residual logits
-    f(s, a) + log p_LLM(a|s), so training starts at the prior. With ``UniformPrior`` in the wrapper this is the
+    loss plus α·KL (logged as ``train/kl_prior``). The policy acts, and the KL is computed exactly, over the
+    candidate slots, which for PPO-Prior are all the valid slots (see :mod:`prior_wrappers.sb3.masking`): a
+    valid command at ``LOGPROB_MIN`` keeps a (tiny, with the residual policy) probability and costs
+    π(a)·(log π(a) + 30) in the KL. With α = 0 the updates are exactly PPO's. The default
+    :class:`CandidateActorCriticPolicy` uses residual logits f(s, a) + log p_LLM(a|s), so training starts at
+    the prior. With ``UniformPrior`` in the wrapper this is the
     baseline, PPO over the admissible commands with the same network (KL to uniform = log n − entropy, so α
     acts as an entropy bonus; ``alpha=0`` for none).
 
     The paper applies the KL to an LLM policy and gives no coefficient for this small-policy form; α = 0.1 is
-    ours. The other defaults are SB3's PPO defaults.
+    ours. The other defaults are SB3's PPO defaults. The zip stores the wrapper's ``prior_signature``;
+    ``load(path, env=...)`` and ``set_env`` raise a ``ValueError`` for an env with other wrapper settings.
 
     :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`CandidateActorCriticPolicy`).
     :param env: the environment to learn from: a prior-wrapped env (``LLMPriorWrapper`` / ``VecLLMPrior``).
@@ -136,6 +144,16 @@ class PPOPrior(PriorStatsLogging, PPO):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+        self._remember_prior_signature()
+
+    def candidates(self, obs: PyTorchObs) -> th.Tensor:
+        """Boolean ``(batch, K)``: the slots the policy acts on and the KL sums over (all the valid slots)."""
+        return candidate_slots(obs)  # type: ignore[arg-type]
+
+    def kl_prior(self, obs: PyTorchObs) -> th.Tensor:
+        """KL(π(·|s) ‖ p̃(·|s)) of the current policy over the candidate slots, ``(batch,)``."""
+        log_pi = self.policy.get_distribution(obs).distribution.logits
+        return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs))  # type: ignore[index]
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -185,10 +203,9 @@ class PPOPrior(PriorStatsLogging, PPO):
 
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
-                # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the valid slots
+                # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the candidate (= valid) slots
                 with th.set_grad_enabled(alpha > 0):
-                    log_pi = self.policy.get_distribution(observations).distribution.logits
-                    kl_prior = kl_to_prior(log_pi, observations[PRIOR_LOGPROBS], valid_slots(observations)).mean()
+                    kl_prior = self.kl_prior(observations).mean()
                 kl_priors.append(kl_prior.item())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
                     loss = loss + alpha * kl_prior

@@ -84,14 +84,57 @@ def test_greedy_predict_and_predict_with_prior(env):
     assert actions.shape == (3,)
 
 
-def test_unsupported_and_top_k_slots_are_never_acted_on(env):
+def test_top_k_and_the_support_rule_limit_acting(env):
     obs = one_obs(env)
-    obs[PRIOR_LOGPROBS][1] = LOGPROB_MIN  # admissible, but no prior mass
+    obs[PRIOR_LOGPROBS][1] = LOGPROB_MIN  # admissible, but (almost) no prior mass
     model = DQNPrior("CandidatePolicy", env, alpha=0.5, prior_top_k=3, seed=0, device="cpu")
-    model.exploration_rate = 0.5
+    model.exploration_rate = 0.5  # ε: uniform over the candidates, so every candidate shows up
     th.manual_seed(0)
     actions, _ = model.predict(batch_of(obs, 5000), deterministic=False)
-    assert set(np.unique(actions)) == {0, 2, 3}  # top-3 of the supported slots {0, 2, 3, 4}
+    assert set(np.unique(actions)) == {0, 2, 3}  # the prior's top 3 of the valid slots
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, prior_min_logprob=LOGPROB_MIN + 1, seed=0, device="cpu")
+    model.exploration_rate = 0.5
+    actions, _ = model.predict(batch_of(obs, 5000), deterministic=False)
+    assert set(np.unique(actions)) == {0, 2, 3, 4}  # every valid slot but the one at the floor
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, seed=0, device="cpu")
+    model.exploration_rate = 0.5
+    actions, _ = model.predict(batch_of(obs, 5000), deterministic=False)
+    assert set(np.unique(actions)) == {0, 1, 2, 3, 4}  # no rule: every valid slot
+    with pytest.raises(ValueError, match="prior_min_logprob"):
+        DQNPrior("CandidatePolicy", env, prior_min_logprob=0.5)
+
+
+def test_a_valid_command_at_logprob_min_can_win_the_argmax_and_the_target():
+    """A long command scored with normalization="sum" falls below LOGPROB_MIN and is clipped there: it is
+    still admissible, so when its Q is the highest, greedy acting takes it and the max target uses it."""
+    from toy_text_env import CorridorTextEnv
+
+    from prior_wrappers.priors import FunctionPrior
+    from prior_wrappers.wrappers import LLMPriorWrapper
+
+    # "look at the painting" (odd rooms) gets a log-probability far below LOGPROB_MIN
+    prior = FunctionPrior(lambda prompt, commands: [-200.0 if "painting" in c else 0.0 for c in commands])
+    wrapped = LLMPriorWrapper(CorridorTextEnv(), prior, k=5, encoder=None, normalization="sum")
+    wrapped.reset(seed=0)
+    obs, _, _, _, info = wrapped.step(0)  # "go east": room 2, which has the painting
+    slot = info["prior_candidates"].index("look at the painting")
+    assert obs[ACTION_MASK].tolist() == [1, 1, 1, 1, 0] and obs[PRIOR_LOGPROBS][slot] == LOGPROB_MIN
+
+    model = DQNPrior("CandidatePolicy", wrapped, alpha=0.1, seed=0, device="cpu")
+    q = th.tensor([[0.0, 0.1, 0.2, 0.3, 99.0]])
+    q[0, slot] = 1.0  # the highest Q of the valid slots; the empty slot's 99 must never count
+    obs_t = model.policy.obs_to_tensor(obs)[0]
+    model.q_net = model.q_net_target = _FixedQ(q)
+    assert model.candidates(obs_t)[0].tolist() == [True, True, True, True, False]
+    assert int(model.predict(obs, deterministic=True)[0]) == slot
+    assert model.next_state_values(obs_t).item() == pytest.approx(1.0)
+    model.double_q = True
+    assert model.next_state_values(obs_t).item() == pytest.approx(1.0)
+    # its posterior weight p·exp(Q/α) = e^-30·e^10 is ~0: sampling almost never picks it
+    model.double_q = False
+    th.manual_seed(0)
+    actions, _ = model.predict(batch_of(obs, 2000), deterministic=False)
+    assert not (actions == slot).any() and (actions < 4).all()
 
 
 def test_learning_never_steps_into_an_empty_slot():
@@ -134,6 +177,22 @@ def test_max_soft_and_double_targets_match_hand_computation(env):
     model.target, model.double_q = "max", True
     # online argmax is slot 0 (3.0), evaluated by the target network: 1.0
     assert model.next_state_values(next_obs).flatten().tolist() == [1.0, -1.0]
+
+
+def test_soft_target_renormalises_the_prior_over_the_top_k():
+    next_obs = {
+        PRIOR_LOGPROBS: th.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), LOGPROB_MIN]]),
+        ACTION_MASK: th.tensor([[1, 1, 1, 0]], dtype=th.int8),
+    }
+    q_target = th.tensor([[1.0, 2.0, 0.5, 99.0]])
+    model = DQNPrior("CandidatePolicy", CandidateChainEnv(k=4, feature_dim=None), alpha=0.5, target="soft",
+                     prior_top_k=2, seed=0, device="cpu")
+    model.q_net_target = model.q_net = _FixedQ(q_target)
+    # candidates {0, 1} keep mass 0.8: p̃ = [0.5, 0.3] / 0.8 = [0.625, 0.375]
+    expected = 0.5 * math.log(0.625 * math.exp(1.0 / 0.5) + 0.375 * math.exp(2.0 / 0.5))
+    assert model.next_state_values(next_obs).item() == pytest.approx(expected, rel=1e-6)
+    # (without renormalising, V would be lower by α·log 0.8)
+    assert expected - 0.5 * math.log(0.5 * math.exp(2.0) + 0.3 * math.exp(4.0)) == pytest.approx(-0.5 * math.log(0.8))
 
 
 def test_invalid_arguments_are_rejected(env):
