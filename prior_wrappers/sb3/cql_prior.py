@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, TypeVar
 
 import torch as th
@@ -18,12 +19,14 @@ SelfCQLPrior = TypeVar("SelfCQLPrior", bound="CQLPrior")
 
 
 def cql_penalty(
-    q_values: th.Tensor, actions: th.Tensor, candidates: th.Tensor, include_data_action: bool = False
+    q_values: th.Tensor, actions: th.Tensor, candidates: th.Tensor, include_data_action: bool = True
 ) -> th.Tensor:
     """mean_s [ log Σ_{a_j} exp Q(s, a_j) − Q(s, a_data) ], a_j the candidate slots of s.
 
-    ``include_data_action=False`` (reference) leaves a_data out of the logsumexp, and a row whose only
-    candidate is a_data contributes 0; ``True`` is standard CQL (a_data always in the logsumexp).
+    ``include_data_action=True`` (default) is standard CQL: a_data is always in the logsumexp, so the term is
+    ≥ 0 and its gradient on Q(s, a_data) is −(1 − softmax weight of a_data), which vanishes as a_data wins.
+    ``False`` is the reference's form: a_data is left out, and a row whose only candidate is a_data
+    contributes 0. Its gradient on Q(s, a_data) is −1 per sample whatever Q is, so the term has no minimum.
 
     :param q_values: ``(batch, K)`` Q-values of all slots.
     :param actions: ``(batch, 1)`` or ``(batch,)`` data actions.
@@ -49,13 +52,18 @@ class CQLPrior(DQNPrior):
     admissible commands: the baseline, same network. Train from a file with :meth:`learn_offline`; ``learn``
     (online, as :class:`DQNPrior`) still works, e.g. for fine-tuning.
 
-    Defaults are the reference's: β = 5, data action left out of the logsumexp, batch 128, 10k gradient steps;
+    Defaults are the reference's (β = 5, batch 128, 10k gradient steps) except one: the data action is inside the
+    logsumexp (standard CQL). The reference leaves it out (``include_data_action=False``); that objective has no
+    minimum: the penalty pushes Q(s, a_data) up by β per sample at any Q, the Huber TD term pulls back by at most
+    1, so with β > 1 Q(s, a_data) grows without bound (and the ``max`` target carries it to every state);
+    results then depend on how long one trains. Use it only to reproduce the reference, with its step budget.
     the rest as :class:`DQNPrior` (AdamW lr 5e-4, γ 0.99, τ 0.005 at every gradient step, gradient clip 1.0).
 
     :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`DQNPriorPolicy` subclass).
     :param env: a prior-wrapped env: gives the observation/action spaces, and is where the policy is evaluated.
     :param cql_weight: β, weight of the conservative term (reference: 5).
-    :param include_data_action: include a_data in the logsumexp (standard CQL); the reference leaves it out.
+    :param include_data_action: include a_data in the logsumexp (standard CQL, default). ``False`` is the
+        reference's form, which diverges for ``cql_weight > 1`` (a ``UserWarning`` says so).
     :param batch_size: minibatch size of each gradient step (reference: 128).
     :param kwargs: every other argument of :class:`DQNPrior` (``alpha``, ``target``, ``prior_top_k``,
         ``learning_rate``, ``gamma``, ``tau``, ``seed``, ...).
@@ -66,12 +74,20 @@ class CQLPrior(DQNPrior):
         policy: str | type[DQNPriorPolicy],
         env: GymEnv | str,
         cql_weight: float = 5.0,
-        include_data_action: bool = False,
+        include_data_action: bool = True,
         batch_size: int = 128,
         **kwargs: Any,
     ) -> None:
         if cql_weight < 0:
             raise ValueError(f"cql_weight must be >= 0, got {cql_weight}")
+        if not include_data_action and cql_weight > 1:
+            warnings.warn(
+                f"include_data_action=False (the reference's CQL form) with cql_weight={cql_weight} > 1 has no "
+                "minimum: Q(s, a_data) grows without bound as training goes on. Keep the gradient steps few "
+                "(reference: 10k) or use include_data_action=True (standard CQL, the default).",
+                UserWarning,
+                stacklevel=2,
+            )
         self.cql_weight = cql_weight
         self.include_data_action = include_data_action
         super().__init__(policy, env, batch_size=batch_size, **kwargs)
@@ -110,7 +126,12 @@ class CQLPrior(DQNPrior):
         """
         if not isinstance(dataset, OfflineDataset):
             dataset = OfflineDataset.load(dataset)
-        self.replay_buffer = dataset.to_replay_buffer(self.observation_space, self.action_space, self.device)  # type: ignore[arg-type]
+        self.replay_buffer = dataset.to_replay_buffer(
+            self.observation_space,  # type: ignore[arg-type]
+            self.action_space,  # type: ignore[arg-type]
+            self.device,
+            prior_signature=self.prior_signature,
+        )
         total_timesteps, callback = self._setup_learn(
             gradient_steps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )

@@ -6,11 +6,16 @@
 
 Each transition keeps the full prior observation of s and s' (``prior_logprobs``, ``action_mask`` and the feature
 keys), so the candidates of s' that a target maximises over are the ones the prior gave when the data was
-collected ("candidates labelled once before training", as in the reference).
+collected ("candidates labelled once before training", as in the reference). The action of a row is the slot
+whose command the env executed (``info["executed_slot"]`` when the wrapper reports it, e.g. after an empty slot
+was chosen and resampled), and every action must be a valid slot of its observation: the dataset checks this when
+it is built or loaded, so a masked slot's Q (``MASKED_VALUE``) can never enter a loss. The file also keeps the
+wrapper's ``prior_signature``; :meth:`OfflineDataset.to_replay_buffer` refuses a model made behind other settings.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,7 +28,8 @@ from gymnasium import spaces
 
 from stable_baselines3.common.buffers import DictReplayBuffer
 
-from prior_wrappers.spaces import ACTION_MASK
+from prior_wrappers.sb3.signature import Signature, check_prior_match, env_prior_signature, normalize_signature
+from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, PRIOR_LOGPROBS, prior_observation_space
 
 Observation = dict[str, np.ndarray]
 # A data-collecting policy sees the observation and the info of the same step (the info has the slot strings,
@@ -45,6 +51,9 @@ class OfflineDataset:
     :param episode_index: ``(N,)`` the episode each row belongs to, 0..n_episodes-1.
     :param episode_success: ``(n_episodes,)`` ``info["is_success"]`` at the end of each episode.
     :param episode_return: ``(n_episodes,)`` undiscounted return of each episode.
+    :param prior_signature: the collecting wrapper's ``prior_signature`` (``None``: unknown, not checked).
+    :raises ValueError: when an action is outside ``[0, K)`` or selects an empty slot of its observation
+        (``action_mask == 0``), or the arrays disagree in length.
     """
 
     observations: dict[str, np.ndarray]
@@ -56,6 +65,43 @@ class OfflineDataset:
     episode_index: np.ndarray
     episode_success: np.ndarray
     episode_return: np.ndarray
+    prior_signature: Signature | None = None
+
+    def __post_init__(self) -> None:
+        self.prior_signature = normalize_signature(self.prior_signature)
+        self.actions = np.asarray(self.actions)
+        if ACTION_MASK not in self.observations:
+            raise ValueError(f"observations have no {ACTION_MASK!r} key: record them behind LLMPriorWrapper")
+        n = len(self.actions)
+        lengths = {"rewards": len(self.rewards), "terminated": len(self.terminated), "truncated": len(self.truncated),
+                   "episode_index": len(self.episode_index)}
+        lengths.update({f"observations/{k}": len(v) for k, v in self.observations.items()})
+        lengths.update({f"next_observations/{k}": len(v) for k, v in self.next_observations.items()})
+        wrong = {name: length for name, length in lengths.items() if length != n}
+        if wrong:
+            raise ValueError(f"the dataset has {n} actions but these arrays have other lengths: {wrong}")
+        if n == 0:
+            return
+        if not np.issubdtype(self.actions.dtype, np.integer):
+            raise ValueError(f"actions must be integer slot indices, got dtype {self.actions.dtype}")
+        mask = np.asarray(self.observations[ACTION_MASK])
+        k = mask.shape[-1]
+        outside = np.flatnonzero((self.actions < 0) | (self.actions >= k))
+        if outside.size:
+            row = int(outside[0])
+            raise ValueError(
+                f"row {row} (episode {int(self.episode_index[row])}): action {int(self.actions[row])} is outside "
+                f"the {k} slots ({outside.size} such rows): the data does not belong to this observation layout"
+            )
+        empty = np.flatnonzero(mask[np.arange(n), self.actions] == 0)
+        if empty.size:
+            row = int(empty[0])
+            raise ValueError(
+                f"row {row} (episode {int(self.episode_index[row])}): action {int(self.actions[row])} is an empty "
+                f"slot (action_mask == 0; {empty.size} such rows). Record the slot the env executed: "
+                "collect_dataset uses info['executed_slot'] when the wrapper reports it; a policy should choose "
+                "among the observation's valid slots"
+            )
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -81,14 +127,19 @@ class OfflineDataset:
             episode_index=self.episode_index[rows],
             episode_success=self.episode_success[:n],
             episode_return=self.episode_return[:n],
+            prior_signature=self.prior_signature,
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` (dict observations flattened to ``observations/<key>``); returns the path."""
+        """Write a compressed ``.npz`` (dict observations flattened to ``observations/<key>``, the prior
+        signature as a JSON string); returns the path."""
         arrays: dict[str, np.ndarray] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, dict):
+            if f.name == "prior_signature":
+                if value is not None:
+                    arrays[f.name] = np.array(json.dumps(value, sort_keys=True))
+            elif isinstance(value, dict):
                 arrays.update({f"{f.name}/{key}": array for key, array in value.items()})
             else:
                 arrays[f.name] = value
@@ -100,7 +151,7 @@ class OfflineDataset:
 
     @classmethod
     def load(cls, path: str | Path) -> OfflineDataset:
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save` (and check its actions, see the class)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no dataset at {path} (write one with collect_dataset(...).save(path))")
@@ -110,17 +161,47 @@ class OfflineDataset:
                 field, _, key = name.partition("/")
                 if key:
                     values.setdefault(field, {})[key] = npz[name]
+                elif field == "prior_signature":
+                    values[field] = json.loads(str(npz[name]))
                 else:
                     values[field] = npz[name]
-        missing = [f.name for f in fields(cls) if f.name not in values]
+        missing = [f.name for f in fields(cls) if f.name not in values and f.name != "prior_signature"]
         if missing:
             raise ValueError(f"{path} is not an OfflineDataset file: missing {missing}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    @property
+    def observation_space(self) -> spaces.Dict:
+        """The prior observation space these observations were recorded in (``k`` and feature size)."""
+        features = self.observations.get(CANDIDATE_FEATURES)
+        return prior_observation_space(
+            int(self.observations[PRIOR_LOGPROBS].shape[-1]), int(features.shape[-1]) if features is not None else None
+        )
 
     def to_replay_buffer(
-        self, observation_space: spaces.Dict, action_space: spaces.Discrete, device: th.device | str = "auto"
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Discrete,
+        device: th.device | str = "auto",
+        prior_signature: Signature | None = None,
     ) -> DictReplayBuffer:
-        """SB3's ``DictReplayBuffer`` holding exactly these transitions (``dones`` = terminated)."""
+        """SB3's ``DictReplayBuffer`` holding exactly these transitions (``dones`` = terminated).
+
+        :param observation_space: the model's observation space.
+        :param action_space: the model's ``Discrete(K)`` action space.
+        :param device: where the sampled tensors go.
+        :param prior_signature: the model's ``prior_signature`` (``model.prior_signature``), compared with the
+            dataset's; ``None`` compares only the observation layout.
+        :raises ValueError: when the data was collected behind other wrapper settings than the model's.
+        """
+        if PRIOR_LOGPROBS in self.observations:
+            check_prior_match(
+                "the dataset", self.observation_space, self.prior_signature, observation_space, prior_signature,
+                target="the model",
+            )
         if set(observation_space.spaces) != set(self.observations):
             raise ValueError(
                 f"dataset keys {sorted(self.observations)} differ from the model's observation keys "
@@ -200,7 +281,8 @@ def _play_episode(env: gym.Env, policy: DataPolicy, seed: int | None) -> tuple[d
         action = int(policy(obs, info))
         next_obs, reward, terminated, truncated, info = env.step(action)
         rows["observations"].append(_copy(obs))
-        rows["actions"].append(action)
+        # the slot whose command was executed (an empty slot chosen by a stock policy is resampled by the wrapper)
+        rows["actions"].append(int(info.get("executed_slot", action)))
         rows["rewards"].append(float(reward))
         rows["next_observations"].append(_copy(next_obs))
         rows["terminated"].append(bool(terminated))
@@ -211,7 +293,7 @@ def _play_episode(env: gym.Env, policy: DataPolicy, seed: int | None) -> tuple[d
     return rows, bool(info.get("is_success", False)), episode_return
 
 
-def _stack(episodes: list[tuple[dict[str, list], bool, float]]) -> OfflineDataset:
+def _stack(episodes: list[tuple[dict[str, list], bool, float]], prior_signature: Signature | None) -> OfflineDataset:
     if not episodes:
         raise ValueError("no episodes were collected")
     rows: dict[str, list] = {f.name: [] for f in fields(OfflineDataset)}
@@ -230,6 +312,7 @@ def _stack(episodes: list[tuple[dict[str, list], bool, float]]) -> OfflineDatase
         episode_index=np.asarray(rows["episode_index"], dtype=np.int64),
         episode_success=np.asarray([s for _, s, _ in episodes], dtype=bool),
         episode_return=np.asarray([r for _, _, r in episodes], dtype=np.float64),
+        prior_signature=prior_signature,
     )
 
 
@@ -243,7 +326,8 @@ def collect_dataset(env: gym.Env, policy: DataPolicy | Any, n_episodes: int, see
     :param seed: seed of the first ``reset`` (the env's own generator continues from there).
     """
     act = _as_policy(policy)
-    return _stack([_play_episode(env, act, seed if i == 0 else None) for i in range(n_episodes)])
+    episodes = [_play_episode(env, act, seed if i == 0 else None) for i in range(n_episodes)]
+    return _stack(episodes, env_prior_signature(env))
 
 
 def collect_expert_mixture(
@@ -294,4 +378,4 @@ def collect_expert_mixture(
         elif not episode[1] and failures < need_failure:
             kept.append(episode)
             failures += 1
-    return _stack(kept)
+    return _stack(kept, env_prior_signature(env))

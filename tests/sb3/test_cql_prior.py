@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from candidate_env import CandidateChainEnv
+
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+from stable_baselines3.common.utils import polyak_update
 
 from prior_wrappers.sb3 import (
     CommandPolicy,
@@ -15,8 +22,8 @@ from prior_wrappers.sb3 import (
     collect_dataset,
     collect_expert_mixture,
 )
-from prior_wrappers.sb3.cql_prior import cql_penalty
-from prior_wrappers.spaces import ACTION_MASK
+from prior_wrappers.sb3.masking import MASKED_VALUE
+from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
 
 
 def make_env(**kwargs):
@@ -53,7 +60,7 @@ def test_replay_buffer_holds_the_transitions():
     assert samples.dones.flatten().tolist() == data.terminated.astype(float).tolist()
     np.testing.assert_array_equal(samples.next_observations[ACTION_MASK].numpy(), data.next_observations[ACTION_MASK])
     no_features = CandidateChainEnv(k=6, feature_dim=None, length=3)
-    with pytest.raises(ValueError, match="keys"):
+    with pytest.raises(ValueError, match="feature_dim: 4 vs None"):
         data.to_replay_buffer(no_features.observation_space, no_features.action_space)
 
 
@@ -69,16 +76,91 @@ def test_expert_mixture_has_the_requested_success_ratio():
         CommandPolicy(lambda: "dance")(env.reset(seed=0)[0], env._info())
 
 
-def test_loss_is_td_plus_weighted_cql_term():
-    env = make_env()
-    data = collect_dataset(env, RandomCandidatePolicy(seed=0), n_episodes=10, seed=0)
-    model = CQLPrior("CandidatePolicy", env, cql_weight=5.0, seed=0, device="cpu")
-    model.replay_buffer = data.to_replay_buffer(model.observation_space, model.action_space, "cpu")
-    batch = model.replay_buffer._get_samples(np.arange(len(data)))
-    with th.no_grad():
-        td_loss, q_values = model._td_loss(batch)
-        penalty = cql_penalty(q_values, batch.actions, model.candidates(batch.observations))
-        assert model._loss(batch).item() == pytest.approx(td_loss.item() + 5.0 * penalty.item(), rel=1e-5)
+class _FixedQ:
+    """Stands in for a Q-network: fixed values, whatever the observation."""
+
+    def __init__(self, q: list[list[float]]) -> None:
+        self.q = th.tensor(q)
+
+    def __call__(self, obs):
+        return self.q
+
+
+def test_loss_is_td_plus_weighted_cql_term_by_hand():
+    env = CandidateChainEnv(k=3, feature_dim=None)
+    model = CQLPrior("CandidatePolicy", env, cql_weight=2.0, gamma=0.5, seed=0, device="cpu")
+    mask = th.tensor([[1, 1, 0], [1, 1, 1]], dtype=th.int8)
+    obs = {PRIOR_LOGPROBS: th.log(th.tensor([[0.5, 0.5, 1.0], [0.2, 0.3, 0.5]])), ACTION_MASK: mask}
+    next_obs = {PRIOR_LOGPROBS: obs[PRIOR_LOGPROBS].clone(), ACTION_MASK: th.tensor([[1, 0, 0], [1, 1, 0]], dtype=th.int8)}
+    batch = DictReplayBufferSamples(
+        observations=obs,
+        actions=th.tensor([[1], [0]]),
+        next_observations=next_obs,
+        dones=th.tensor([[0.0], [1.0]]),
+        rewards=th.tensor([[1.0], [0.5]]),
+    )
+    model.q_net = _FixedQ([[1.0, 3.0, MASKED_VALUE], [0.0, 1.0, 2.0]])
+    model.q_net_target = _FixedQ([[4.0, 9.0, MASKED_VALUE], [2.0, 1.0, 7.0]])
+    # TD targets: row 1: 1 + 0.5·max(4) = 3 (only slot 0 is valid at s'); row 2: 0.5 (terminal)
+    # Huber: row 1 |3 − 3| = 0 → 0; row 2 |0 − 0.5| = 0.5 → 0.5·0.5² = 0.125; mean 0.0625
+    td = 0.0625
+    # standard CQL: row 1 log(e¹ + e³) − 3, row 2 log(e⁰ + e¹ + e²) − 0
+    cql = (math.log(math.e + math.e**3) - 3.0 + math.log(1 + math.e + math.e**2)) / 2
+    assert model._loss(batch).item() == pytest.approx(td + 2.0 * cql, rel=1e-6)
+    assert model._train_logs["train/td_loss"][-1] == pytest.approx(td, rel=1e-6)
+    # the reference's form: row 1 log(e¹) − 3 = −2, row 2 log(e¹ + e²) − 0
+    model.include_data_action = False
+    cql = (-2.0 + math.log(math.e + math.e**2)) / 2
+    assert model._loss(batch).item() == pytest.approx(td + 2.0 * cql, rel=1e-6)
+
+
+def _q_data_over_training(steps: int, stop_above: float, **cql_kwargs) -> tuple[CQLPrior, list[float]]:
+    """max |Q(s, a_data)| over a fixed 11-transition dataset, every 100 gradient steps of CQLPrior's loss (AdamW,
+    Polyak target, gradient clipping, β = 5), with a tiny network and the whole dataset as the batch."""
+    env = CandidateChainEnv(k=4, feature_dim=None, length=2)
+    data = collect_dataset(env, RandomCandidatePolicy(seed=0), n_episodes=8, seed=0)
+    assert len(data) == 11 and data.rewards.sum() == 2.0
+    # a 10x larger step size than the default 5e-4: 2,000 AdamW steps move the weights as far as 20,000 would
+    kwargs = dict(learning_rate=5e-3, policy_kwargs=dict(net_arch=[8]), seed=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = CQLPrior("CandidatePolicy", env, **kwargs, **cql_kwargs)
+    batch = data.to_replay_buffer(model.observation_space, model.action_space, "cpu")._get_samples(np.arange(len(data)))
+    online, target = list(model.q_net.parameters()), list(model.q_net_target.parameters())
+    history = []
+    for step in range(steps + 1):
+        if step % 100 == 0:
+            with th.no_grad():
+                history.append(model.q_net(batch.observations).gather(1, batch.actions.long()).abs().max().item())
+            if history[-1] > stop_above:
+                break
+        model._train_logs = {}
+        loss = model._loss(batch)
+        model.policy.optimizer.zero_grad()
+        loss.backward()
+        th.nn.utils.clip_grad_norm_(model.policy.parameters(), model.max_grad_norm)
+        model.policy.optimizer.step()
+        polyak_update(online, target, model.tau)
+    return model, history
+
+
+def test_default_cql_keeps_q_bounded_and_the_reference_form_diverges():
+    # rewards are 0 or 1: standard CQL (the default) settles near the TD values
+    model, history = _q_data_over_training(steps=2000, stop_above=2.0)
+    assert len(history) == 21 and max(history) < 2.0, history
+    assert model.include_data_action and model.cql_weight == 5.0
+    # the reference's form pushes Q(s, a_data) up by β per sample at any Q: past 2 within a few hundred steps
+    _, history = _q_data_over_training(steps=2000, stop_above=2.0, include_data_action=False)
+    assert history[-1] > 2.0 and len(history) <= 6, history
+
+
+def test_reference_form_warns():
+    with pytest.warns(UserWarning, match="no minimum"):
+        CQLPrior("CandidatePolicy", make_env(), include_data_action=False, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CQLPrior("CandidatePolicy", make_env(), device="cpu")  # the default does not warn
+        CQLPrior("CandidatePolicy", make_env(), include_data_action=False, cql_weight=1.0, device="cpu")
 
 
 def test_learn_offline_from_a_file(tmp_path):
@@ -86,3 +168,106 @@ def test_learn_offline_from_a_file(tmp_path):
     path = collect_dataset(env, RandomCandidatePolicy(seed=0), n_episodes=10, seed=0).save(tmp_path / "d.npz")
     model = CQLPrior("CandidatePolicy", env, seed=0, device="cpu").learn_offline(str(path), gradient_steps=50)
     assert model.num_timesteps == 50 and model._n_updates == 50
+
+
+class SignedEnv(gym.Wrapper):
+    """Publishes a ``prior_signature`` like LLMPriorWrapper does."""
+
+    def __init__(self, env: gym.Env, **signature) -> None:
+        super().__init__(env)
+        self.prior_signature = {"k": env.k, "feature_dim": env.feature_dim, **signature}
+
+    def expert_slot(self) -> int:
+        return self.env.expert_slot()
+
+
+class ResamplingEnv(gym.Wrapper):
+    """Executes slot 0 when an empty slot is chosen and says so in ``info["executed_slot"]``, as the wrapper does."""
+
+    def step(self, action):
+        action = int(action)
+        executed = action if self.env.obs[ACTION_MASK][action] else 0
+        obs, reward, terminated, truncated, info = self.env.step(executed)
+        return obs, reward, terminated, truncated, {**info, "executed_slot": executed}
+
+
+def _fields(data: OfflineDataset, **changes) -> dict:
+    values = {f: getattr(data, f) for f in data.__dataclass_fields__}
+    values.update(changes)
+    return values
+
+
+def test_dataset_records_the_executed_slot_not_the_chosen_empty_one():
+    env = ResamplingEnv(CandidateChainEnv(k=6, feature_dim=None, length=3, min_valid=2))
+    data = collect_dataset(env, lambda obs, info: 5, n_episodes=10, seed=0)  # slot 5: empty unless 6 are valid
+    mask = data.observations[ACTION_MASK]
+    executed = np.where(mask[:, 5] == 1, 5, 0)
+    assert (mask[:, 5] == 0).sum() >= 5  # the policy chose empty slots
+    np.testing.assert_array_equal(data.actions, executed)
+
+
+def test_dataset_from_llm_prior_wrapper_records_the_executed_slot():
+    from toy_text_env import CorridorTextEnv
+
+    from prior_wrappers.priors import UniformPrior
+    from prior_wrappers.wrappers import LLMPriorWrapper
+
+    env = LLMPriorWrapper(CorridorTextEnv(), UniformPrior(), k=6, encoder=None)  # 3 or 4 commands: slot 5 is empty
+    data = collect_dataset(env, lambda obs, info: 5, n_episodes=3, seed=0)
+    assert np.all(data.observations[ACTION_MASK][np.arange(len(data)), data.actions] == 1)
+
+
+def test_dataset_rejects_actions_on_empty_or_missing_slots(tmp_path):
+    data = collect_dataset(make_env(), RandomCandidatePolicy(seed=0), n_episodes=10, seed=0)
+    mask = data.observations[ACTION_MASK]
+    row = int(np.flatnonzero(mask.sum(axis=1) < 6)[0])
+    empty = int(np.flatnonzero(mask[row] == 0)[0])
+    actions = data.actions.copy()
+    actions[row] = empty
+    with pytest.raises(ValueError, match=rf"row {row} \(episode \d+\): action {empty} is an empty slot"):
+        OfflineDataset(**_fields(data, actions=actions))
+    actions = data.actions.copy()
+    actions[2] = 6
+    with pytest.raises(ValueError, match=r"row 2 \(episode \d+\): action 6 is outside the 6 slots"):
+        OfflineDataset(**_fields(data, actions=actions))
+    with pytest.raises(ValueError, match="other lengths"):
+        OfflineDataset(**_fields(data, rewards=data.rewards[:-1]))
+    # a file with such a row (e.g. written before this check) is refused on load, naming the file and the row
+    arrays = {"actions": actions, "rewards": data.rewards, "terminated": data.terminated, "truncated": data.truncated,
+              "episode_index": data.episode_index, "episode_success": data.episode_success,
+              "episode_return": data.episode_return}
+    arrays.update({f"observations/{k}": v for k, v in data.observations.items()})
+    arrays.update({f"next_observations/{k}": v for k, v in data.next_observations.items()})
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"bad.npz: row 2"):
+        OfflineDataset.load(tmp_path / "bad.npz")
+    arrays["actions"] = data.actions  # the same file with valid actions and no signature loads
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert OfflineDataset.load(tmp_path / "old.npz").prior_signature is None
+
+
+def test_dataset_keeps_the_prior_signature_and_refuses_other_wrapper_settings(tmp_path):
+    env = SignedEnv(make_env(), encoder="hashing:4", candidate_text="joint", normalization="token")
+    data = collect_dataset(env, RandomCandidatePolicy(seed=0), n_episodes=5, seed=0)
+    assert data.prior_signature == {"k": 6, "feature_dim": 4, "encoder": "hashing:4", "candidate_text": "joint",
+                                    "normalization": "token"}
+    loaded = OfflineDataset.load(data.save(tmp_path / "d.npz"))
+    assert loaded.prior_signature == data.prior_signature and loaded.episodes(2).prior_signature == data.prior_signature
+
+    same = CQLPrior("CandidatePolicy", SignedEnv(make_env(), encoder="hashing:4", candidate_text="joint",
+                                                 normalization="token"), seed=0, device="cpu")
+    assert same.prior_signature == data.prior_signature
+    same.learn_offline(loaded, gradient_steps=5)
+    # another encoder of the same size: same spaces, unrelated features
+    other = CQLPrior("CandidatePolicy", SignedEnv(make_env(), encoder="minilm:other", candidate_text="action",
+                                                  normalization="token"), seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"candidate_text: 'joint' vs 'action'; encoder: 'hashing:4' vs 'minilm:other'.*"
+                                         r"same wrapper settings"):
+        other.learn_offline(loaded, gradient_steps=5)
+    with pytest.raises(ValueError, match="encoder"):
+        loaded.to_replay_buffer(other.observation_space, other.action_space, prior_signature=other.prior_signature)
+    # an env without a signature is unknown: only the layout is checked
+    CQLPrior("CandidatePolicy", make_env(), seed=0, device="cpu").learn_offline(loaded, gradient_steps=5)
+    wider = CQLPrior("CandidatePolicy", CandidateChainEnv(k=8, feature_dim=4), seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"k: 6 vs 8"):
+        wider.learn_offline(loaded, gradient_steps=5)

@@ -42,14 +42,29 @@ def test_sample_masked_never_returns_masked_slot():
     assert set(draws.tolist()) == {0, 2, 3}
 
 
-def test_candidates_drop_unsupported_and_keep_top_k():
+def test_candidates_are_the_valid_slots_unless_an_explicit_rule_narrows_them():
     obs = {
-        PRIOR_LOGPROBS: th.tensor([[-0.5, -1.5, LOGPROB_MIN, -3.0, LOGPROB_MIN]]),
-        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0]], dtype=th.int8),
+        PRIOR_LOGPROBS: th.tensor([[-0.5, -1.5, LOGPROB_MIN, -3.0, LOGPROB_MIN], [LOGPROB_MIN, -2.0, -0.2, -9.0, -4.0]]),
+        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], dtype=th.int8),
     }
-    # slot 2 is admissible but the prior gives it no mass (e.g. no proposal named it); slot 4 is empty
-    assert candidate_slots(obs).tolist() == [[True, True, False, True, False]]
-    assert candidate_slots(obs, top_k=2).tolist() == [[True, True, False, False, False]]
+    # slot 2 of row 1 is admissible with the prior's floor (a long command, no proposal named it): still a
+    # candidate; slot 4 is empty and never one
+    assert candidate_slots(obs).tolist() == [[True, True, True, True, False], [True, True, True, False, False]]
+    assert candidate_slots(obs, top_k=2).tolist() == [[True, True, False, False, False], [False, True, True, False, False]]
+    # the explicit support rule: drop what the prior (almost) never names
+    assert candidate_slots(obs, min_logprob=LOGPROB_MIN + 1).tolist() == [
+        [True, True, False, True, False],
+        [False, True, True, False, False],
+    ]
+    # a threshold above every slot keeps the prior's favourite valid slot (never an empty candidate set)
+    assert candidate_slots(obs, min_logprob=-0.1).tolist() == [
+        [True, False, False, False, False],
+        [False, False, True, False, False],
+    ]
+    assert candidate_slots(obs, top_k=1, min_logprob=-1.0).tolist() == [
+        [True, False, False, False, False],
+        [False, False, True, False, False],
+    ]
 
 
 def test_cql_penalty_matches_hand_computation():
@@ -58,23 +73,23 @@ def test_cql_penalty_matches_hand_computation():
     candidates = th.tensor([[True, True, True, False], [True, False, False, False]])
     # reference: data action left out; row 2 has no other candidate and contributes 0
     row1 = math.log(math.exp(1.0) + math.exp(3.0)) - 2.0
-    assert cql_penalty(q, actions, candidates).item() == pytest.approx((row1 + 0.0) / 2, rel=1e-6)
-    # standard CQL: data action inside the logsumexp
+    assert cql_penalty(q, actions, candidates, include_data_action=False).item() == pytest.approx(
+        (row1 + 0.0) / 2, rel=1e-6
+    )
+    # standard CQL (the default): data action inside the logsumexp
     row1 = math.log(math.exp(1.0) + math.exp(2.0) + math.exp(3.0)) - 2.0
     row2 = math.log(math.exp(0.5)) - 0.5
-    assert cql_penalty(q, actions, candidates, include_data_action=True).item() == pytest.approx(
-        (row1 + row2) / 2, rel=1e-6
-    )
+    assert cql_penalty(q, actions, candidates).item() == pytest.approx((row1 + row2) / 2, rel=1e-6)
 
 
 def test_cql_penalty_includes_an_out_of_candidate_data_action_only_in_standard_cql():
     q = th.tensor([[1.0, 2.0, 3.0]])
     actions = th.tensor([[2]])  # data action outside the candidate set {0, 1}
     candidates = th.tensor([[True, True, False]])
-    assert cql_penalty(q, actions, candidates).item() == pytest.approx(math.log(math.e + math.e**2) - 3.0)
-    assert cql_penalty(q, actions, candidates, include_data_action=True).item() == pytest.approx(
-        math.log(math.e + math.e**2 + math.e**3) - 3.0
+    assert cql_penalty(q, actions, candidates, include_data_action=False).item() == pytest.approx(
+        math.log(math.e + math.e**2) - 3.0
     )
+    assert cql_penalty(q, actions, candidates).item() == pytest.approx(math.log(math.e + math.e**2 + math.e**3) - 3.0)
 
 
 def test_kl_to_prior_matches_hand_computation():
@@ -93,3 +108,17 @@ def test_kl_to_prior_matches_hand_computation():
     assert kl.item() == pytest.approx(0.0, abs=1e-6)
     kl.sum().backward()
     assert th.isfinite(logits.grad).all()
+
+
+def test_kl_to_prior_charges_a_valid_slot_at_logprob_min_a_finite_price():
+    # slot 2 is a valid command at the prior's floor; π puts 0.2 on it
+    pi = np.array([0.5, 0.3, 0.2])
+    log_pi = th.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), MASKED_VALUE]])
+    prior = th.tensor([[math.log(0.7), math.log(0.3), LOGPROB_MIN, LOGPROB_MIN]])
+    valid = th.tensor([[True, True, True, False]])
+    # p̃ = [0.7, 0.3, e^-30] / (1 + e^-30)
+    z = 1.0 + math.exp(LOGPROB_MIN)
+    log_p = np.log(np.array([0.7, 0.3, math.exp(LOGPROB_MIN)]) / z)
+    expected = float(np.sum(pi * (np.log(pi) - log_p)))
+    assert expected == pytest.approx(0.5 * math.log(0.5 / 0.7) + 0.2 * (math.log(0.2) + 30.0), rel=1e-9)
+    assert kl_to_prior(log_pi, prior, valid).item() == pytest.approx(expected, rel=1e-5)
