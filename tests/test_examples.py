@@ -110,4 +110,6 @@ def test_vec_env_makes_one_prior_call_per_vector_step(capsys):
     calls, per_step, hit_rate = re.search(pattern, out).groups()
     assert int(calls) == 512 // 4 + 1  # one per vector step, plus the reset
     assert float(per_step) == pytest.approx(1.0, abs=0.02) and 0.0 < float(hit_rate) < 1.0
-    assert 0.0 <= success <= 1.0
+    # stock PPO after one update is not expected to succeed; the rate returned is the one printed, over 4 episodes
+    assert f"ppo after 512 steps: greedy success {success:.2f} over 4 episodes" in out
+    assert (success * 4).is_integer()
