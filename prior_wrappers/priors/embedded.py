@@ -95,8 +95,11 @@ def ensure_converted(gguf_path: Path) -> Path:
 def _convert_into(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    from prior_wrappers.priors.hf_compat import quiet_loading
+
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # transformers de-quantised the GGUF weights to plain fp32 tensors on load; drop the GGUF markers so that
     # they save (and reload) as an ordinary model
     model.hf_quantizer = None
