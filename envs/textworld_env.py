@@ -77,6 +77,9 @@ class TextWorldEnv(TextEnv):
     :param game_files: the games to cycle through (a path or a sequence of paths).
     :param max_episode_steps: the step cap (``truncated``).
     :param expert: ask TextWorld for the optimal remaining plan at every step (``expert_command()``).
+    :param observe_state: append the room's description and the inventory to every observation (TextWorld
+        computes both each step), so that the observation alone says where the agent is and what it holds:
+        the game's own text answers only the last command ("You take the carrot."), which leaves the state hidden.
     """
 
     prompt_example = (
@@ -93,6 +96,7 @@ class TextWorldEnv(TextEnv):
         game_files: str | os.PathLike | Sequence[str | os.PathLike],
         max_episode_steps: int = 50,
         expert: bool = True,
+        observe_state: bool = False,
     ) -> None:
         super().__init__()
         files = [game_files] if isinstance(game_files, (str, os.PathLike)) else list(game_files)
@@ -106,6 +110,7 @@ class TextWorldEnv(TextEnv):
         self.game_files = [str(Path(f).resolve()) for f in files]
         self.max_episode_steps = max_episode_steps
         self.expert = expert
+        self.observe_state = observe_state
         self._game: Any = None  # textworld.gym env of the current game
         self._game_file: str | None = None
         self._order: list[int] = []
@@ -122,6 +127,16 @@ class TextWorldEnv(TextEnv):
     def _clean(self, text: str) -> str:
         return clean_textworld_text(text)
 
+    def _observation(self, text: str, infos: dict[str, Any]) -> str:
+        """The game's answer, then (with ``observe_state``) the room and the inventory, each once."""
+        parts = [self._clean(text)]
+        if self.observe_state:
+            for extra in (infos.get("description"), infos.get("inventory")):
+                extra = self._clean(extra or "")
+                if extra and extra not in parts[0]:
+                    parts.append(extra)
+        return "\n\n".join(p for p in parts if p)
+
     def _task(self, first_observation: str, infos: dict[str, Any]) -> str:
         return infos.get("objective") or ""
 
@@ -137,6 +152,8 @@ class TextWorldEnv(TextEnv):
             score=True,
             max_score=True,
             policy_commands=self.expert,
+            description=self.observe_state,
+            inventory=self.observe_state,
         )
 
     def _load(self, game_file: str) -> None:
@@ -195,7 +212,7 @@ class TextWorldEnv(TextEnv):
         self._steps = 0
         self._ended = False
         self.task = self._task(obs, infos)
-        return self._clean(obs), self._info(infos)
+        return self._observation(obs, infos), self._info(infos)
 
     def step(self, command: str) -> tuple[str, float, bool, bool, dict]:
         if self._game is None:
@@ -212,7 +229,7 @@ class TextWorldEnv(TextEnv):
         terminated = bool(infos.get("won") or infos.get("lost"))
         self._ended = terminated
         truncated = self._steps >= self.max_episode_steps and not terminated
-        return self._clean(obs), reward, terminated, truncated, self._info(infos)
+        return self._observation(obs, infos), reward, terminated, truncated, self._info(infos)
 
     def expert_command(self) -> str:
         """The first command of TextWorld's optimal remaining plan (needs ``expert=True``)."""

@@ -129,3 +129,18 @@ def test_docstring_examples_run(textworld_games, monkeypatch):
 def test_cleaning_keeps_sentences_and_drops_banner_and_prompt():
     raw = "\n  ___  \n |$$| \n\nWelcome!\n\n-= Attic =-\nYou are in an attic.\n\n>      -= Attic =-0/1"
     assert clean_textworld_text(raw) == "Welcome!\n\n-= Attic =-\nYou are in an attic."
+
+
+def test_observe_state_adds_the_room_and_the_inventory_once(textworld_games):
+    plain = TextWorldEnv(textworld_games["games"][:1])
+    full = TextWorldEnv(textworld_games["games"][:1], observe_state=True)
+    obs_plain, _ = plain.reset(seed=0)
+    obs_full, _ = full.reset(seed=0)
+    assert obs_full.startswith(obs_plain)
+    assert "You are carrying" in obs_full and "You are carrying" not in obs_plain
+    command = full.expert_command()
+    plain.step(command)
+    after, *_ = full.step(command)
+    room = after.split("\n\n")
+    assert len(room) >= 2 and "-=" in after  # the room's "-= Name =-" header comes back after an action
+    assert after.count("You are carrying") == 1
