@@ -27,10 +27,30 @@ class LearningCurve:
 
     def steps_to(self, success: float) -> int | None:
         """First evaluated step count whose success rate reached ``success`` (None if never)."""
-        for s, r in zip(self.steps, self.success_rate):
-            if r >= success:
-                return s
-        return None
+        return _first_reaching(self.steps, self.success_rate, success)
+
+    def steps_to_return(self, threshold: float) -> int | None:
+        """First evaluated step count whose mean return reached ``threshold`` (None if never)."""
+        return _first_reaching(self.steps, self.mean_return, threshold)
+
+    def area_under_curve(self, values: Sequence[float] | None = None, budget: int | None = None) -> float:
+        """Mean of ``values`` (default: the success rate) over training, as the step-weighted area under the
+        piecewise-constant curve (each evaluation holds until the next) from step 0 to ``budget`` (default: the last
+        evaluation), divided by the budget: 1.0 for a run that succeeds from the start."""
+        values = self.success_rate if values is None else values
+        end = budget if budget is not None else (self.steps[-1] if self.steps else 0)
+        if end <= 0 or not self.steps:
+            return float(values[0]) if len(values) else 0.0
+        edges = [min(s, end) for s in self.steps] + [end]
+        area = sum(v * (b - a) for v, a, b in zip(values, edges, edges[1:]))
+        return float(area / end)
+
+
+def _first_reaching(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
+    for s, v in zip(steps, values):
+        if v >= threshold:
+            return s
+    return None
 
 
 class LearningCurveCallback(BaseCallback):
