@@ -11,6 +11,12 @@ id                                         env
 ``prior_wrappers/OvercookedTomatoLettuce-v0``  :class:`OvercookedSalad` ``recipe="tomato-lettuce"``
 ``prior_wrappers/TextWorld-v0``            :class:`TextWorldEnv` (kwargs ``game_files``, ...)
 ``prior_wrappers/ALFWorld-v0``             :class:`ALFWorldEnv` (kwargs ``data_dir``, ``task_types``, ``split``)
+``prior_wrappers/TWSimple-v0``             :class:`TextWorldChallengeEnv` ``preset="simple"`` (kwargs ``n_games``,
+                                           ``game_seed``, ``game_files``, ...; the other presets likewise)
+``prior_wrappers/TWCooking-v0``            :class:`TextWorldChallengeEnv` ``preset="cooking"``
+``prior_wrappers/TWCookingEasy-v0``        :class:`TextWorldChallengeEnv` ``preset="cooking-easy"``
+``prior_wrappers/TWTreasureHunter-v0``     :class:`TextWorldChallengeEnv` ``preset="treasure"``
+``prior_wrappers/TWCoinCollector-v0``      :class:`TextWorldChallengeEnv` ``preset="coin"``
 =========================================  ============================================================
 
 >>> import gymnasium as gym, envs
@@ -34,6 +40,12 @@ from envs.frozenlake import TextFrozenLake
 from envs.overcooked import OvercookedSalad
 from envs.protocol import TextEnv, normalize_command
 from envs.textworld_env import TextWorldEnv, make_textworld_games, split_games
+from envs.textworld_challenges import (
+    CHALLENGE_PRESETS,
+    TextWorldChallengeEnv,
+    challenge_splits,
+    make_challenge_games,
+)
 
 
 def _make_frozenlake(map_name: str = "4x4", horizon: int | None = None, **kwargs: Any) -> gym.Env:
@@ -54,6 +66,17 @@ def _register() -> None:
         ),
         "prior_wrappers/TextWorld-v0": ("envs.textworld_env:TextWorldEnv", {}),
         "prior_wrappers/ALFWorld-v0": ("envs.alfworld_env:ALFWorldEnv", {}),
+        "prior_wrappers/TWSimple-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "simple"}),
+        "prior_wrappers/TWCooking-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "cooking"}),
+        "prior_wrappers/TWCookingEasy-v0": (
+            "envs.textworld_challenges:TextWorldChallengeEnv",
+            {"preset": "cooking-easy"},
+        ),
+        "prior_wrappers/TWTreasureHunter-v0": (
+            "envs.textworld_challenges:TextWorldChallengeEnv",
+            {"preset": "treasure"},
+        ),
+        "prior_wrappers/TWCoinCollector-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "coin"}),
     }
     for env_id, (entry_point, kwargs) in specs.items():
         if env_id not in gym.registry:  # importlib.reload(envs) must not warn about re-registration
@@ -64,12 +87,16 @@ _register()
 
 __all__ = [
     "ALFWorldEnv",
+    "CHALLENGE_PRESETS",
     "OvercookedSalad",
     "TextEnv",
     "TextFrozenLake",
+    "TextWorldChallengeEnv",
     "TextWorldEnv",
     "alfworld_data_dir",
+    "challenge_splits",
     "find_alfworld_games",
+    "make_challenge_games",
     "make_textworld_games",
     "normalize_command",
     "split_games",
