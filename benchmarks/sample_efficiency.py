@@ -712,8 +712,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     t0 = time.perf_counter()
     res = Resources(
         args.prior,
-        cache_file=args.cache_file or cache_dir() / "benchmarks" / "sample_efficiency_scores.pkl",
-        extra_cache_files=[cache_dir() / "demo" / "overcooked_tomato_scores.pkl"],
+        cache_file=args.cache_file or cache_dir() / "benchmarks" / "sample_efficiency_scores.npz",
+        extra_cache_files=[cache_dir() / "demo" / "overcooked_tomato_scores.npz"],
     )
     print(f"loaded prior ({res.kind}) and MiniLM in {time.perf_counter() - t0:.1f}s; {res.reused} cached LLM scores reused",
           flush=True)

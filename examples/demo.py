@@ -53,7 +53,7 @@ def main() -> None:
 
     start = time.perf_counter()
     llm = CachedPrior(HFPrior.default())
-    cache_file = cache_dir() / "demo" / "overcooked_tomato_scores.pkl"
+    cache_file = cache_dir() / "demo" / "overcooked_tomato_scores.npz"
     reused = llm.load(cache_file) if cache_file.is_file() else 0
     encoder = CachedEncoder(SentenceEncoder.default())  # shared: the same text is never encoded twice
     console.print(f"loaded SmolLM2-135M-Instruct and MiniLM in {time.perf_counter() - start:.1f}s; {reused} cached prior scores reused")

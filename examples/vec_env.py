@@ -2,7 +2,7 @@
 
 ``make_text_vec_env`` puts the text envs in a ``DummyVecEnv`` (``SubprocVecEnv`` works too: the LLM stays in this
 process); ``VecLLMPrior`` scores the states of all sub-envs together. Any SB3 algorithm trains on it: stock PPO
-(``--algo ppo``, an invalid slot is resampled from the prior) or DQN-Prior (``--algo dqn-prior``).
+(``--algo ppo``: an empty slot j runs valid slot j mod n, so its buffer records real transitions) or DQN-Prior (``--algo dqn-prior``).
 
     python examples/vec_env.py [--algo dqn-prior] [--n-envs 4] [--steps 3000] [--fast]
 
