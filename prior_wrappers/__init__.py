@@ -13,6 +13,7 @@ from prior_wrappers.priors import (
 )
 
 from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
+from prior_wrappers.demonstrations import Demonstration, Demonstrations
 from prior_wrappers.prompts import PromptTemplate, TextState
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
 from prior_wrappers.wrappers import LLMPriorWrapper
@@ -22,6 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionPrior",
     "CachedEncoder",
+    "Demonstration",
+    "Demonstrations",
     "HashingEncoder",
     "LLMPriorWrapper",
     "PromptTemplate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -15,7 +16,7 @@ class TextState:
     admissible: list[str]
     task: str = ""
     history: tuple[tuple[str, str], ...] = ()  # (observation, action) pairs, oldest first
-    example: str | None = None  # an in-domain example episode supplied by the env
+    example: str | None = None  # an in-domain example episode (the env's, or Demonstrations.text())
 
 
 PromptFn: TypeAlias = Callable[[TextState], str]
@@ -26,6 +27,15 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_NUMBERED_EXAMPLES = re.compile(r"^Example 1:\n")
+
+
+def format_examples(episodes: Sequence[str]) -> str:
+    """Several example episodes as one text: "Example 1:\\n<episode>\\n\\nExample 2:\\n<episode>". The
+    template shows such a text as it is (its own "Example:" header is for a single unnumbered example)."""
+    return "\n\n".join(f"Example {i}:\n{episode.strip()}" for i, episode in enumerate(episodes, 1))
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """The default prompt: instruction, optional example episode, task, recent history, current observation.
@@ -34,7 +44,7 @@ class PromptTemplate:
 
         You are playing a text game. Choose the next action.
         Example:
-        <example episode>
+        <example episode>   (numbered examples, see format_examples, replace these two lines)
 
         Task: make a tomato salad
         Observation: <older observation>
@@ -56,7 +66,8 @@ class PromptTemplate:
     def __call__(self, state: TextState) -> str:
         lines = [self.instruction]
         if self.use_example and state.example:
-            lines += ["Example:", state.example.strip(), ""]
+            example = state.example.strip()
+            lines += [example, ""] if _NUMBERED_EXAMPLES.match(example) else ["Example:", example, ""]
         if state.task:
             lines.append(f"Task: {one_line(state.task)}")
         recent: Sequence[tuple[str, str]] = state.history[-self.history :] if self.history > 0 else ()
