@@ -11,6 +11,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.slots import (
@@ -120,6 +121,9 @@ class VecLLMPrior(VecEnvWrapper):
     :param observation_to_text: turns a sub-env's raw observation into text.
     :param seed: seed of the generator that ``invalid_action="resample"`` draws from; :meth:`seed` (SB3's
         ``seed=``/``set_random_seed``) re-seeds it.
+    :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all
+        sub-envs; with ``learn_from_successes=True`` every sub-env's won episodes join it, and the prior
+        changes during training (see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
     Other parameters as :class:`~prior_wrappers.wrappers.LLMPriorWrapper`.
     """
 
@@ -140,6 +144,7 @@ class VecLLMPrior(VecEnvWrapper):
         history: int = 2,
         seed: int | None = None,
         builder: SlotBuilder | None = None,
+        demonstrations: Demonstrations | str | None = None,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
@@ -162,6 +167,8 @@ class VecLLMPrior(VecEnvWrapper):
         self._texts: list[str] = [""] * self.num_envs
         self._resolved: list[ResolvedAction] = []
         self._rng = np.random.default_rng(seed)
+        self.demonstrations = demonstrations
+        self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
 
     def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
         if TEXT_OBSERVATION not in info:
@@ -173,7 +180,11 @@ class VecLLMPrior(VecEnvWrapper):
         if self.observation_to_text is not None:
             observation = self.observation_to_text(observation)
         return make_text_state(
-            observation, info, history=history, example=info.get("prompt_example"), actions=self.actions
+            observation,
+            info,
+            history=history,
+            example=demonstration_text(self.demonstrations, info.get("prompt_example")),
+            actions=self.actions,
         )
 
     def _info(self, info: dict[str, Any], state: TextState, slots: Slots) -> dict[str, Any]:
@@ -212,6 +223,9 @@ class VecLLMPrior(VecEnvWrapper):
             self._failure = f"reset() failed ({type(err).__name__}: {err})"
             raise
         self._texts = [state.observation for state in states]
+        for recorder, state, info in zip(self._recorders, states, infos):
+            if recorder is not None:
+                recorder.start(state.observation, info)
         self.reset_infos = [self._info(info, st, sl) for info, st, sl in zip(infos, states, self._slots)]
         return stack_observations([s.observation for s in self._slots])
 
@@ -273,6 +287,12 @@ class VecLLMPrior(VecEnvWrapper):
                 out = self._info(info, current[i], self._slots[i])
             r = self._resolved[i]
             out.update(command=r.command, executed_slot=r.slot, invalid_action=r.invalid)
+            recorder = self._recorders[i]
+            if recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
+                reached = states[terminal_of[i]] if dones[i] else current[i]
+                recorder.step(r.command, reached.observation, float(rewards[i]), bool(dones[i]), info)
+                if dones[i]:
+                    recorder.start(current[i].observation, self.venv.reset_infos[i])
             if dones[i]:
                 out["terminal_observation"] = built[terminal_of[i]].observation
                 out["prior_stats"] = self.builder.stats.as_dict()

@@ -9,6 +9,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.slots import (
@@ -75,6 +76,13 @@ class LLMPriorWrapper(gym.Wrapper):
     **Rewards** are passed through unchanged, NaN and inf included (the wrapper never alters rewards); wrap the
     vector env in SB3's ``VecCheckNan(raise_exception=True)`` to catch them.
 
+    **Demonstrations.** ``demonstrations=`` (a :class:`~prior_wrappers.demonstrations.Demonstrations` or a
+    fixed text) replaces the env's ``prompt_example`` in every prompt (``info["prior_prompt"]`` shows it); the
+    LLM stays frozen. With ``Demonstrations(learn_from_successes=True)`` (off by default) every episode this
+    env wins is added to the pool, so the prompt, and with it the prior, changes during training: prior
+    log-probs stored earlier (a replay buffer's observations, an offline dataset) were computed under an older
+    prompt and no longer match what the wrapper gives for the same state.
+
     **Seeding.** Only ``invalid_action="resample"`` draws random numbers, from the wrapper's own generator:
     seeded by ``seed`` and re-seeded by ``reset(seed=...)`` (what SB3's ``seed=`` does through its vector
     env); with neither it is seeded from OS entropy, as Gymnasium does for an unseeded env.
@@ -97,6 +105,8 @@ class LLMPriorWrapper(gym.Wrapper):
     :param seed: seed of the generator that ``invalid_action="resample"`` draws from.
     :param builder: a ready :class:`~prior_wrappers.slots.SlotBuilder` (then ``prior``, ``k`` and the
         layout options are ignored).
+    :param demonstrations: in-context examples for the prompt, in place of the env's ``prompt_example``
+        (which stays when the pool has nothing to show yet).
     """
 
     def __init__(
@@ -116,6 +126,7 @@ class LLMPriorWrapper(gym.Wrapper):
         history: int = 2,
         seed: int | None = None,
         builder: SlotBuilder | None = None,
+        demonstrations: Demonstrations | str | None = None,
     ) -> None:
         super().__init__(env)
         if invalid_action not in INVALID_ACTIONS:
@@ -132,6 +143,8 @@ class LLMPriorWrapper(gym.Wrapper):
         self.action_space = gym.spaces.Discrete(self.k)
         self._history: deque[tuple[str, str]] = deque(maxlen=max(history, 0))
         self._example = env_prompt_example(env)
+        self.demonstrations = demonstrations
+        self._recorder = success_recorder(demonstrations)  # None unless learn_from_successes
         self._rng = np.random.default_rng(seed)
         self._slots: Slots | None = None
         self._failure: str | None = None
@@ -142,7 +155,8 @@ class LLMPriorWrapper(gym.Wrapper):
 
     def _observe(self, observation: Any, info: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         text = self._to_text(observation)
-        state = make_text_state(text, info, history=self._history, example=self._example, actions=self.actions)
+        example = demonstration_text(self.demonstrations, self._example)
+        state = make_text_state(text, info, history=self._history, example=example, actions=self.actions)
         self._slots = self.builder.build([state])[0]
         self._text = text
         info = dict(info)
@@ -173,10 +187,13 @@ class LLMPriorWrapper(gym.Wrapper):
         observation, info = self.env.reset(seed=seed, options=options)
         self._history.clear()
         try:
-            return self._observe(observation, info)
+            out = self._observe(observation, info)
         except Exception as err:
             self._failure = f"reset() failed ({type(err).__name__}: {err})"
             raise
+        if self._recorder is not None:
+            self._recorder.start(self._text, info)
+        return out
 
     def _check_ready(self, what: str) -> Slots:
         if self._failure is not None:
@@ -200,6 +217,8 @@ class LLMPriorWrapper(gym.Wrapper):
             self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its action went to the env"
             raise
         info.update(command=resolved.command, executed_slot=resolved.slot, invalid_action=resolved.invalid)
+        if self._recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
+            self._recorder.step(resolved.command, self._text, float(reward), terminated or truncated, info)
         if terminated or truncated:
             info["prior_stats"] = self.prior_stats
         return obs, reward, terminated, truncated, info
