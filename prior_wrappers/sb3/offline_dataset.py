@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ class OfflineDataset:
     :param episode_success: ``(n_episodes,)`` ``info["is_success"]`` at the end of each episode.
     :param episode_return: ``(n_episodes,)`` undiscounted return of each episode.
     :param prior_signature: the collecting wrapper's ``prior_signature`` (``None``: unknown, not checked).
+    :param text_observations: ``(N,)`` str, the text of each row's observation (``record_text=True``; else
+        ``None``), e.g. for :meth:`Demonstrations.from_dataset <prior_wrappers.demonstrations.Demonstrations.from_dataset>`.
+    :param commands: ``(N,)`` str, the command each row executed (``record_text=True``).
+    :param episode_task: ``(n_episodes,)`` str, each episode's ``info["task"]`` (``record_text=True``).
+    :param episode_source: ``(n_episodes,)`` str, each episode's ``info["game_file"]`` or ``""``
+        (``record_text=True``).
     :raises ValueError: when an action is outside ``[0, K)`` or selects an empty slot of its observation
         (``action_mask == 0``), or the arrays disagree in length.
     """
@@ -66,6 +72,10 @@ class OfflineDataset:
     episode_success: np.ndarray
     episode_return: np.ndarray
     prior_signature: Signature | None = None
+    text_observations: np.ndarray | None = None
+    commands: np.ndarray | None = None
+    episode_task: np.ndarray | None = None
+    episode_source: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.prior_signature = normalize_signature(self.prior_signature)
@@ -77,6 +87,8 @@ class OfflineDataset:
                    "episode_index": len(self.episode_index)}
         lengths.update({f"observations/{k}": len(v) for k, v in self.observations.items()})
         lengths.update({f"next_observations/{k}": len(v) for k, v in self.next_observations.items()})
+        lengths.update({name: len(getattr(self, name)) for name in ("text_observations", "commands")
+                        if getattr(self, name) is not None})
         wrong = {name: length for name, length in lengths.items() if length != n}
         if wrong:
             raise ValueError(f"the dataset has {n} actions but these arrays have other lengths: {wrong}")
@@ -128,6 +140,10 @@ class OfflineDataset:
             episode_success=self.episode_success[:n],
             episode_return=self.episode_return[:n],
             prior_signature=self.prior_signature,
+            text_observations=self.text_observations[rows] if self.text_observations is not None else None,
+            commands=self.commands[rows] if self.commands is not None else None,
+            episode_task=self.episode_task[:n] if self.episode_task is not None else None,
+            episode_source=self.episode_source[:n] if self.episode_source is not None else None,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -139,6 +155,8 @@ class OfflineDataset:
             if f.name == "prior_signature":
                 if value is not None:
                     arrays[f.name] = np.array(json.dumps(value, sort_keys=True))
+            elif value is None:  # optional text fields that were not recorded
+                continue
             elif isinstance(value, dict):
                 arrays.update({f"{f.name}/{key}": array for key, array in value.items()})
             else:
@@ -165,7 +183,7 @@ class OfflineDataset:
                     values[field] = json.loads(str(npz[name]))
                 else:
                     values[field] = npz[name]
-        missing = [f.name for f in fields(cls) if f.name not in values and f.name != "prior_signature"]
+        missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING]
         if missing:
             raise ValueError(f"{path} is not an OfflineDataset file: missing {missing}")
         try:
@@ -273,13 +291,25 @@ def _copy(obs: Observation) -> Observation:
     return {key: np.array(value, copy=True) for key, value in obs.items()}
 
 
-def _play_episode(env: gym.Env, policy: DataPolicy, seed: int | None) -> tuple[dict[str, list], bool, float]:
+def _play_episode(
+    env: gym.Env, policy: DataPolicy, seed: int | None, record_text: bool = False
+) -> tuple[dict[str, list], bool, float]:
     obs, info = env.reset(seed=seed)
     rows: dict[str, list] = {f.name: [] for f in fields(OfflineDataset)}
+    if record_text:
+        rows["episode_task"].append(str(info.get("task", "")))
+        rows["episode_source"].append(str(info.get("game_file") or ""))
     done, episode_return = False, 0.0
     while not done:
         action = int(policy(obs, info))
+        text = info.get("text_observation")
         next_obs, reward, terminated, truncated, info = env.step(action)
+        if record_text:
+            if text is None or "command" not in info:
+                raise ValueError("record_text=True needs the wrapper's info['text_observation'] and info['command']: "
+                                 "collect behind LLMPriorWrapper")
+            rows["text_observations"].append(str(text))
+            rows["commands"].append(str(info["command"]))
         rows["observations"].append(_copy(obs))
         # the slot whose command was executed (an empty slot chosen by a stock policy is resampled by the wrapper)
         rows["actions"].append(int(info.get("executed_slot", action)))
@@ -298,7 +328,8 @@ def _stack(episodes: list[tuple[dict[str, list], bool, float]], prior_signature:
         raise ValueError("no episodes were collected")
     rows: dict[str, list] = {f.name: [] for f in fields(OfflineDataset)}
     for i, (episode, _, _) in enumerate(episodes):
-        for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated"):
+        for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated",
+                     "text_observations", "commands", "episode_task", "episode_source"):
             rows[name].extend(episode[name])
         rows["episode_index"].extend([i] * len(episode["actions"]))
     keys = rows["observations"][0].keys()
@@ -313,10 +344,14 @@ def _stack(episodes: list[tuple[dict[str, list], bool, float]], prior_signature:
         episode_success=np.asarray([s for _, s, _ in episodes], dtype=bool),
         episode_return=np.asarray([r for _, _, r in episodes], dtype=np.float64),
         prior_signature=prior_signature,
+        **{name: np.asarray(rows[name], dtype=str) if rows["episode_task"] else None
+           for name in ("text_observations", "commands", "episode_task", "episode_source")},
     )
 
 
-def collect_dataset(env: gym.Env, policy: DataPolicy | Any, n_episodes: int, seed: int | None = None) -> OfflineDataset:
+def collect_dataset(
+    env: gym.Env, policy: DataPolicy | Any, n_episodes: int, seed: int | None = None, *, record_text: bool = False
+) -> OfflineDataset:
     """Play ``n_episodes`` episodes of a prior-wrapped (single, non-vector) env with ``policy``.
 
     :param env: a Gymnasium env with the prior observation (``LLMPriorWrapper``); episodes must end by
@@ -324,9 +359,11 @@ def collect_dataset(env: gym.Env, policy: DataPolicy | Any, n_episodes: int, see
     :param policy: ``policy(obs, info) -> slot`` or an SB3 model (greedy actions).
     :param n_episodes: number of episodes.
     :param seed: seed of the first ``reset`` (the env's own generator continues from there).
+    :param record_text: also keep the observations' text, the commands, and each episode's task and game file
+        (``text_observations``, ``commands``, ``episode_task``, ``episode_source``).
     """
     act = _as_policy(policy)
-    episodes = [_play_episode(env, act, seed if i == 0 else None) for i in range(n_episodes)]
+    episodes = [_play_episode(env, act, seed if i == 0 else None, record_text) for i in range(n_episodes)]
     return _stack(episodes, env_prior_signature(env))
 
 
@@ -338,6 +375,8 @@ def collect_expert_mixture(
     random_policy: DataPolicy | None = None,
     seed: int | None = None,
     max_attempts: int | None = None,
+    *,
+    record_text: bool = False,
 ) -> OfflineDataset:
     """A dataset of which exactly ``round(success_ratio * n_episodes)`` episodes are successful.
 
@@ -351,6 +390,7 @@ def collect_expert_mixture(
     :param random_policy: the failing play (default :class:`RandomCandidatePolicy` seeded with ``seed``).
     :param seed: seed of the first ``reset`` and of the default random policy.
     :param max_attempts: give up (``RuntimeError``) after this many episodes (default ``20 * n_episodes``).
+    :param record_text: keep the text too (see :func:`collect_dataset`).
     """
     if not 0.0 <= success_ratio <= 1.0:
         raise ValueError(f"success_ratio must be in [0, 1], got {success_ratio}")
@@ -370,7 +410,8 @@ def collect_expert_mixture(
         # alternate by what is still missing, so both kinds spread over the dataset
         behind_on_successes = successes * need_failure <= failures * need_success
         use_expert = failures >= need_failure or (successes < need_success and behind_on_successes)
-        episode = _play_episode(env, expert_act if use_expert else random_act, seed if attempts == 0 else None)
+        policy = expert_act if use_expert else random_act
+        episode = _play_episode(env, policy, seed if attempts == 0 else None, record_text)
         attempts += 1
         if episode[1] and successes < need_success:
             kept.append(episode)
