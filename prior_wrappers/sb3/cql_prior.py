@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch as th
 from torch.nn import functional as F
@@ -14,30 +14,49 @@ from prior_wrappers.sb3.dqn_prior import DQNPrior
 from prior_wrappers.sb3.masking import masked_logsumexp
 from prior_wrappers.sb3.offline_dataset import OfflineDataset
 from prior_wrappers.sb3.policies import DQNPriorPolicy
+from prior_wrappers.spaces import PRIOR_LOGPROBS
 
 SelfCQLPrior = TypeVar("SelfCQLPrior", bound="CQLPrior")
 
+Conservative = Literal["logsumexp", "prior_weighted"]
+
 
 def cql_penalty(
-    q_values: th.Tensor, actions: th.Tensor, candidates: th.Tensor, include_data_action: bool = True
+    q_values: th.Tensor,
+    actions: th.Tensor,
+    candidates: th.Tensor,
+    include_data_action: bool = True,
+    log_prior: th.Tensor | None = None,
 ) -> th.Tensor:
-    """mean_s [ log Σ_{a_j} exp Q(s, a_j) − Q(s, a_data) ], a_j the candidate slots of s.
+    """mean_s [ log Σ_{a ∈ S(s)} w(a|s)·exp Q(s, a) − Q(s, a_data) ], S(s) the candidate slots of s (and a_data).
 
-    ``include_data_action=True`` (default) is standard CQL: a_data is always in the logsumexp, so the term is
-    ≥ 0 and its gradient on Q(s, a_data) is −(1 − softmax weight of a_data), which vanishes as a_data wins.
+    ``include_data_action=True`` (default) is standard CQL: a_data is always in S, so the term is ≥ log w(a_data|s)
+    and its gradient on Q(s, a_data) is −(1 − posterior weight of a_data), which vanishes as a_data wins.
     ``False`` is the reference's form: a_data is left out, and a row whose only candidate is a_data
     contributes 0. Its gradient on Q(s, a_data) is −1 per sample whatever Q is, so the term has no minimum.
+
+    Without ``log_prior`` the weights are w ≡ 1 (the logsumexp of CQL(H)); with it, w = p̃, the prior renormalised
+    over S: log Σ_S p̃·exp Q is CQL(ρ) with the prior as ρ (the maximum over μ of E_μ[Q] − KL(μ ‖ p̃)), which
+    pushes Q down where the prior puts mass. That form needs a_data in S (a row is ≥ log p̃(a_data|s)).
 
     :param q_values: ``(batch, K)`` Q-values of all slots.
     :param actions: ``(batch, 1)`` or ``(batch,)`` data actions.
     :param candidates: ``(batch, K)`` boolean candidate slots.
-    :param include_data_action: put a_data into the logsumexp.
+    :param include_data_action: put a_data into S.
+    :param log_prior: ``(batch, K)`` prior log-probabilities for the prior-weighted form; ``None``: unweighted.
     """
+    if log_prior is not None and not include_data_action:
+        raise ValueError("the prior-weighted penalty keeps the data action in its set (include_data_action=True)")
     actions = actions.long().reshape(-1, 1)
     data_slot = F.one_hot(actions.squeeze(1), q_values.shape[1]).bool()
     pushed_down = candidates | data_slot if include_data_action else candidates & ~data_slot
     q_data = q_values.gather(1, actions).squeeze(1)
-    gap = masked_logsumexp(q_values, pushed_down) - q_data
+    if log_prior is None:
+        soft_max = masked_logsumexp(q_values, pushed_down)
+    else:
+        # log Σ_S p̃ e^Q = logsumexp_S(Q + log p) − logsumexp_S(log p)
+        soft_max = masked_logsumexp(q_values + log_prior, pushed_down) - masked_logsumexp(log_prior, pushed_down)
+    gap = soft_max - q_data
     return th.where(pushed_down.any(dim=1), gap, th.zeros_like(gap)).mean()
 
 
@@ -45,28 +64,49 @@ class CQLPrior(DQNPrior):
     """CQL-Prior: conservative offline Q-learning over the LLM prior's candidate actions.
 
     Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
-    (https://arxiv.org/abs/2410.07927). Loss = TD(max over the next state's candidates) + β·mean[logsumexp over
-    the candidates of Q(s, ·) − Q(s, a_data)]; evaluation is greedy over the candidates. The candidates are the
-    valid slots the prior supports, or its ``prior_top_k`` (the reference labels k = 5 LLM proposals once per
-    state). With ``UniformPrior`` in the wrapper and ``prior_top_k=None`` this is plain discrete CQL over the
-    admissible commands: the baseline, same network. Train from a file with :meth:`learn_offline`; ``learn``
-    (online, as :class:`DQNPrior`) still works, e.g. for fine-tuning.
+    (https://arxiv.org/abs/2410.07927). Loss = TD(max over the next state's candidates) + β·mean[log Σ over the
+    candidates and a_data of w·exp Q(s, ·) − Q(s, a_data)]; evaluation is greedy over the candidates. With
+    ``UniformPrior`` in the wrapper and the default candidates this is plain discrete CQL over the admissible
+    commands: the baseline, same network. Train from a file with :meth:`learn_offline`; ``learn`` (online, as
+    :class:`DQNPrior`) still works, e.g. for fine-tuning.
 
-    Defaults are the reference's (β = 5, batch 128, 10k gradient steps) except one: the data action is inside the
-    logsumexp (standard CQL). The reference leaves it out (``include_data_action=False``); that objective has no
-    minimum: the penalty pushes Q(s, a_data) up by β per sample at any Q, the Huber TD term pulls back by at most
-    1, so with β > 1 Q(s, a_data) grows without bound (and the ``max`` target carries it to every state);
-    results then depend on how long one trains. Use it only to reproduce the reference, with its step budget.
-    the rest as :class:`DQNPrior` (AdamW lr 5e-4, γ 0.99, τ 0.005 at every gradient step, gradient clip 1.0).
+    The candidates (acted on, bootstrapped from and pushed down) are every valid slot by default; ``prior_mass=p``
+    keeps the smallest set holding prior mass ≥ p (adapts to the prior's confidence), ``prior_top_k=k`` the prior's
+    k best (the reference labels k = 5 LLM proposals once per state), ``prior_min_logprob`` drops what the prior
+    (almost) never names. Whatever the rule, a_data is in the penalty's set (standard CQL), and every state keeps
+    its prior's favourite valid slot as a candidate.
+
+    The defaults, all valid slots and ``conservative="logsumexp"``, are CQL(H) over the policy's own action set:
+    the penalty pushes down, with equal weight, every action that greedy evaluation can take, the condition of
+    CQL's lower bound on that policy's value. A prior-based cut (top-k or mass) removes the actions the prior ranks low from the policy
+    itself: when the prior is wrong about the data (the benchmark's ``prior_top_k=2`` lost the data's good
+    action), no amount of data brings them back. ``conservative="prior_weighted"`` (log Σ p̃·exp Q) barely pushes
+    down the actions the prior dislikes, so an unseen one keeps whatever Q the network extrapolates and greedy
+    acting may take it; and a data action the prior dislikes is pushed up until it beats the prior's favourites
+    by about −log p̃(a_data|s) (up to ~30 at ``LOGPROB_MIN``). The prior still informs the default through the
+    network's input (``prior_logprobs`` is a feature of every slot). Use the prior-based options when the prior
+    is trusted, e.g. with ``predict_with_prior=True``.
+
+    Defaults are the reference's (β = 5, batch 128, 10k gradient steps) except two: the candidates (the reference
+    acts among its k proposals) and the data action inside the logsumexp (standard CQL). The reference leaves it
+    out (``include_data_action=False``); that objective has no minimum: the penalty pushes Q(s, a_data) up by β
+    per sample at any Q, the Huber TD term pulls back by at most 1, so with β > 1 Q(s, a_data) grows without bound
+    (and the ``max`` target carries it to every state); results then depend on how long one trains. Use it only
+    to reproduce the reference, with its step budget. The rest as :class:`DQNPrior` (AdamW lr 5e-4, γ 0.99,
+    τ 0.005 at every gradient step, gradient clip 1.0).
 
     :param policy: the policy model to use (``"CandidatePolicy"`` or a :class:`DQNPriorPolicy` subclass).
     :param env: a prior-wrapped env: gives the observation/action spaces, and is where the policy is evaluated.
     :param cql_weight: β, weight of the conservative term (reference: 5).
     :param include_data_action: include a_data in the logsumexp (standard CQL, default). ``False`` is the
-        reference's form, which diverges for ``cql_weight > 1`` (a ``UserWarning`` says so).
+        reference's form, which diverges for ``cql_weight > 1`` (a ``UserWarning`` says so); only with
+        ``conservative="logsumexp"``.
+    :param conservative: ``"logsumexp"`` (default): log Σ exp Q(s, a) over the candidates and a_data, CQL(H);
+        ``"prior_weighted"``: log Σ p̃(a|s)·exp Q(s, a), p̃ the prior renormalised over the same set, CQL(ρ)
+        with the prior as ρ (see above for when it fits).
     :param batch_size: minibatch size of each gradient step (reference: 128).
-    :param kwargs: every other argument of :class:`DQNPrior` (``alpha``, ``target``, ``prior_top_k``,
-        ``learning_rate``, ``gamma``, ``tau``, ``seed``, ...).
+    :param kwargs: every other argument of :class:`DQNPrior` (``prior_mass``, ``prior_top_k``,
+        ``prior_min_logprob``, ``alpha``, ``target``, ``learning_rate``, ``gamma``, ``tau``, ``seed``, ...).
     """
 
     def __init__(
@@ -75,11 +115,16 @@ class CQLPrior(DQNPrior):
         env: GymEnv | str,
         cql_weight: float = 5.0,
         include_data_action: bool = True,
+        conservative: Conservative = "logsumexp",
         batch_size: int = 128,
         **kwargs: Any,
     ) -> None:
         if cql_weight < 0:
             raise ValueError(f"cql_weight must be >= 0, got {cql_weight}")
+        if conservative not in ("logsumexp", "prior_weighted"):
+            raise ValueError(f"conservative must be 'logsumexp' or 'prior_weighted', got {conservative!r}")
+        if conservative == "prior_weighted" and not include_data_action:
+            raise ValueError("conservative='prior_weighted' keeps the data action in its set (include_data_action=True)")
         if not include_data_action and cql_weight > 1:
             warnings.warn(
                 f"include_data_action=False (the reference's CQL form) with cql_weight={cql_weight} > 1 has no "
@@ -90,13 +135,19 @@ class CQLPrior(DQNPrior):
             )
         self.cql_weight = cql_weight
         self.include_data_action = include_data_action
+        self.conservative = conservative
         super().__init__(policy, env, batch_size=batch_size, **kwargs)
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
         td_loss, q_values = self._td_loss(replay_data)
-        # β · mean[ logsumexp_j Q(s, a_j) − Q(s, a_data) ], a_j over the prior's candidates at s
+        # β · mean[ log Σ_j w_j·exp Q(s, a_j) − Q(s, a_data) ], a_j over the candidates at s (and a_data)
+        obs = replay_data.observations
         cql_loss = cql_penalty(
-            q_values, replay_data.actions, self.candidates(replay_data.observations), self.include_data_action
+            q_values,
+            replay_data.actions,
+            self.candidates(obs),
+            include_data_action=self.include_data_action,
+            log_prior=obs[PRIOR_LOGPROBS] if self.conservative == "prior_weighted" else None,  # type: ignore[index]
         )
         self._record("train/td_loss", td_loss.item())
         self._record("train/cql_loss", cql_loss.item())

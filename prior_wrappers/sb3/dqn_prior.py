@@ -44,7 +44,8 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     its saved zip never touch it. With ``UniformPrior`` in the wrapper this is plain DQN over the admissible
     commands with Boltzmann exploration softmax(Q/α): the baseline, same network.
 
-    The candidates are all the valid slots unless ``prior_top_k`` or ``prior_min_logprob`` narrow them (see
+    The candidates are all the valid slots unless ``prior_top_k``, ``prior_mass`` or ``prior_min_logprob`` narrow
+    them (see
     :mod:`prior_wrappers.sb3.masking`): a valid command that the prior gives almost no mass (log p clipped to
     ``LOGPROB_MIN``) is rarely sampled, but greedy acting and the ``max`` target still take it when its Q is
     the highest. The zip stores the wrapper's ``prior_signature``; ``load(path, env=...)`` and ``set_env``
@@ -67,6 +68,10 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     :param prior_min_logprob: an explicit support rule: valid slots with log p(a|s) below it are not candidates
         (the prior's favourite always is), e.g. ``LOGPROB_MIN + 1`` to act only among the commands a
         propose-mode prior named; ``None`` (default) keeps every valid slot.
+    :param prior_mass: a support rule that adapts to the prior's confidence: the candidates are the smallest set of
+        valid slots, in the prior's order, holding at least this fraction of the prior's mass over the valid
+        slots (top-p). ``0.9`` keeps one slot where the prior puts 0.9 on it and many where it is unsure;
+        ``None`` (default) or ``1.0`` keeps every valid slot. Combined with the other rules, a slot must pass all.
     :param predict_with_prior: ``predict(deterministic=True)`` takes argmax (Q + α·log p) instead of argmax Q.
     :param learning_rate: learning rate, constant or a schedule of the remaining progress (reference: 5e-4).
     :param buffer_size: size of the replay buffer.
@@ -108,6 +113,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         double_q: bool = False,
         prior_top_k: int | None = None,
         prior_min_logprob: float | None = None,
+        prior_mass: float | None = None,
         predict_with_prior: bool = False,
         learning_rate: float | Schedule = 5e-4,
         buffer_size: int = 100_000,
@@ -144,12 +150,15 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             raise ValueError(f"prior_top_k must be >= 1 or None, got {prior_top_k}")
         if prior_min_logprob is not None and prior_min_logprob > 0:
             raise ValueError(f"prior_min_logprob is a log-probability threshold, <= 0 or None; got {prior_min_logprob}")
+        if prior_mass is not None and not 0.0 < prior_mass <= 1.0:
+            raise ValueError(f"prior_mass is a fraction of the prior's mass, in (0, 1] or None; got {prior_mass}")
         self.alpha = alpha
         self.sampling = sampling
         self.target = target
         self.double_q = double_q
         self.prior_top_k = prior_top_k
         self.prior_min_logprob = prior_min_logprob
+        self.prior_mass = prior_mass
         self.predict_with_prior = predict_with_prior
         super().__init__(
             policy,
@@ -188,7 +197,12 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
 
     def candidates(self, obs: PyTorchObs) -> th.Tensor:
         """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
-        return candidate_slots(obs, self.prior_top_k, self.prior_min_logprob)  # type: ignore[arg-type]
+        return candidate_slots(
+            obs,  # type: ignore[arg-type]
+            top_k=self.prior_top_k,
+            min_logprob=self.prior_min_logprob,
+            mass=self.prior_mass,
+        )
 
     # ------------------------------------------------------------------ acting
     def _sample_action(

@@ -13,11 +13,18 @@ Two masks are used, and "valid" is kept apart from "supported by the prior":
   gives almost no mass: its posterior weight p·exp(Q/α) is tiny, but its Q can still win a max or an argmax,
   and PPO may still choose it (its KL term charges π(a)·(log π(a) + 30), a finite price).
 
-  Zero support is therefore never inferred from the clipped log-probability. Two explicit rules narrow the
-  candidates instead: ``min_logprob`` drops the valid slots whose log p is below it (e.g. ``LOGPROB_MIN + 1``
-  keeps only the commands that a propose-mode prior named, the reference's "never outside the proposals"),
-  and ``top_k`` keeps the prior's ``top_k`` of the remaining ones. The prior's favourite valid slot always
-  stays a candidate, so a state with a valid slot always has one.
+  Zero support is therefore never inferred from the clipped log-probability. Three explicit rules narrow the
+  candidates instead, applied together (a slot must pass all that are given):
+
+  - ``min_logprob`` drops the valid slots whose log p is below it (e.g. ``LOGPROB_MIN + 1`` keeps only the
+    commands that a propose-mode prior named, the reference's "never outside the proposals");
+  - ``mass=p`` keeps the smallest set of valid slots, taken in the prior's order, that holds at least a
+    fraction ``p`` of the prior's mass over the valid slots (p renormalised over them, as a nucleus / top-p
+    cut). It adapts to the prior's confidence: one slot where the prior is sure, many where it is not;
+  - ``top_k`` keeps the prior's ``top_k``.
+
+  The prior's favourite valid slot passes every rule, so a state with a valid slot always has a candidate.
+  Ties in the prior are broken by the slot index (the lower slot first), for all three rules.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 # Finite rather than -inf: 0 * MASKED_VALUE stays 0 (entropies, expectations), and softmax gives exactly 0.
 MASKED_VALUE = -1e8
 
+# prior mass is compared within this tolerance: the prior arrives in float32, so p = [0.6, 0.3, 0.1] holds
+# "0.9" in its first two slots whatever the rounding of exp(log 0.6) + exp(log 0.3)
+_MASS_TOLERANCE = 1e-6
+
 
 def valid_slots(obs: dict[str, th.Tensor]) -> th.Tensor:
     """Boolean ``(batch, K)``: the slot holds an admissible command."""
@@ -36,26 +47,46 @@ def valid_slots(obs: dict[str, th.Tensor]) -> th.Tensor:
 
 
 def candidate_slots(
-    obs: dict[str, th.Tensor], top_k: int | None = None, min_logprob: float | None = None
+    obs: dict[str, th.Tensor],
+    top_k: int | None = None,
+    min_logprob: float | None = None,
+    mass: float | None = None,
 ) -> th.Tensor:
     """Boolean ``(batch, K)``: the valid slots, narrowed by the explicit support rules if given.
 
     :param obs: the observation, with ``prior_logprobs`` and ``action_mask``.
-    :param top_k: keep only the prior's ``top_k`` (of the slots that pass ``min_logprob``).
+    :param top_k: keep only the prior's ``top_k`` valid slots.
     :param min_logprob: drop the valid slots with log p(a|s) < ``min_logprob``, except the prior's favourite.
+    :param mass: keep the smallest prefix of the valid slots, ranked by the prior, whose prior mass
+        (renormalised over the valid slots) is ``>= mass`` (within 1e-6); ``0 < mass <= 1``, ``1`` keeps every
+        valid slot.
     """
     log_prior = obs[PRIOR_LOGPROBS]
     valid = valid_slots(obs)
+    # the prior's order of the valid slots, ties to the lower slot; empty slots last
+    order = _prior_order(log_prior, valid)
+    rank = th.empty_like(order).scatter_(-1, order, th.arange(order.shape[-1], device=order.device).expand_as(order))
     candidates = valid
     if min_logprob is not None:
-        favourite = masked_fill(log_prior, valid).argmax(dim=-1, keepdim=True)
-        is_favourite = th.zeros_like(valid).scatter_(-1, favourite, True)
-        candidates = valid & ((log_prior >= min_logprob) | is_favourite)
+        candidates = candidates & ((log_prior >= min_logprob) | (rank == 0))
+    if mass is not None and mass < 1.0:
+        # p renormalised over the valid slots, in float64 so that a cumulative sum of many slots stays exact enough
+        log_p = log_prior.double().masked_fill(~valid, float("-inf"))
+        p = th.softmax(log_p, dim=-1).nan_to_num(0.0)  # a row without valid slots gives NaN: no mass anywhere
+        mass_before = th.cumsum(p.gather(-1, order), dim=-1) - p.gather(-1, order)  # mass of the higher-ranked
+        # slot i is needed while the ones before it hold less than ``mass`` (by more than the prior's float32 error)
+        in_nucleus_sorted = mass_before < mass - _MASS_TOLERANCE
+        in_nucleus = th.zeros_like(valid).scatter_(-1, order, in_nucleus_sorted)
+        candidates = candidates & (in_nucleus | (rank == 0))
     if top_k is not None and top_k < candidates.shape[-1]:
-        ranked = masked_fill(log_prior, candidates).topk(top_k, dim=-1).indices
-        in_top_k = th.zeros_like(candidates).scatter_(-1, ranked, True)
-        candidates = candidates & in_top_k
+        candidates = candidates & (rank < top_k)
     return candidates
+
+
+def _prior_order(log_prior: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """Slot indices ``(batch, K)`` by decreasing prior, valid slots first, ties to the lower slot."""
+    keys = masked_fill(log_prior.double(), valid)
+    return th.sort(keys, dim=-1, descending=True, stable=True).indices
 
 
 def masked_fill(values: th.Tensor, mask: th.Tensor) -> th.Tensor:

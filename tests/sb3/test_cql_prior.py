@@ -114,6 +114,52 @@ def test_loss_is_td_plus_weighted_cql_term_by_hand():
     assert model._loss(batch).item() == pytest.approx(td + 2.0 * cql, rel=1e-6)
 
 
+def test_prior_weighted_loss_over_the_prior_mass_candidates_by_hand():
+    env = CandidateChainEnv(k=4, feature_dim=None)
+    model = CQLPrior("CandidatePolicy", env, cql_weight=2.0, gamma=0.5, conservative="prior_weighted",
+                     prior_mass=0.7, seed=0, device="cpu")
+    mask = th.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=th.int8)
+    obs = {PRIOR_LOGPROBS: th.log(th.tensor([[0.5, 0.3, 0.2, 1.0], [0.1, 0.2, 0.3, 0.4]])), ACTION_MASK: mask}
+    next_obs = {PRIOR_LOGPROBS: th.log(th.tensor([[0.1, 0.8, 0.1, 1.0], [0.25, 0.25, 0.25, 0.25]])),
+                ACTION_MASK: th.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=th.int8)}
+    batch = DictReplayBufferSamples(
+        observations=obs,
+        actions=th.tensor([[2], [3]]),
+        next_observations=next_obs,
+        dones=th.tensor([[0.0], [0.0]]),
+        rewards=th.tensor([[1.0], [0.0]]),
+    )
+    model.q_net = _FixedQ([[1.0, 3.0, 0.5, MASKED_VALUE], [0.0, 1.0, 2.0, -1.0]])
+    model.q_net_target = _FixedQ([[4.0, 2.0, 9.0, MASKED_VALUE], [2.0, 1.0, 7.0, 3.0]])
+    # candidates at s' (mass 0.7): row 1 {1} (0.8), row 2 {0, 1, 2} (ties to the lower slots: 0.75)
+    # targets: 1 + 0.5·2 = 2; 0 + 0.5·7 = 3.5. Huber: |0.5 − 2| = 1.5 → 1.0; |−1 − 3.5| = 4.5 → 4.0; mean 2.5
+    td = 2.5
+    # candidates at s: row 1 {0, 1} (0.8), row 2 {3, 2} (0.7); the data actions 2 and 3 join: S = {0, 1, 2}, {2, 3}
+    row1 = math.log((0.5 * math.e + 0.3 * math.e**3 + 0.2 * math.exp(0.5)) / 1.0) - 0.5
+    row2 = math.log((0.3 * math.e**2 + 0.4 * math.exp(-1.0)) / 0.7) - (-1.0)
+    assert model._loss(batch).item() == pytest.approx(td + 2.0 * (row1 + row2) / 2, rel=1e-6)
+    assert model._train_logs["train/td_loss"][-1] == pytest.approx(td, rel=1e-6)
+    # the same candidates with CQL(H)'s unweighted logsumexp
+    model.conservative = "logsumexp"
+    row1 = math.log(math.e + math.e**3 + math.exp(0.5)) - 0.5
+    row2 = math.log(math.e**2 + math.exp(-1.0)) + 1.0
+    assert model._loss(batch).item() == pytest.approx(td + 2.0 * (row1 + row2) / 2, rel=1e-6)
+
+
+def test_cql_defaults_and_option_checks():
+    model = CQLPrior("CandidatePolicy", make_env(), device="cpu")
+    assert (model.conservative, model.prior_mass, model.prior_top_k, model.prior_min_logprob) == (
+        "logsumexp", None, None, None)
+    with pytest.raises(ValueError, match="conservative"):
+        CQLPrior("CandidatePolicy", make_env(), conservative="mean", device="cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="include_data_action"):
+        CQLPrior("CandidatePolicy", make_env(), conservative="prior_weighted", include_data_action=False,
+                 device="cpu")
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="prior_mass"):
+            CQLPrior("CandidatePolicy", make_env(), prior_mass=bad, device="cpu")
+
+
 def _q_data_over_training(steps: int, stop_above: float, **cql_kwargs) -> tuple[CQLPrior, list[float]]:
     """max |Q(s, a_data)| over a fixed 11-transition dataset, every 100 gradient steps of CQLPrior's loss (AdamW,
     Polyak target, gradient clipping, β = 5), with a tiny network and the whole dataset as the batch."""

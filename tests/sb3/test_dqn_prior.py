@@ -104,6 +104,21 @@ def test_top_k_and_the_support_rule_limit_acting(env):
         DQNPrior("CandidatePolicy", env, prior_min_logprob=0.5)
 
 
+def test_prior_mass_limits_acting_and_the_target(env):
+    obs = one_obs(env)  # prior [0.4, 0.25, 0.15, 0.12, 0.08] on the five valid slots
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, prior_mass=0.75, seed=0, device="cpu")
+    model.exploration_rate = 0.5
+    th.manual_seed(0)
+    actions, _ = model.predict(batch_of(obs, 5000), deterministic=False)
+    assert set(np.unique(actions)) == {0, 1, 2}  # 0.4 + 0.25 = 0.65 < 0.75 <= 0.8
+    q = th.tensor([[0.0, 1.0, 2.0, 9.0, 9.0, 0.0]])
+    model.q_net_target = model.q_net = lambda o: q.expand(len(o[ACTION_MASK]), -1)
+    obs_t = {key: th.as_tensor(value[None]) for key, value in obs.items()}
+    assert model.next_state_values(obs_t).item() == 2.0  # slots 3 and 4 (Q = 9) are outside the mass
+    model.prior_mass = None
+    assert model.next_state_values(obs_t).item() == 9.0
+
+
 def test_a_valid_command_at_logprob_min_can_win_the_argmax_and_the_target():
     """A long command scored with normalization="sum" falls below LOGPROB_MIN and is clipped there: it is
     still admissible, so when its Q is the highest, greedy acting takes it and the max target uses it."""

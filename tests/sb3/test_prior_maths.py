@@ -122,3 +122,83 @@ def test_kl_to_prior_charges_a_valid_slot_at_logprob_min_a_finite_price():
     expected = float(np.sum(pi * (np.log(pi) - log_p)))
     assert expected == pytest.approx(0.5 * math.log(0.5 / 0.7) + 0.2 * (math.log(0.2) + 30.0), rel=1e-9)
     assert kl_to_prior(log_pi, prior, valid).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_prior_mass_keeps_the_smallest_set_holding_that_mass():
+    obs = {
+        PRIOR_LOGPROBS: th.log(
+            th.tensor(
+                [
+                    [0.05, 0.6, 0.25, 0.1, 0.5],  # slot 4 is empty: its prior is ignored
+                    [0.97, 0.01, 0.01, 0.01, 1.0],  # a confident prior
+                    [0.2, 0.2, 0.2, 0.2, 0.2],  # a flat one: ties go to the lower slot
+                    [0.3, 0.15, 0.05, 1.0, 1.0],  # mass 0.5 over the valid slots: renormalised to [.6, .3, .1]
+                ]
+            )
+        ),
+        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=th.int8),
+    }
+    # p = 0.8: row 1 needs 0.6 + 0.25 = 0.85; row 2 has 0.97 in its favourite; row 3 needs four fifths;
+    # row 4: 0.6 + 0.3 = 0.9 (without renormalising, 0.3 + 0.15 + 0.05 = 0.5 < 0.8 would keep all three)
+    assert candidate_slots(obs, mass=0.8).tolist() == [
+        [False, True, True, False, False],
+        [True, False, False, False, False],
+        [True, True, True, True, False],
+        [True, True, False, False, False],
+    ]
+    # p = 0.9: row 1 needs 0.95 (three slots); row 4 has exactly 0.9 in two
+    assert candidate_slots(obs, mass=0.9).tolist() == [
+        [False, True, True, True, False],
+        [True, False, False, False, False],
+        [True, True, True, True, True],
+        [True, True, False, False, False],
+    ]
+    # a tiny p keeps the favourite alone; p = 1 keeps every valid slot (as no rule)
+    assert candidate_slots(obs, mass=1e-6).sum(dim=1).tolist() == [1, 1, 1, 1]
+    assert candidate_slots(obs, mass=1.0).tolist() == candidate_slots(obs).tolist()
+    # with the other rules a slot must pass all: top_k=1 cuts row 3's four to one
+    assert candidate_slots(obs, mass=0.8, top_k=1).tolist()[2] == [True, False, False, False, False]
+
+
+def test_prior_mass_counts_a_slot_at_logprob_min_and_never_empties_a_state():
+    obs = {
+        PRIOR_LOGPROBS: th.tensor([[LOGPROB_MIN, LOGPROB_MIN, LOGPROB_MIN], [math.log(0.5), LOGPROB_MIN, 0.0],
+                                   [0.0, 0.0, 0.0]]),
+        ACTION_MASK: th.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=th.int8),
+    }
+    # row 1: every valid slot at the floor is 1/2 after renormalising; row 2: p̃ = [1 − ε, ε], ε = e^-30 / 0.5;
+    # row 3 has no valid slot and no candidate
+    assert candidate_slots(obs, mass=0.5).tolist() == [[True, False, False], [True, False, False],
+                                                      [False, False, False]]
+    assert candidate_slots(obs, mass=0.99).tolist() == [[True, True, False], [True, False, False],
+                                                       [False, False, False]]
+    assert candidate_slots(obs, mass=1.0).tolist() == [[True, True, False], [True, True, False], [False, False, False]]
+
+
+def test_prior_weighted_cql_penalty_matches_hand_computation():
+    q = th.tensor([[1.0, 2.0, 3.0, 50.0], [0.5, -1.0, 0.0, 0.0]])
+    actions = th.tensor([[1], [2]])
+    candidates = th.tensor([[True, True, True, False], [True, False, False, False]])
+    p = th.tensor([[0.5, 0.2, 0.1, 0.2], [0.6, 0.1, 0.1, 0.2]])
+    # row 1: S = {0, 1, 2}, p̃ = [.5, .2, .1] / .8; row 2: S = {0} ∪ {a_data = 2}, p̃ = [.6, .1] / .7
+    row1 = math.log((0.5 * math.e + 0.2 * math.e**2 + 0.1 * math.e**3) / 0.8) - 2.0
+    row2 = math.log((0.6 * math.exp(0.5) + 0.1 * math.exp(0.0)) / 0.7) - 0.0
+    assert cql_penalty(q, actions, candidates, log_prior=th.log(p)).item() == pytest.approx((row1 + row2) / 2, rel=1e-6)
+    # a uniform prior gives CQL(H) minus log |S|
+    flat = th.zeros_like(q)
+    unweighted_rows = [math.log(math.e + math.e**2 + math.e**3) - 2.0, math.log(math.exp(0.5) + 1.0)]
+    expected = (unweighted_rows[0] - math.log(3) + unweighted_rows[1] - math.log(2)) / 2
+    assert cql_penalty(q, actions, candidates, log_prior=flat).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="include_data_action"):
+        cql_penalty(q, actions, candidates, include_data_action=False, log_prior=th.log(p))
+
+
+def test_prior_weighted_cql_gradient_is_the_prior_weighted_softmax_minus_the_data_action():
+    q = th.tensor([[0.3, 1.2, -0.4]], requires_grad=True)
+    p = np.array([0.7, 0.2, 0.1])
+    cql_penalty(q, th.tensor([[2]]), th.tensor([[True, True, True]]), log_prior=th.log(th.tensor(p[None]))).backward()
+    w = p * np.exp([0.3, 1.2, -0.4])
+    w /= w.sum()
+    # ∂/∂Q_a = w_a − 1[a = a_data]: the data action the prior dislikes (0.1) is pushed up by 1 − w_2 ≈ 0.95
+    np.testing.assert_allclose(q.grad.numpy()[0], w - np.array([0.0, 0.0, 1.0]), rtol=1e-5)
+    assert 1 - w[2] > 0.94

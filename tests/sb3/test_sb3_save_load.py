@@ -13,6 +13,7 @@ from prior_wrappers.sb3 import CQLPrior, DQNPrior, PPOPrior
 CASES = [
     (DQNPrior, dict(learning_starts=50, alpha=0.2, target="soft", prior_top_k=3)),
     (CQLPrior, dict(learning_starts=50, cql_weight=2.0, include_data_action=False)),  # a non-default survives
+    (CQLPrior, dict(learning_starts=50, conservative="prior_weighted", prior_mass=0.9)),
     (PPOPrior, dict(n_steps=64, batch_size=32, n_epochs=1, alpha=0.3)),
 ]
 
