@@ -1,10 +1,12 @@
 """Games from TextWorld's own challenge generators (``tw-simple``, ``tw-cooking``, ``tw-treasure_hunter``,
 ``tw-coin_collector``) as text envs, with difficulty presets, a game cache and train / unseen splits by seed.
 
->>> train, unseen = challenge_splits("cooking-easy", n_train=2, n_unseen=1)   # into default_cache_dir()
->>> env = TextWorldChallengeEnv("cooking-easy", game_files=train)
+>>> train, unseen = challenge_splits("treasure", n_train=1, n_unseen=1)   # into default_cache_dir()
+>>> [game.name for game in train + unseen]
+['game-0.z8', 'game-100000.z8']
+>>> env = TextWorldChallengeEnv("treasure", game_files=train)
 >>> obs, info = env.reset(seed=0)
->>> info["task"].startswith("You are hungry")
+>>> env.expert_command() in info["admissible_commands"]
 True
 
 Each preset names a challenge and the settings its ``make`` receives (the ``tw-make <challenge>`` arguments,
@@ -135,9 +137,9 @@ class TextWorldChallengeEnv(TextWorldEnv):
     """A TextWorld challenge preset as a text env: :class:`~envs.textworld_env.TextWorldEnv` over games that
     :func:`make_challenge_games` generates (or over ``game_files``).
 
-    >>> env = TextWorldChallengeEnv("cooking-easy", n_games=1, game_seed=0)
+    >>> env = TextWorldChallengeEnv("cooking", n_games=1, game_seed=0)
     >>> obs, info = env.reset(seed=0)
-    >>> env.expert_command() in info["admissible_commands"]
+    >>> info["task"].startswith("You are hungry")
     True
 
     ``info["task"]`` is the game's objective; rewards are TextWorld's score changes (dense or sparse as the
