@@ -394,17 +394,19 @@ class HFPrior(CandidateTokenization):
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(seed))
         tok = self.tokenizer
-        old_side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            enc = tok([p + self.separator.rstrip(" ") for p in prompts], return_tensors="pt", padding=True)
-        finally:
-            tok.padding_side = old_side
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         eos_id = tok.eos_token_id
+        # left padding by hand: some tokenizers have no pad token (SmolLM2's, as transformers 4.x loads it)
+        encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
+        longest = max(len(e) for e in encoded)
+        padded = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), longest), dtype=torch.long)
+        for i, e in enumerate(encoded):
+            padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
+            attention[i, longest - len(e) :] = 1
         dev = self.device
-        ids = enc["input_ids"].repeat_interleave(k, dim=0).to(dev)  # rows: prompt 0 x k, prompt 1 x k, ...
-        mask = enc["attention_mask"].repeat_interleave(k, dim=0).to(dev)
+        ids = padded.repeat_interleave(k, dim=0).to(dev)  # rows: prompt 0 x k, prompt 1 x k, ...
+        mask = attention.repeat_interleave(k, dim=0).to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
         finished = torch.zeros(len(ids), dtype=torch.bool, device=dev)
         sampled: list[torch.Tensor] = []

@@ -13,6 +13,7 @@ from packaging.version import Version
 from prior_wrappers.priors import HFPrior
 from prior_wrappers.priors.base import log_softmax
 from prior_wrappers.priors.hf import naive_candidate_logprob
+from prior_wrappers.priors.matching import CommandMatcher
 
 PROMPTS = [
     "You are in a kitchen. There is a tomato on the counter.\nTask: make a salad.\nAction:",
@@ -169,9 +170,22 @@ def test_missing_model_paths_name_the_file(tmp_path):
 def test_propose_maps_samples_to_admissible(tiny_prior):
     props = tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=0)
     assert [len(g) for g in props.generations] == [4, 4]
-    assert 0.0 <= props.invalid_rate <= 1.0
-    for counts, cmds in zip(props.counts, props.commands):
-        assert counts.shape == (len(cmds),) and counts.sum() <= 4
+    assert props.commands == CANDIDATES[:2]
+    # each generation counts for the command the matcher maps it to; the rest are the invalid ones
+    matched = [[CommandMatcher(c).match_index(g) for g in gens] for gens, c in zip(props.generations, CANDIDATES)]
+    n_invalid = sum(m is None for row in matched for m in row)
+    assert props.invalid_rate == n_invalid / 8
+    for counts, row, cmds in zip(props.counts, matched, CANDIDATES):
+        expected = np.bincount([m for m in row if m is not None], minlength=len(cmds)).astype(float)
+        np.testing.assert_array_equal(counts, expected)
+    # fallback="uniform": an invalid generation gives 1/n to every command, so each prompt's counts sum to k
+    uniform = tiny_prior.propose(PROMPTS[:2], CANDIDATES[:2], k=4, max_new_tokens=4, seed=0, fallback="uniform")
+    assert uniform.generations == props.generations and uniform.invalid_rate == props.invalid_rate
+    for counts, row, cmds in zip(uniform.counts, matched, CANDIDATES):
+        bad = sum(m is None for m in row)
+        expected = np.bincount([m for m in row if m is not None], minlength=len(cmds)) + bad / len(cmds)
+        np.testing.assert_allclose(counts, expected, rtol=1e-12)
+        assert counts.sum() == pytest.approx(4.0)
 
 
 def test_real_smollm2_engine_equals_naive(smollm_prior):
