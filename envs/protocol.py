@@ -45,6 +45,19 @@ def command_space(max_length: int = COMMAND_MAX_LENGTH) -> spaces.Text:
     return spaces.Text(max_length=max_length, min_length=1, charset=TEXT_CHARSET)
 
 
+def to_text(text: Any, max_length: int = OBSERVATION_MAX_LENGTH) -> str:
+    """``text`` as a string of the observation space: characters outside :data:`TEXT_CHARSET` become ``?``
+    (curly quotes, dashes and the like of third-party games), and it is cut to ``max_length`` characters.
+
+    >>> to_text("It\u2019s 5\u00b0C")
+    'It?s 5\xb0C'
+    """
+    text = "" if text is None else str(text)
+    if not TEXT_CHARSET.issuperset(text):
+        text = "".join(c if c in TEXT_CHARSET else "?" for c in text)
+    return text[:max_length]
+
+
 def normalize_command(command: Any) -> str:
     """Return ``command`` with whitespace runs collapsed to single spaces and the ends stripped.
 
