@@ -75,3 +75,91 @@ class PromptTemplate:
             lines += [f"Observation: {obs.strip()}", f"Action: {one_line(act)}"]
         lines += [f"Observation: {state.observation.strip()}", "Action:"]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TranscriptPrompt:
+    """Episode-transcript prompt: instruction, example episode(s), task, then the episode so far, appended to.
+
+    ::
+
+        You are playing a text game. Choose the next action.
+        Example:
+        <example episode>
+
+        Task: make a tomato salad
+        Observation: <first observation>
+        Action: <what was done>
+        ...                          (every step of the episode since the transcript's start)
+        Observation: <current observation>
+        Action:
+
+    Unlike :class:`PromptTemplate`, whose history window slides (step t+1's prompt differs from step t's right
+    after the task line), step t+1's prompt is step t's prompt followed by `` <action>`` and the new observation:
+    with :class:`~prior_wrappers.priors.hf.HFPrior`'s prefix-tree cache each step computes only its new tokens.
+    When the shown turns and the current observation would exceed ``max_chars``, the oldest turns are dropped in
+    one block, down to ``keep_fraction`` of the budget, and a line ``omitted`` takes their place: the prompt then
+    re-anchors (the cache recomputes from the task line on) once per block rather than at every step.
+
+    The prompt is a function of the state alone: where the transcript starts is replayed from the episode's
+    first step, so it needs the whole episode in ``TextState.history``. Give the wrappers a ``history`` at least
+    as long as the episodes (e.g. ``history=1000``); with a shorter one the oldest turns slide out one by one.
+
+    :param max_chars: budget for the shown turns and the current observation, in characters (about 4 per token
+        of English text for SmolLM2's tokenizer: 6000 characters are about 1,500 tokens).
+    :param keep_fraction: after a drop, the turns kept fill at most this fraction of ``max_chars``.
+    :param instruction: first line of the prompt.
+    :param use_example: include the example episode(s) when the state has them.
+    :param omitted: the line that stands for dropped turns.
+    """
+
+    max_chars: int = 6000
+    keep_fraction: float = 0.5
+    instruction: str = "You are playing a text game. Choose the next action."
+    use_example: bool = True
+    omitted: str = "(earlier steps omitted)"
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
+        if not 0.0 <= self.keep_fraction < 1.0:
+            raise ValueError(f"keep_fraction must be in [0, 1), got {self.keep_fraction}")
+
+    @staticmethod
+    def _turn(obs: str, act: str) -> str:
+        return f"Observation: {obs.strip()}\nAction: {one_line(act)}"
+
+    @staticmethod
+    def _current(obs: str) -> str:
+        return f"Observation: {obs.strip()}\nAction:"
+
+    def start(self, state: TextState) -> int:
+        """Index in ``state.history`` of the first turn shown, replayed step by step from the episode's start."""
+        history = state.history
+        turn_sizes = [len(self._turn(o, a)) + 1 for o, a in history]  # + 1: the newline after each turn
+        keep = self.keep_fraction * self.max_chars
+        start, shown = 0, 0  # first turn shown, characters of turns[start:m]
+        for m in range(len(history) + 1):
+            obs = history[m][0] if m < len(history) else state.observation
+            current = len(self._current(obs))
+            if shown + current > self.max_chars:
+                while start < m and shown + current > keep:
+                    shown -= turn_sizes[start]
+                    start += 1
+            if m < len(history):
+                shown += turn_sizes[m]
+        return start
+
+    def __call__(self, state: TextState) -> str:
+        lines = [self.instruction]
+        if self.use_example and state.example:
+            example = state.example.strip()
+            lines += [example, ""] if _NUMBERED_EXAMPLES.match(example) else ["Example:", example, ""]
+        if state.task:
+            lines.append(f"Task: {one_line(state.task)}")
+        start = self.start(state)
+        if start:
+            lines.append(self.omitted)
+        lines += [self._turn(obs, act) for obs, act in state.history[start:]]
+        lines.append(self._current(state.observation))
+        return "\n".join(lines)

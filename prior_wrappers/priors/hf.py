@@ -5,6 +5,15 @@ with a block attention mask (each candidate sees the prompt and its own earlier 
 and explicit position ids (each candidate continues at the prompt's end). The prompt is therefore computed once
 and shared by all its candidates, and the rows of many prompts go through the model together, chunked to a token
 budget. Only the hidden states that predict candidate tokens are projected to the vocabulary.
+
+Across calls, a prefix-tree (radix) cache keeps the keys/values of the prompt tokens scored recently
+(:class:`~prior_wrappers.priors.prefix_tree.PrefixKVCache`, bounded by ``kv_cache_bytes``, LRU over leaves): a
+prompt that extends a cached one, such as the next step of an episode-transcript prompt
+(:class:`~prior_wrappers.prompts.TranscriptPrompt`) or another env with the same instruction and demonstrations,
+computes only its new tokens and its candidates. Each row of the batch then starts from its own cached prefix
+(keys/values padded to the longest, masked per row), so all rows of a call still go through one forward. The
+scores are those of a full recompute: causal attention makes a prefix's keys/values independent of what follows
+it, and positions are explicit.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,22 +46,27 @@ from prior_wrappers.priors.hf_compat import (
     quiet_loading,
 )
 from prior_wrappers.priors.matching import Fallback, count_matches
+from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
+
+PrefixCacheMode = Literal["tree", "shared", "off"]
 
 @dataclass
 class _Segment:
     """One packed row: a (possibly truncated) prompt and some of its candidates."""
 
     prompt_index: int
-    prompt_ids: list[int]
+    prompt_ids: list[int]  # the whole prompt; the row computes prompt_ids[offset:]
     candidate_indices: list[int]
     contexts: list[int]  # how many prompt tokens each candidate continues from
     candidate_ids: list[list[int]]
-    offset: int = 0  # leading prompt tokens served from the shared-prefix KV cache (not in this row)
+    offset: int = 0  # leading prompt tokens served from the KV cache (not in this row)
+    match: PrefixMatch | None = None  # prefix-tree mode: where those keys/values are
 
     @property
     def length(self) -> int:
-        return len(self.prompt_ids) + sum(len(c) for c in self.candidate_ids)
+        """Tokens this row computes."""
+        return len(self.prompt_ids) - self.offset + sum(len(c) for c in self.candidate_ids)
 
 
 class HFPrior(CandidateTokenization):
@@ -72,8 +86,12 @@ class HFPrior(CandidateTokenization):
     :param truncation: for a prompt that does not fit the context window with its longest candidate:
         ``"left"`` drops its oldest tokens (warns once), ``"error"`` raises.
     :param max_length: context window; default ``model.config.max_position_embeddings``.
-    :param prefix_cache: keep the keys/values of the token prefix shared by every prompt scored so far (the
-        instruction and example episode, typically) and compute only what follows it in later calls.
+    :param prefix_cache: ``True``/``"tree"`` (default): a prefix-tree cache of the keys/values of recently scored
+        prompts, shared across calls, envs and states; a prompt computes only the tokens after its longest cached
+        prefix. ``"shared"``: only the one token prefix common to every prompt scored so far (the instruction and
+        example episode, typically), the engine before the tree. ``False``/``"off"``: recompute every prompt.
+    :param kv_cache_bytes: the tree's budget for stored keys/values (default 1 GiB; SmolLM2-135M keeps about
+        46 KB per token in fp32). Least recently used leaves are dropped after each call to get back within it.
     """
 
     def __init__(
@@ -86,7 +104,8 @@ class HFPrior(CandidateTokenization):
         token_budget: int | None = None,
         truncation: Truncation = "left",
         max_length: int | None = None,
-        prefix_cache: bool = True,
+        prefix_cache: bool | PrefixCacheMode = True,
+        kv_cache_bytes: int = 1 << 30,
     ) -> None:
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
@@ -104,17 +123,26 @@ class HFPrior(CandidateTokenization):
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
         self._cache_kwarg = cache_kwarg(self._base)  # "cache" or "past_key_values", as the installed transformers names it
-        if prefix_cache and self._cache_kwarg is None:
+        mode: PrefixCacheMode = {True: "tree", False: "off"}.get(prefix_cache, prefix_cache)  # type: ignore[arg-type]
+        if mode not in ("tree", "shared", "off"):
+            raise ValueError(f"prefix_cache must be True, False, 'tree', 'shared' or 'off', got {prefix_cache!r}")
+        if mode != "off" and self._cache_kwarg is None:
             warnings.warn(
-                f"{type(self._base).__name__} takes no key/value cache: the shared-prefix cache is off (prefix_cache=False)",
+                f"{type(self._base).__name__} takes no key/value cache: the prefix cache is off (prefix_cache=False)",
                 stacklevel=2,
             )
-            prefix_cache = False
-        self.prefix_cache = prefix_cache
+            mode = "off"
+        self.prefix_cache_mode: PrefixCacheMode = mode
+        self.prefix_cache = mode != "off"
+        self.kv_cache = PrefixKVCache(kv_cache_bytes) if mode == "tree" else None
         self.min_prefix_tokens = 16
-        self.prefix_passes = 0  # forwards that computed a shared prefix
-        self._anchor: list[int] = []  # the token prefix common to every prompt scored so far
+        self.prefix_passes = 0  # forwards that computed a prefix shared by the rows of a call
+        self._anchor: list[int] = []  # the last such prefix ("shared": common to every prompt scored so far)
         self._anchor_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # counters (see cache_info): prompt tokens scored, tokens through the model, prompt tokens from the cache
+        self.prompt_tokens = 0
+        self.computed_tokens = 0
+        self.hit_tokens = 0
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -203,13 +231,33 @@ class HFPrior(CandidateTokenization):
                 batches.append([seg])
         return batches
 
+    def _past(self, batch: list[_Segment]) -> Any:
+        """The batch's cached prefixes as one key/value cache, or ``None``: ``(rows, kv_heads, P, head_dim)`` per
+        layer, P the longest row's offset; row r's keys/values fill its first ``offset_r`` columns (the rest is
+        masked)."""
+        width = max(seg.offset for seg in batch)
+        if width == 0:
+            return None
+        n = len(batch)
+        if self.prefix_cache_mode == "shared":  # every row has the same anchor
+            return cache_from_layers(
+                [(k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
+            )
+        template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
+        keys = [k.new_zeros((n, k.shape[0], width, k.shape[2])) for k, _ in template]
+        values = [v.new_zeros((n, v.shape[0], width, v.shape[2])) for _, v in template]
+        for r, seg in enumerate(batch):
+            if seg.offset:
+                seg.match.copy_into(keys, values, r)  # type: ignore[union-attr]
+        return cache_from_layers(list(zip(keys, values)))
+
     @torch.inference_mode()
     def _run_batch(
         self, batch: list[_Segment], want_features: bool
     ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
         width = max(seg.length for seg in batch)
         n = len(batch)
-        offset = batch[0].offset
+        past_width = max(seg.offset for seg in batch)
         input_ids = torch.full((n, width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
         position_ids = torch.zeros((n, width), dtype=torch.long)
         allowed = torch.zeros((n, width, width), dtype=torch.bool)
@@ -218,21 +266,22 @@ class HFPrior(CandidateTokenization):
         spans: list[list[tuple[int, int]]] = []  # per segment, per candidate: range in the prediction list
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         for r, seg in enumerate(batch):
-            lp = len(seg.prompt_ids)
-            input_ids[r, :lp] = torch.tensor(seg.prompt_ids)
+            offset = seg.offset
+            lp = len(seg.prompt_ids) - offset
+            input_ids[r, :lp] = torch.tensor(seg.prompt_ids[offset:])
             position_ids[r, :lp] = torch.arange(offset, offset + lp)
             allowed[r, :lp, :lp] = causal[:lp, :lp]
             col = lp
             seg_last, seg_spans = [], []
             for ctx, ids in zip(seg.contexts, seg.candidate_ids):
-                m = len(ids)
+                m, rel = len(ids), ctx - offset  # rel >= 1: the context's last token is computed in the row
                 input_ids[r, col : col + m] = torch.tensor(ids)
-                position_ids[r, col : col + m] = torch.arange(offset + ctx, offset + ctx + m)
-                allowed[r, col : col + m, :ctx] = True
+                position_ids[r, col : col + m] = torch.arange(ctx, ctx + m)
+                allowed[r, col : col + m, :rel] = True
                 allowed[r, col : col + m, col : col + m] = causal[:m, :m]
                 start = len(targets)
                 pred_rows.extend([r] * m)
-                pred_cols.extend([ctx - 1] + list(range(col, col + m - 1)))
+                pred_cols.extend([rel - 1] + list(range(col, col + m - 1)))
                 targets.extend(ids)
                 seg_spans.append((start, start + m))
                 seg_last.append(col + m - 1)
@@ -241,19 +290,32 @@ class HFPrior(CandidateTokenization):
                 allowed[r, c, c] = True
             last_cols.append(seg_last)
             spans.append(seg_spans)
+            self.computed_tokens += col
+            self.hit_tokens += offset
         dtype = next(self.model.parameters()).dtype
-        mask = torch.zeros((n, 1, width, offset + width), dtype=dtype)  # the cached prefix is visible to all
-        mask[:, :, :, offset:].masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        # row r sees the first offset_r columns of the cached prefix, and its own tokens as `allowed` says
+        visible = torch.ones((n, width, past_width + width), dtype=torch.bool)
+        for r, seg in enumerate(batch):
+            visible[r, :, seg.offset : past_width] = False
+        visible[:, :, past_width:] = allowed
+        mask = torch.zeros((n, 1, width, past_width + width), dtype=dtype)
+        mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(dtype).min)
         dev = self.device
         inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
-        if offset:
-            prefix = cache_from_layers(
-                [(k[:, :, :offset].expand(n, -1, -1, -1), v[:, :, :offset].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
-            )
-            output = forward_with_cache(self._base, prefix, kwarg=self._cache_kwarg, use_cache=True, **inputs)
+        past = self._past(batch)
+        keep = self.prefix_cache_mode == "tree"
+        if past is not None:
+            output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
         else:
-            output = self._base(**inputs, use_cache=False)
+            output = self._base(**inputs, use_cache=keep)
+        if keep:  # store the prompt tokens this batch computed
+            layers = cache_layers(output_cache(output))
+            for r, seg in enumerate(batch):
+                lp = len(seg.prompt_ids) - seg.offset
+                kv = [(k[r, :, past_width : past_width + lp], v[r, :, past_width : past_width + lp]) for k, v in layers]
+                self.kv_cache.insert(seg.prompt_ids, kv, start=seg.offset)  # type: ignore[union-attr]
         hidden = output.last_hidden_state
+        del output, past
         self.forward_passes += 1
         rows_t = torch.tensor(pred_rows, device=dev)
         cols_t = torch.tensor(pred_cols, device=dev)
@@ -271,18 +333,21 @@ class HFPrior(CandidateTokenization):
             out.append((sums, feats))
         return out
 
+    @staticmethod
+    def _reusable(seg: _Segment) -> int:
+        """How many leading prompt tokens of a row may come from a cache: each candidate needs the hidden state at
+        its context's last token, so that token stays in the row."""
+        return min(seg.contexts) - 1
+
     @torch.inference_mode()
     def _apply_shared_prefix(self, segments: list[_Segment]) -> None:
-        """Serve the prompts' common leading tokens from the cached prefix keys/values.
+        """``prefix_cache="shared"``: serve the prompts' common leading tokens from the cached anchor.
 
         The anchor is the token prefix common to every prompt scored so far; it only shrinks (slicing its cache
         is exact: causal attention makes a prefix's keys/values independent of what follows) until a call shares
         too little of it, which re-anchors on that call's own common prefix.
         """
-        if not self.prefix_cache:
-            return
-        # each candidate needs the hidden state at its context's last token, so that token stays in the row
-        limit = min(min(seg.contexts) for seg in segments) - 1
+        limit = min(self._reusable(seg) for seg in segments)
         n = min(len(self._anchor), limit)
         for seg in segments:
             n = min(n, common_prefix(self._anchor, seg.prompt_ids))
@@ -294,15 +359,56 @@ class HFPrior(CandidateTokenization):
             ids = torch.tensor([first[:n]], device=self.device)
             cache = output_cache(self._base(input_ids=ids, use_cache=True))
             self.prefix_passes += 1
+            self.computed_tokens += n
             self._anchor = list(first[:n])
             self._anchor_kv = cache_layers(cache)
         elif n < len(self._anchor):
             self._anchor = self._anchor[:n]
             self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]
         for seg in segments:
-            seg.prompt_ids = seg.prompt_ids[n:]
-            seg.contexts = [c - n for c in seg.contexts]
             seg.offset = n
+
+    @torch.inference_mode()
+    def _apply_prefix_tree(self, segments: list[_Segment]) -> None:
+        """``prefix_cache="tree"``: each row starts after its longest cached prefix.
+
+        Before that, a prefix that every row of the call shares but the tree lacks (the instruction and
+        demonstrations on a first call) is computed once in its own forward, so that the rows do not each compute it.
+        """
+        tree = self.kv_cache
+        assert tree is not None
+        if len(segments) >= 2:
+            first = segments[0].prompt_ids
+            n = min(min(self._reusable(seg), common_prefix(first, seg.prompt_ids)) for seg in segments)
+            held = tree.match(first, n)
+            if n - held.length >= self.min_prefix_tokens:
+                self._prefill(first[:n], held)
+        for seg in segments:
+            self._match(seg)
+
+    def _match(self, seg: _Segment) -> None:
+        """Point a row at its longest cached prefix. Done again right before the row's batch runs: the inserts of
+        earlier batches may have split the tree's nodes (or extended what it holds) since the first look-up."""
+        seg.match = self.kv_cache.match(seg.prompt_ids, self._reusable(seg))  # type: ignore[union-attr]
+        seg.offset = seg.match.length
+
+    def _prefill(self, ids: list[int], held: PrefixMatch) -> None:
+        """Compute the keys/values of ``ids`` after its cached part ``held`` and store them in the tree."""
+        start, n = held.length, len(ids)
+        past = cache_from_layers([(k[None], v[None]) for k, v in held.layers()]) if start else None
+        inputs = dict(
+            input_ids=torch.tensor([ids[start:]], device=self.device),
+            position_ids=torch.arange(start, n, device=self.device)[None],
+        )
+        if past is not None:
+            output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
+        else:
+            output = self._base(**inputs, use_cache=True)
+        layers = cache_layers(output_cache(output))
+        self.kv_cache.insert(ids, [(k[0, :, start:n], v[0, :, start:n]) for k, v in layers], start=start)  # type: ignore[union-attr]
+        self.prefix_passes += 1
+        self.computed_tokens += n - start
+        self._anchor = list(ids)
 
     def score(
         self,
@@ -314,20 +420,68 @@ class HFPrior(CandidateTokenization):
     ) -> PriorScores:
         validate_request(prompts, candidates)
         segments = self._segments(prompts, candidates)
-        self._apply_shared_prefix(segments)
+        if self.prefix_cache_mode == "tree":
+            self._apply_prefix_tree(segments)
+        elif self.prefix_cache_mode == "shared":
+            self._apply_shared_prefix(segments)
+        counted: set[int] = set()
+        for seg in segments:
+            if seg.prompt_index not in counted:  # a prompt split over several rows counts once
+                counted.add(seg.prompt_index)
+                self.prompt_tokens += len(seg.prompt_ids)
         raw = [np.zeros(len(c)) for c in candidates]
         ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
         feats = [[None] * len(c) for c in candidates] if return_features else None
         for batch in self._batches(segments):
+            if self.prefix_cache_mode == "tree":
+                for seg in batch:
+                    self._match(seg)
             for seg, (sums, seg_feats) in zip(batch, self._run_batch(batch, return_features)):
                 for k, j in enumerate(seg.candidate_indices):
                     raw[seg.prompt_index][j] = sums[k]
                     ntok[seg.prompt_index][j] = len(seg.candidate_ids[k])
                     if feats is not None and seg_feats is not None:
                         feats[seg.prompt_index][j] = seg_feats[k]
+        if self.kv_cache is not None:
+            self.kv_cache.evict()
         logprobs = [normalize_scores(r, t, c, normalization) for r, t, c in zip(raw, ntok, candidates)]
         features = [np.stack(f).astype(np.float32) for f in feats] if feats is not None else None
         return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok, features=features)
+
+    def cache_info(self) -> dict[str, Any]:
+        """The engine's counters since it was made (or since :meth:`reset_counters`):
+
+        ``prompt_tokens`` (tokens of the prompts scored, what a full recompute would compute before the
+        candidates), ``computed_tokens`` (tokens that went through the model: uncached prompt tokens, shared
+        prefixes and candidates, no padding), ``hit_tokens`` (prompt tokens served from the cache),
+        ``forward_passes`` and ``prefix_passes``; with the tree also ``bytes``, ``max_bytes``, ``tokens`` (held,
+        each once), ``nodes``, ``evictions`` and ``evicted_tokens``.
+        """
+        info: dict[str, Any] = {
+            "mode": self.prefix_cache_mode,
+            "prompt_tokens": self.prompt_tokens,
+            "computed_tokens": self.computed_tokens,
+            "hit_tokens": self.hit_tokens,
+            "forward_passes": self.forward_passes,
+            "prefix_passes": self.prefix_passes,
+        }
+        tree = self.kv_cache
+        if tree is not None:
+            info.update(bytes=tree.bytes, max_bytes=tree.max_bytes, tokens=tree.tokens, nodes=tree.nodes,
+                        evictions=tree.evictions, evicted_tokens=tree.evicted_tokens)
+        elif self.prefix_cache_mode == "shared":
+            info.update(bytes=sum(k.nbytes + v.nbytes for k, v in self._anchor_kv), tokens=len(self._anchor))
+        return info
+
+    def reset_counters(self) -> None:
+        """Zero the token counters (the cached keys/values stay)."""
+        self.prompt_tokens = self.computed_tokens = self.hit_tokens = 0
+
+    def clear_cache(self) -> None:
+        """Forget every cached prefix (the next call recomputes its prompts in full)."""
+        if self.kv_cache is not None:
+            self.kv_cache.clear()
+        self._anchor, self._anchor_kv = [], []
 
     # ------------------------------------------------------------------ identity
     @property

@@ -203,7 +203,7 @@ HEADER = (
 
 
 def test_shared_prefix_cache_is_exact_and_reused_across_calls(tiny_llama, smollm_tokenizer):
-    prior = HFPrior(tiny_llama, smollm_tokenizer)
+    prior = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="shared")  # the engine before the prefix tree
     plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
     prompts = [HEADER + p for p in PROMPTS]
     cached, reference = prior.score(prompts, CANDIDATES), plain.score(prompts, CANDIDATES)
