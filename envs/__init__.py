@@ -17,6 +17,12 @@ id                                         env
 ``prior_wrappers/TWCookingEasy-v0``        :class:`TextWorldChallengeEnv` ``preset="cooking-easy"``
 ``prior_wrappers/TWTreasureHunter-v0``     :class:`TextWorldChallengeEnv` ``preset="treasure"``
 ``prior_wrappers/TWCoinCollector-v0``      :class:`TextWorldChallengeEnv` ``preset="coin"``
+``prior_wrappers/TextWorldExpress-v0``    :class:`TextWorldExpressEnv` (kwargs ``game``, ``game_params``,
+                                           ``split``, ...; needs Java); ``TWXCookingWorldSmall-v0``: 1 room
+``prior_wrappers/ScienceWorld-v0``        :class:`ScienceWorldEnv` (kwargs ``task``, ``split``,
+                                           ``simplification``, ``candidates``, ...; needs Java)
+``prior_wrappers/BabyAIText-v0``          :class:`BabyAITextEnv` (kwarg ``level``); ``BabyAIGoToLocal-v0``,
+                                           ``BabyAIPickupLoc-v0``, ``BabyAIPutNextLocal-v0``, ``BabyAIOpenDoor-v0``
 =========================================  ============================================================
 
 >>> import gymnasium as gym, envs
@@ -25,8 +31,10 @@ id                                         env
 >>> info["admissible_commands"][0]
 'move left'
 
-TextWorld and ALFWorld are imported only when their envs are made (they need the ``textworld`` and
-``alfworld`` extras).
+TextWorld, ALFWorld, TextWorldExpress, ScienceWorld and minigrid are imported only when their envs are made
+(they need the ``textworld``, ``alfworld``, ``textworld-express``, ``scienceworld`` and ``babyai`` extras).
+The ids are also registered by ``import prior_wrappers``, and ``gym.make("envs:prior_wrappers/...")`` works
+without any import (see :mod:`envs.registration`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ from envs.textworld_challenges import (
     challenge_splits,
     make_challenge_games,
 )
+from envs.babyai_text import BabyAITextEnv
+from envs.jvm import JavaNotFoundError, JVMDiedError
+from envs.scienceworld_env import ScienceWorldEnv, focused_commands
+from envs.textworld_express_env import TextWorldExpressEnv
 
 
 def _make_frozenlake(map_name: str = "4x4", horizon: int | None = None, **kwargs: Any) -> gym.Env:
@@ -57,36 +69,23 @@ def _make_frozenlake(map_name: str = "4x4", horizon: int | None = None, **kwargs
 
 
 def _register() -> None:
-    specs = {
-        "prior_wrappers/TextFrozenLake-v0": ("envs:_make_frozenlake", {}),
-        "prior_wrappers/OvercookedTomato-v0": ("envs.overcooked:OvercookedSalad", {"recipe": "tomato"}),
-        "prior_wrappers/OvercookedTomatoLettuce-v0": (
-            "envs.overcooked:OvercookedSalad",
-            {"recipe": "tomato-lettuce"},
-        ),
-        "prior_wrappers/TextWorld-v0": ("envs.textworld_env:TextWorldEnv", {}),
-        "prior_wrappers/ALFWorld-v0": ("envs.alfworld_env:ALFWorldEnv", {}),
-        "prior_wrappers/TWSimple-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "simple"}),
-        "prior_wrappers/TWCooking-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "cooking"}),
-        "prior_wrappers/TWCookingEasy-v0": (
-            "envs.textworld_challenges:TextWorldChallengeEnv",
-            {"preset": "cooking-easy"},
-        ),
-        "prior_wrappers/TWTreasureHunter-v0": (
-            "envs.textworld_challenges:TextWorldChallengeEnv",
-            {"preset": "treasure"},
-        ),
-        "prior_wrappers/TWCoinCollector-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "coin"}),
-    }
-    for env_id, (entry_point, kwargs) in specs.items():
-        if env_id not in gym.registry:  # importlib.reload(envs) must not warn about re-registration
-            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
+    # The ids live in envs.registration.ENV_SPECS, the one table that `import prior_wrappers` and the package's
+    # entry point register too; register_envs() skips ids already registered (importlib.reload(envs) stays quiet).
+    from envs.registration import register_envs
+
+    register_envs()
 
 
 _register()
 
 __all__ = [
     "ALFWorldEnv",
+    "BabyAITextEnv",
+    "JVMDiedError",
+    "JavaNotFoundError",
+    "ScienceWorldEnv",
+    "TextWorldExpressEnv",
+    "focused_commands",
     "CHALLENGE_PRESETS",
     "OvercookedSalad",
     "TextEnv",

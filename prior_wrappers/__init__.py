@@ -20,6 +20,12 @@ from prior_wrappers.wrappers import LLMPriorWrapper
 
 __version__ = "0.1.0"
 
+# The text envs' Gymnasium ids ("prior_wrappers/..."), so gym.make works after `import prior_wrappers`; cheap: the
+# envs' modules (and TextWorld, the JVM, minigrid) load only when an env is made. See envs/registration.py.
+from envs.registration import register_envs as _register_envs  # noqa: E402
+
+_register_envs()
+
 __all__ = [
     "ActionPrior",
     "CachedEncoder",
