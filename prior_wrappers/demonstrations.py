@@ -108,7 +108,9 @@ class Demonstrations:
     different log-probs. Prior log-probs stored in a replay buffer (DQN-Prior, CQL-Prior) or a rollout
     (PPO-Prior's KL term) were computed under the prompt of their time; :attr:`version` counts the changes
     so that callers can tell. A ``CachedPrior`` stays exact (its key is the prompt), but each new text is a
-    cold cache. Keep it off when comparing against a fixed prior.
+    cold cache, and ``HFPrior``'s prefix cache computes the new examples once more (an engine that keeps a
+    single prefix common to every prompt so far keeps only what the new text shares with the old one, and then
+    computes the rest for every state). Keep it off when comparing against a fixed prior.
 
     :param episodes: the pool (only successful episodes are kept).
     :param shots: how many episodes the text shows (0: none, :meth:`text` returns ``None``).

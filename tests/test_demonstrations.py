@@ -171,14 +171,30 @@ def test_from_dataset_needs_text_and_keeps_the_successful_episodes(tmp_path):
     assert len(data.episodes(1).commands) == len(rows)
 
 
+def _tokens_computed(model, tokenizer, prefix_cache, demos) -> int:
+    """Tokens through the model (all forwards) while a wrapper scores the five states of a corridor episode."""
+    computed: list[int] = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, inputs, out: computed.append(inputs[0].numel()))
+    try:
+        prior = HFPrior(model, tokenizer, prefix_cache=prefix_cache)
+        env = LLMPriorWrapper(CorridorTextEnv(length=5), prior, k=4, encoder=None, history=0, order="env",
+                              demonstrations=demos)
+        _, info = env.reset(seed=0)
+        rooms = [info["text_observation"]]
+        for _ in range(4):
+            *_, info = env.step(0)  # slot 0 is "go east" (env order): five different rooms
+            rooms.append(info["text_observation"])
+        assert len(set(rooms)) == 5
+    finally:
+        hook.remove()
+    return sum(computed)
+
+
 def test_the_prefix_cache_computes_the_demonstrations_once(tiny_llama, smollm_tokenizer):
-    prior = HFPrior(tiny_llama, smollm_tokenizer)
     demos = Demonstrations([episode(i, n_steps=2, obs_words=8) for i in range(3)], shots=2, max_tokens=None)
     n_demo_tokens = len(smollm_tokenizer(demos.text())["input_ids"])
     assert 60 < n_demo_tokens < 300  # the tiny model's context is 512 tokens
-    env = LLMPriorWrapper(CorridorTextEnv(length=5), prior, k=4, encoder=None, demonstrations=demos)
-    env.reset(seed=0)
-    for _ in range(4):
-        env.step(0)
-    assert prior.prefix_passes == 1  # five states scored, one forward pass for the shared prefix
-    assert len(prior._anchor) >= n_demo_tokens  # ... which holds the demonstrations
+    without = _tokens_computed(tiny_llama, smollm_tokenizer, False, demos)
+    cached = _tokens_computed(tiny_llama, smollm_tokenizer, True, demos)
+    assert without > 5 * n_demo_tokens  # every state's prompt holds the demonstrations
+    assert without - cached >= 4 * n_demo_tokens  # with the cache, they are computed once, not five times

@@ -1,0 +1,323 @@
+"""Prior quality: how well the LLM prior ranks the expert's command, per env family and prompt setting.
+
+Every state of an expert episode on *evaluation* games (seeds from ``--game-seed + 100000``) is scored by the prior;
+reported are the expert command's top-1 and top-3 rates, its mean reciprocal rank (MRR) and mean probability
+p(expert), next to the uniform prior's (1/n, min(3, n)/n, H_n/n, 1/n over the n admissible commands). Prompt
+settings: 0/1/2 shots of demonstrations (complete expert episodes of *other* games of the family, seeds from
+``--game-seed``, checked disjoint; 0 shots is the env's own hand-written ``prompt_example``, the wrappers'
+default), history 0/2 (previous expert steps in the prompt), and token/word/sum normalisation (one LLM pass per
+state gives all three). Every state is scored by its own call, as ``LLMPriorWrapper`` does, so the per-state time
+includes what the shared-prefix cache saves on the demonstrations.
+
+    python benchmarks/prior_quality.py --quick                          # a few minutes on 2 cores
+    python benchmarks/prior_quality.py                                  # 5 games per family, all settings
+    python benchmarks/prior_quality.py --families cooking tomato --shots 0 2 --model path/to/model
+    python benchmarks/prior_quality.py --fast --families tomato         # keyword prior, no model (tests)
+
+Writes ``<out>/prior_quality.csv`` (default ``results/``, git-ignored), prints a table, the per-state scoring time
+with 0/1/2 shots and the best setting of each family, and ends with ``prior_mrr_<family>=<x> ...`` (the best
+setting's MRR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the repository
+
+from envs import CHALLENGE_PRESETS, OvercookedSalad, TextWorldChallengeEnv, make_challenge_games  # noqa: E402
+from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
+from prior_wrappers import Demonstrations, FunctionPrior, HFPrior  # noqa: E402
+from prior_wrappers.demonstrations import approximate_token_count, token_counter  # noqa: E402
+from prior_wrappers.priors.base import ActionPrior, normalize_scores  # noqa: E402
+from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
+
+NORMALIZATIONS = ("token", "word", "sum")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How to get a family's expert episodes: ``make_env(first_seed, n_games)`` returns a raw text env with an
+    ``expert_command()`` whose episode ``i`` is played with ``reset(seed=first_seed + i)`` (and ``game_index=i``
+    when it has several games), the convention of :meth:`Demonstrations.from_expert`. Evaluation uses
+    ``first_seed = game_seed + 100000``, demonstrations ``first_seed = game_seed``: disjoint games."""
+
+    name: str
+    make_env: Callable[[int, int], gym.Env]
+    max_steps: int = 100
+
+
+def textworld_family(preset: str) -> FamilySpec:
+    def make(first_seed: int, n_games: int) -> gym.Env:
+        games = make_challenge_games(preset, n_games, seed=first_seed)
+        return TextWorldChallengeEnv(preset, game_files=games, max_episode_steps=100)
+
+    return FamilySpec(preset, make)
+
+
+def overcooked_family(name: str, recipe: str) -> FamilySpec:
+    return FamilySpec(name, lambda first_seed, n_games: OvercookedSalad(recipe=recipe), max_steps=50)
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    **{preset: textworld_family(preset) for preset in CHALLENGE_PRESETS},
+    "tomato": overcooked_family("tomato", "tomato"),
+    "lettuce": overcooked_family("lettuce", "tomato-lettuce"),
+}
+
+
+@dataclass(frozen=True)
+class ExpertState:
+    """One decision point of an expert episode: what the prompt needs, and the expert's command."""
+
+    observation: str
+    admissible: list[str]
+    task: str
+    history: tuple[tuple[str, str], ...]
+    expert: str
+    source: str
+
+
+def expert_states(env: gym.Env, first_seed: int, n_games: int, max_steps: int) -> list[ExpertState]:
+    """Every state of the expert's episode on each of the ``n_games`` games (won or not)."""
+    games = getattr(env.unwrapped, "game_files", None)
+    states = []
+    for i in range(n_games):
+        options = {"game_index": i % len(games)} if games and len(games) > 1 else None
+        obs, info = env.reset(seed=first_seed + i, options=options)
+        source = str(info.get("game_file") or f"{spec_name(env)}:{first_seed + i}")
+        task, history, done = str(info.get("task", "")), [], False
+        while not done and len(history) < max_steps:
+            command = env.unwrapped.expert_command()
+            admissible = list(dict.fromkeys(info["admissible_commands"]))
+            if command in admissible:
+                states.append(ExpertState(obs, admissible, task, tuple(history), command, source))
+            next_obs, _, terminated, truncated, info = env.step(command)
+            history.append((obs, command))
+            obs, done = next_obs, terminated or truncated
+    return states
+
+
+def spec_name(env: gym.Env) -> str:
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+
+
+@dataclass
+class Metrics:
+    top1: float
+    top3: float
+    mrr: float
+    p_expert: float
+
+    @classmethod
+    def mean(cls, per_state: Sequence[tuple[float, float, float, float]]) -> Metrics:
+        return cls(*(float(v) for v in np.mean(np.asarray(per_state, dtype=np.float64), axis=0)))
+
+
+def uniform_metrics(states: Sequence[ExpertState]) -> Metrics:
+    rows = []
+    for s in states:
+        n = len(s.admissible)
+        rows.append((1 / n, min(3, n) / n, sum(1 / r for r in range(1, n + 1)) / n, 1 / n))
+    return Metrics.mean(rows)
+
+
+def expert_metrics(logprobs: np.ndarray, expert: int) -> tuple[float, float, float, float]:
+    rank = 1 + int(np.sum(logprobs > logprobs[expert]))  # ties count in the expert's favour
+    return float(rank == 1), float(rank <= 3), 1.0 / rank, float(np.exp(logprobs[expert]))
+
+
+def keyword_prior() -> FunctionPrior:
+    """No model: prefers commands whose words appear in the prompt (for tests of this script)."""
+
+    def fn(prompt: str, candidates: Sequence[str]) -> list[float]:
+        words = set(prompt.lower().split())
+        return [float(sum(w in words for w in c.lower().split())) for c in candidates]
+
+    return FunctionPrior(fn, name="prior_quality-keywords")
+
+
+def fresh(prior: ActionPrior) -> ActionPrior:
+    """The same model with an empty shared-prefix cache, so that each setting pays for its own demonstrations
+    once (HFPrior's cached prefix only shrinks: after a 1-shot setting, the 2-shot prompts would share just the
+    first example with it and compute the second one for every state)."""
+    if isinstance(prior, HFPrior):
+        return HFPrior(prior.model, prior.tokenizer, separator=prior.separator,
+                       candidate_suffix=prior.candidate_suffix, token_budget=prior.token_budget)
+    return prior
+
+
+def score_setting(prior: ActionPrior, states: Sequence[ExpertState], example: str | None, history: int) -> dict[str, Any]:
+    """Score every state (one call each, from an empty prefix cache); metrics per normalisation and the time
+    per state."""
+    prior = fresh(prior)
+    template = PromptTemplate(history=history)
+    per_norm: dict[str, list] = {n: [] for n in NORMALIZATIONS}
+    seconds, tokens = [], []
+    computed: list[int] = []  # tokens through the model per forward (what the prefix cache saves)
+    model = getattr(prior, "model", None)
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, inputs, output: computed.append(int(inputs[0].numel()))) if model is not None else None
+    for s in states:
+        prompt = template(TextState(s.observation, s.admissible, s.task, s.history, example))
+        start, before = time.perf_counter(), len(computed)
+        scores = prior.score([prompt], [s.admissible], normalization="sum")
+        seconds.append(time.perf_counter() - start)
+        tokens.append(sum(computed[before:]))
+        expert = s.admissible.index(s.expert)
+        for norm in NORMALIZATIONS:
+            logp = normalize_scores(scores.raw_logprobs[0], scores.num_tokens[0], s.admissible, norm)
+            per_norm[norm].append(expert_metrics(logp, expert))
+    if hook is not None:
+        hook.remove()
+    return {
+        "metrics": {n: Metrics.mean(rows) for n, rows in per_norm.items()},
+        "s_per_state": float(np.median(seconds)),
+        "s_first": float(seconds[0]),
+        "tokens_first": tokens[0],
+        "tokens_per_state": float(np.median(tokens[1:])) if len(tokens) > 1 else float(tokens[0]),
+    }
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.fast:
+        prior: ActionPrior = keyword_prior()
+        model_name = "keyword FunctionPrior"
+    else:
+        prior = HFPrior.from_pretrained(args.model) if args.model else HFPrior.default()
+        model_name = args.model or "embedded SmolLM2-135M-Instruct"
+    count = token_counter(prior.tokenizer) if hasattr(prior, "tokenizer") else approximate_token_count
+    log(f"prior: {model_name}; torch threads {torch.get_num_threads()}; families {args.families}; "
+        f"{args.n_games} evaluation games each (seeds from {args.game_seed + UNSEEN_SEED_OFFSET}), demonstrations "
+        f"from {args.demo_games} other games (seeds from {args.game_seed}), budget {args.max_demo_tokens} tokens")
+    rows: list[dict[str, Any]] = []
+    for name in args.families:
+        spec = FAMILIES[name]
+        start = time.perf_counter()
+        eval_env = spec.make_env(args.game_seed + UNSEEN_SEED_OFFSET, args.n_games)
+        states = expert_states(eval_env, args.game_seed + UNSEEN_SEED_OFFSET, args.n_games, spec.max_steps)
+        env_example = eval_env.unwrapped.prompt_example
+        demo_env = spec.make_env(args.game_seed, args.demo_games) if max(args.shots) > 0 else None
+        uniform = uniform_metrics(states)
+        n_adm = [len(s.admissible) for s in states]
+        log(f"\n[{name}] {len(states)} expert states on {args.n_games} evaluation games, {min(n_adm)}-{max(n_adm)} "
+            f"admissible commands (mean {np.mean(n_adm):.1f}); games ready in {time.perf_counter() - start:.0f}s")
+        for shots in args.shots:
+            example, demo_tokens = env_example, 0
+            if shots > 0:
+                demos = Demonstrations.from_expert(
+                    demo_env, args.demo_games, seed=args.game_seed, max_steps=spec.max_steps, shots=shots,
+                    max_tokens=args.max_demo_tokens, count_tokens=count,
+                )
+                demos.check_no_leakage({s.source for s in states})
+                example = demos.text()
+                demo_tokens = count(example) if example else 0
+            for history in args.history:
+                result = score_setting(prior, states, example, history)
+                log(f"  shots={shots} history={history}: {result['s_per_state']:.2f} s/state, "
+                    f"{result['tokens_per_state']:.0f} tokens computed per state (first state "
+                    f"{result['s_first']:.2f} s, {result['tokens_first']} tokens; demonstrations {demo_tokens} tokens)")
+                for norm in args.normalization:
+                    m = result["metrics"][norm]
+                    rows.append({
+                        "family": name, "shots": shots, "history": history, "normalization": norm,
+                        "states": len(states), "mean_admissible": float(np.mean(n_adm)),
+                        "top1": m.top1, "top3": m.top3, "mrr": m.mrr, "p_expert": m.p_expert,
+                        "uniform_top1": uniform.top1, "uniform_top3": uniform.top3, "uniform_mrr": uniform.mrr,
+                        "uniform_p_expert": uniform.p_expert, "demo_tokens": demo_tokens,
+                        "s_per_state": result["s_per_state"], "s_first_state": result["s_first"],
+                        "tokens_per_state": result["tokens_per_state"], "tokens_first_state": result["tokens_first"],
+                    })
+        eval_env.close()
+        if demo_env is not None:
+            demo_env.close()
+    return rows
+
+
+def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "prior_quality.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()})
+
+    header = f"{'family':<14}{'shots':>6}{'hist':>5}  {'norm':<6}{'states':>7}{'adm':>6}   " \
+             f"{'top1':>5} {'top3':>5} {'MRR':>5} {'p(e)':>5}   uniform {'top1':>5} {'top3':>5} {'MRR':>5} {'p(e)':>5}"
+    log("\n" + header)
+    log("-" * len(header))
+    for r in rows:
+        log(f"{r['family']:<14}{r['shots']:>6}{r['history']:>5}  {r['normalization']:<6}{r['states']:>7}"
+            f"{r['mean_admissible']:>6.1f}   {r['top1']:>5.2f} {r['top3']:>5.2f} {r['mrr']:>5.2f} {r['p_expert']:>5.2f}"
+            f"           {r['uniform_top1']:>5.2f} {r['uniform_top3']:>5.2f} {r['uniform_mrr']:>5.2f} "
+            f"{r['uniform_p_expert']:>5.2f}")
+
+    log("\nScoring time per state (median over families of the median over states; one call per state, the first "
+        "state of a setting computes the demonstrations):")
+    for shots in sorted({r["shots"] for r in rows}):
+        same = [r for r in rows if r["shots"] == shots and r["normalization"] == rows[0]["normalization"]]
+        log(f"  {shots} shot{'s' if shots != 1 else ''}: {np.median([r['s_per_state'] for r in same]):.3f} s/state, "
+            f"{np.median([r['tokens_per_state'] for r in same]):.0f} tokens computed per state; first state "
+            f"{np.median([r['s_first_state'] for r in same]):.2f} s; demonstrations up to "
+            f"{max(r['demo_tokens'] for r in same)} tokens")
+
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["family"] not in best or r["mrr"] > best[r["family"]]["mrr"]:
+            best[r["family"]] = r
+    log("\nBest setting per family (by MRR):")
+    for family, r in best.items():
+        log(f"  {family}: {r['shots']} shot{'s' if r['shots'] != 1 else ''}, history {r['history']}, {r['normalization']} normalisation: "
+            f"MRR {r['mrr']:.2f} (uniform {r['uniform_mrr']:.2f}), top-1 {r['top1']:.2f} (uniform {r['uniform_top1']:.2f})")
+    log(f"results in {path}")
+    return " ".join(f"prior_mrr_{family}={r['mrr']:.3f}" for family, r in best.items())
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES),
+                        default=["simple", "cooking", "treasure", "coin", "tomato"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--history", nargs="+", type=int, default=[0, 2])
+    parser.add_argument("--normalization", nargs="+", choices=NORMALIZATIONS, default=list(NORMALIZATIONS))
+    parser.add_argument("--model", default=None, help="model dir / hub id / .gguf (default: embedded SmolLM2)")
+    parser.add_argument("--game-seed", type=int, default=0, help="demonstration games from here, evaluation +100000")
+    parser.add_argument("--n-games", type=int, default=5, help="evaluation games (episodes) per family")
+    parser.add_argument("--demo-games", type=int, default=4, help="games the demonstrations are drawn from")
+    parser.add_argument("--max-demo-tokens", type=int, default=1024, help="token budget of the demonstrations")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
+    parser.add_argument("--quick", action="store_true", help="1 evaluation game, 2 demonstration games, history 0")
+    parser.add_argument("--fast", action="store_true", help="a keyword FunctionPrior instead of the LLM (tests)")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_games, args.demo_games, args.history = 1, 2, [0]
+    if any(s < 0 for s in args.shots) or args.n_games < 1 or args.demo_games < max(args.shots):
+        parser.error("--shots must be >= 0, --n-games >= 1 and --demo-games >= the largest --shots")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    rows = run(args)
+    summary = report(rows, args.out)
+    log(f"wall time {time.perf_counter() - start:.0f}s")
+    log(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
