@@ -1,0 +1,39 @@
+"""The TextWorld-challenge benchmark's bookkeeping against hand computation: steps to a threshold with runs that
+never get there counted as the budget (and shown as bounds), the ratios, and the offline data ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("textworld", reason="needs the textworld extra")
+
+from benchmarks.textworld_challenges import offline_report, ratio_text, steps_to, summarize  # noqa: E402
+from prior_wrappers.evaluation import LearningCurve  # noqa: E402
+
+
+def test_runs_that_never_reach_a_threshold_count_as_the_budget_and_make_bounds():
+    assert summarize([100, 300], 1000)[:2] == (200.0, False)
+    mean, bound, text = summarize([100, None], 1000)
+    assert (mean, bound) == (550.0, True) and text == ">=550 [100, >=1000]"
+    prior, base = summarize([50, 150], 1000), summarize([None, None], 1000)
+    assert ratio_text(base, prior) == ">=10.0"  # the baseline never got there: a lower bound
+    assert ratio_text(prior, base) == "<=0.1"
+    assert ratio_text(base, base) == "n/a (neither)"
+    assert ratio_text(summarize([400], 1000), summarize([100], 1000)) == "4.0"
+
+
+def test_win_threshold_reads_success_and_point_thresholds_read_the_normalised_return():
+    curve = LearningCurve("x", 0, steps=[0, 50, 100], success_rate=[0.0, 0.0, 1.0], mean_return=[0.0, 0.6, 1.0])
+    assert steps_to(curve, 1.0) == 100 and steps_to(curve, 0.5) == 50 and steps_to(curve, 0.25) == 50
+
+
+def test_offline_data_ratio_is_the_smallest_dataset_reaching_ninety_percent_of_the_expert():
+    rows = [
+        dict(episodes=n, transitions=10 * n, arm=arm, seed=0, success=float(r >= 0.9), ret=r)
+        for n, prior_ret, base_ret in [(1, 0.95, 0.1), (2, 1.0, 0.5), (4, 1.0, 0.92)]
+        for arm, r in (("CQL-Prior", prior_ret), ("CQL", base_ret))
+    ]
+    text, ratio = offline_report([{"offline": rows, "expert_return": 1.0}])
+    assert ratio == "4.0" and "CQL-Prior 1, CQL 4" in text
+    rows_never = [r | {"ret": 0.0} if r["arm"] == "CQL" else r for r in rows]
+    assert offline_report([{"offline": rows_never, "expert_return": 1.0}])[1] == ">=4.0"
