@@ -67,6 +67,7 @@ class Config:
     offline_expert_prob: float = 0.5
     offline_gradient_steps: int = 1000
     offline_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    offline_prior_mass: float = 0.9  # CQL-Prior's candidates: the smallest set of commands holding this prior mass
     game_seed: int = 0
     argmax_q: bool = False  # greedy evaluation by argmax Q instead of the posterior's mode
 
@@ -269,7 +270,8 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
             env = single_env(game, with_prior, res)
             view = subset if with_prior else uniform_copy(subset)
             for seed in cfg.offline_seeds:
-                model = CQLPrior("CandidatePolicy", env, seed=seed, gamma=0.9)
+                support = {"prior_mass": cfg.offline_prior_mass} if with_prior else {}  # CQL: every valid command
+                model = CQLPrior("CandidatePolicy", env, seed=seed, gamma=0.9, **support)
                 model.learn_offline(view, gradient_steps=cfg.offline_gradient_steps)
                 curve = LearningCurve("offline", seed)
                 eval_env = vec_env([game], 1, with_prior, res, 30_000 + seed)
