@@ -68,7 +68,7 @@ def test_gold_path_wins_with_scaled_score_change_rewards(lifespan):
         total += reward
         assert not truncated
     assert info["is_success"] and not info["failure"] and info["score"] == 100
-    assert total == pytest.approx((100 - start) * REWARD_SCALE)
+    assert REWARD_SCALE == 0.01 and total == pytest.approx((100 - start) / 100)  # rewards: score change / 100
 
 
 def test_a_wrong_focus_fails_the_task(lifespan):
@@ -76,9 +76,11 @@ def test_a_wrong_focus_fails_the_task(lifespan):
     start = info["score"]
     obs, reward, terminated, truncated, info = lifespan.step("focus on agent")
     assert terminated and info["failure"] and not info["is_success"] and info["score"] == -100
-    assert reward == pytest.approx((-100 - start) * REWARD_SCALE)
+    assert reward == pytest.approx((-100 - start) / 100)
     obs, reward, terminated, truncated, info = lifespan.step("focus on egg parrot")
     assert (obs, reward, terminated) == ("The game is over.", 0.0, True)  # a step after the end changes nothing
+    obs, info = lifespan.reset(seed=0)
+    assert info["score"] == start and not info["failure"]  # reset starts the variation afresh
 
 
 def test_check_env(lifespan):

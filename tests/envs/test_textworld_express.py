@@ -88,6 +88,16 @@ def test_expert_wins_every_game_of_every_kind():
         assert total == pytest.approx(1.0), game
 
 
+def test_eating_an_ingredient_fails_the_game():
+    """CookingWorld seed 1 (small): eating the salt the recipe needs sets TextWorldExpress' failure flag."""
+    env = TextWorldExpressEnv("cookingworld", SMALL_COOKING)
+    obs, info = env.reset(options={"game_seed": 1})
+    for command in [c for c in info["admissible_commands"] if c.startswith("take ")]:
+        obs, reward, terminated, truncated, info = env.step(command)
+    obs, reward, terminated, truncated, info = env.step("eat salt")
+    assert terminated and info["failure"] and not info["is_success"] and reward == 0.0
+
+
 def test_protocol_check_env_and_rewards(coin):
     check_env(coin, skip_render_check=True)
     obs, info = coin.reset(seed=0)
@@ -184,7 +194,9 @@ def test_one_jvm_serves_every_env_of_the_process_independently():
     for command in plan:
         obs_ref, *_ = ref.step(command)
     assert obs_a == obs_ref and reward == 1.0
-    assert jvm.starts == starts and jvm.alive()
+    assert a._sim.jvm is b._sim.jvm is ref._sim.jvm is jvm  # one JVM ...
+    assert jvm.starts == starts and jvm.alive()  # ... started once
+    assert len({id(e._sim.server) for e in (a, b, ref)}) == 3  # and one simulator object per env
 
 
 def test_a_jvm_that_dies_mid_episode_raises_and_reset_recovers():
