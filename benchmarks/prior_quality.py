@@ -70,10 +70,80 @@ def overcooked_family(name: str, recipe: str) -> FamilySpec:
     return FamilySpec(name, lambda first_seed, n_games: OvercookedSalad(recipe=recipe), max_steps=50)
 
 
+class GameBySeed(gym.Wrapper):
+    """``reset(seed=first_seed + i)`` plays the ``i``-th of ``games`` (passed as ``options={key: games[i]}``: a
+    TextWorldExpress game seed, a ScienceWorld variation), and ``info["game_file"]`` names it, so that the
+    demonstrations' leakage check compares games, not reset seeds."""
+
+    def __init__(self, env: gym.Env, first_seed: int, games: Sequence[int], key: str) -> None:
+        super().__init__(env)
+        self.first_seed, self.games, self.key = first_seed, list(games), key
+        self._game = ""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        if seed is not None:
+            options.setdefault(self.key, self.games[(seed - self.first_seed) % len(self.games)])
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._game = f"{type(self.env.unwrapped).__name__}:{self.key}={info.get(self.key, options.get(self.key))}"
+        return obs, {**info, "game_file": self._game}
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "game_file": self._game}
+
+
+def textworld_express_family(name: str, game: str, params: dict[str, int] | None) -> FamilySpec:
+    """Evaluation games from TextWorldExpress' test fold (seeds 20000+), demonstrations from its train fold."""
+
+    def make(first_seed: int, n_games: int) -> gym.Env:
+        from envs.textworld_express_env import TextWorldExpressEnv
+
+        unseen = first_seed >= UNSEEN_SEED_OFFSET
+        base = (20_000 if unseen else 0) + (first_seed % UNSEEN_SEED_OFFSET) % 1000
+        env = TextWorldExpressEnv(game, params, split="test" if unseen else "train", max_episode_steps=100)
+        return GameBySeed(env, first_seed, [base + i for i in range(n_games)], "game_seed")
+
+    return FamilySpec(name, make)
+
+
+def scienceworld_family(name: str, task: str) -> FamilySpec:
+    """Evaluation variations from the task's test split, demonstrations from its train split; candidates are
+    ScienceWorld's focused set (:func:`envs.scienceworld_env.focused_commands`) plus the gold action when the set
+    lacks it (``add_expert_command``), so that every state can be ranked."""
+
+    def make(first_seed: int, n_games: int) -> gym.Env:
+        from envs.scienceworld_env import ScienceWorldEnv
+
+        split = "test" if first_seed >= UNSEEN_SEED_OFFSET else "train"
+        env = ScienceWorldEnv(task, split=split, candidates="focused", add_expert_command=True)
+        env.reset()  # loads the task, so that the split's variations are known
+        variations = env._variations_of_split()
+        offset = (first_seed % UNSEEN_SEED_OFFSET) % len(variations)
+        return GameBySeed(env, first_seed, [variations[(offset + i) % len(variations)] for i in range(n_games)],
+                          "variation")
+
+    return FamilySpec(name, make)
+
+
+def babyai_family(name: str, level: str) -> FamilySpec:
+    def make(first_seed: int, n_games: int) -> gym.Env:  # levels are generated from the reset seed
+        from envs.babyai_text import BabyAITextEnv
+
+        return BabyAITextEnv(level)
+
+    return FamilySpec(name, make)
+
+
 FAMILIES: dict[str, FamilySpec] = {
     **{preset: textworld_family(preset) for preset in CHALLENGE_PRESETS},
     "tomato": overcooked_family("tomato", "tomato"),
     "lettuce": overcooked_family("lettuce", "tomato-lettuce"),
+    "twx-cooking": textworld_express_family("twx-cooking", "cookingworld", {
+        "numLocations": 1, "numIngredients": 2, "numDistractorItems": 2, "includeDoors": 0, "limitInventorySize": 0,
+    }),
+    "sw-lifespan": scienceworld_family("sw-lifespan", "lifespan-longest-lived"),
+    "babyai-goto": babyai_family("babyai-goto", "GoToLocal"),
 }
 
 
