@@ -43,6 +43,7 @@ from prior_wrappers.priors.hf_compat import (
     cache_layers,
     forward_with_cache,
     output_cache,
+    prefilled_cache,
     quiet_loading,
 )
 from prior_wrappers.priors.matching import Fallback, count_matches
@@ -231,10 +232,10 @@ class HFPrior(CandidateTokenization):
                 batches.append([seg])
         return batches
 
-    def _past(self, batch: list[_Segment]) -> Any:
+    def _past(self, batch: list[_Segment], room: int) -> Any:
         """The batch's cached prefixes as one key/value cache, or ``None``: ``(rows, kv_heads, P, head_dim)`` per
         layer, P the longest row's offset; row r's keys/values fill its first ``offset_r`` columns (the rest is
-        masked)."""
+        zero, and masked). With the tree the buffers have ``room`` more positions, which the forward fills in place."""
         width = max(seg.offset for seg in batch)
         if width == 0:
             return None
@@ -244,12 +245,16 @@ class HFPrior(CandidateTokenization):
                 [(k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
             )
         template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
-        keys = [k.new_zeros((n, k.shape[0], width, k.shape[2])) for k, _ in template]
-        values = [v.new_zeros((n, v.shape[0], width, v.shape[2])) for _, v in template]
+        keys = [k.new_empty((n, k.shape[0], width + room, k.shape[2])) for k, _ in template]
+        values = [v.new_empty((n, v.shape[0], width + room, v.shape[2])) for _, v in template]
         for r, seg in enumerate(batch):
             if seg.offset:
                 seg.match.copy_into(keys, values, r)  # type: ignore[union-attr]
-        return cache_from_layers(list(zip(keys, values)))
+            if seg.offset < width:  # masked, but must be finite: 0 x garbage could be NaN
+                for k, v in zip(keys, values):
+                    k[r, :, seg.offset : width] = 0
+                    v[r, :, seg.offset : width] = 0
+        return prefilled_cache(keys, values, filled=width)
 
     @torch.inference_mode()
     def _run_batch(
@@ -302,7 +307,7 @@ class HFPrior(CandidateTokenization):
         mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(dtype).min)
         dev = self.device
         inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
-        past = self._past(batch)
+        past = self._past(batch, room=width)
         keep = self.prefix_cache_mode == "tree"
         if past is not None:
             output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)

@@ -70,6 +70,50 @@ def cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> An
     return cache
 
 
+def prefilled_cache(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], filled: int) -> Any:
+    """A ``DynamicCache`` over preallocated per-layer buffers ``(batch, kv_heads, filled + room, head_dim)`` whose
+    first ``filled`` positions hold the past: the forward writes its new keys/values in place after them and attends
+    over ``[:filled + new]``, instead of concatenating (which copies the whole past at every layer). ``filled`` is
+    what ``get_seq_length`` reports, as for a cache that holds exactly the past."""
+    from transformers import DynamicCache
+
+    layer_class = _prefilled_layer_class()
+    cache = DynamicCache()
+    cache.layers = [layer_class(k, v, filled) for k, v in zip(keys, values)]
+    return cache
+
+
+@lru_cache(maxsize=None)
+def _prefilled_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class PrefilledLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+        """A ``DynamicLayer`` whose keys/values live in a buffer with room for the forward's new tokens."""
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+            super().__init__()
+            self.keys, self.values, self.filled = keys, values, filled
+            self.dtype, self.device = keys.dtype, keys.device
+            self.is_initialized = True
+
+        def lazy_initialization(self, *args: Any, **kwargs: Any) -> None:  # already initialised
+            return None
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            end = self.filled + key_states.shape[-2]
+            if end > self.keys.shape[-2]:
+                raise RuntimeError(f"prefilled cache has room for {self.keys.shape[-2]} positions, not {end}")
+            self.keys[:, :, self.filled : end] = key_states
+            self.values[:, :, self.filled : end] = value_states
+            self.filled = end
+            return self.keys[:, :, :end], self.values[:, :, :end]
+
+        def get_seq_length(self, *args: Any, **kwargs: Any) -> int:
+            return self.filled
+
+    return PrefilledLayer
+
+
 @contextmanager
 def quiet_loading() -> Iterator[None]:
     """Load models without transformers' per-load progress bars and info logs (users see our progress bars, not

@@ -1,0 +1,165 @@
+"""Prompt-token reuse: today's engine (one shared prefix) vs the prefix-tree KV cache, on a stream of vector steps.
+
+8 envs play real TextWorld challenge games (an ε-expert: TextWorld's plan, a random admissible command with
+probability ``--epsilon``), with two expert demonstrations of other games in the prompt and episode-transcript
+prompts (:class:`~prior_wrappers.prompts.TranscriptPrompt`). The stream of vector steps (8 prompts and their
+admissible commands each) is recorded first, then scored step by step by both engines, alternately, in the same
+process and on the same model: ``HFPrior(prefix_cache="shared")`` (today's engine) and ``HFPrior()`` (the tree).
+
+    python benchmarks/prior_reuse.py                              # cooking, 8 envs, 10 vector steps (~3 min, 2 cores)
+    python benchmarks/prior_reuse.py --steps 4 --n-envs 4         # quicker
+    python benchmarks/prior_reuse.py --quality                    # also: the expert's rank, transcript vs template
+
+Prints per vector step the prompt tokens, the tokens each engine computed and its wall time, then the totals,
+the max |Δ log-prob| between the engines and the tree's KV bytes against its budget; last:
+``computed_token_ratio=<new/old> step_speedup=<old/new> max_abs_diff=<x>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the repository
+
+from envs import TextWorldChallengeEnv, challenge_splits  # noqa: E402
+from prior_wrappers import Demonstrations, HFPrior  # noqa: E402
+from prior_wrappers.demonstrations import token_counter  # noqa: E402
+from prior_wrappers.priors.base import normalize_scores  # noqa: E402
+from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt  # noqa: E402
+from prior_wrappers.slots import make_text_state  # noqa: E402
+
+
+def record_stream(args: argparse.Namespace, demo_text: str | None, eval_games: list[Path]) -> list[dict]:
+    """Play ``args.n_envs`` envs for ``args.steps`` vector steps; returns, per step, every env's TextState and the
+    expert's command."""
+    envs = [TextWorldChallengeEnv(args.preset, game_files=eval_games, max_episode_steps=args.max_episode_steps)
+            for _ in range(args.n_envs)]
+    rngs = [random.Random(args.seed + e) for e in range(args.n_envs)]
+    current: list[tuple[str, dict]] = []
+    histories: list[list[tuple[str, str]]] = [[] for _ in envs]
+    for e, env in enumerate(envs):
+        current.append(env.reset(seed=args.seed + e, options={"game_index": e % len(eval_games)}))
+    stream = []
+    for _ in range(args.steps):
+        states, experts = [], []
+        for e, env in enumerate(envs):
+            obs, info = current[e]
+            states.append(make_text_state(obs, info, history=histories[e], example=demo_text))
+            experts.append(env.expert_command())
+        stream.append({"states": states, "experts": experts})
+        for e, env in enumerate(envs):
+            state = states[e]
+            command = experts[e] if rngs[e].random() >= args.epsilon else rngs[e].choice(state.admissible)
+            obs, _, terminated, truncated, info = env.step(command)
+            histories[e].append((state.observation, command))
+            current[e] = (obs, info)
+            if terminated or truncated:
+                histories[e] = []
+                current[e] = env.reset(seed=args.seed + 1000 + e)
+    for env in envs:
+        env.close()
+    return stream
+
+
+def expert_rank_stats(prior: HFPrior, prompt_fn, stream: list[dict]) -> dict[str, float]:
+    """Top-1, top-3 and MRR of the expert's command under ``prompt_fn`` (token-normalised scores)."""
+    ranks = []
+    for step in stream:
+        states: list[TextState] = step["states"]
+        scores = prior.score([prompt_fn(s) for s in states], [s.admissible for s in states])
+        for s, lp, expert in zip(states, scores.logprobs, step["experts"]):
+            if expert in s.admissible:
+                j = s.admissible.index(expert)
+                ranks.append(1 + int(np.sum(lp > lp[j])))
+    r = np.array(ranks)
+    return {"states": len(r), "top1": float(np.mean(r == 1)), "top3": float(np.mean(r <= 3)), "mrr": float(np.mean(1 / r))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model dir / hub id / .gguf (default: embedded SmolLM2)")
+    parser.add_argument("--preset", default="cooking", help="TextWorld challenge preset (envs.CHALLENGE_PRESETS)")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="vector steps in the stream")
+    parser.add_argument("--eval-games", type=int, default=2, help="unseen games the envs cycle through")
+    parser.add_argument("--demo-games", type=int, default=2, help="training games the demonstrations come from")
+    parser.add_argument("--demo-tokens", type=int, default=768, help="token budget of the demonstrations")
+    parser.add_argument("--max-chars", type=int, default=3000, help="TranscriptPrompt's budget for the episode")
+    parser.add_argument("--epsilon", type=float, default=0.3, help="probability of a random command")
+    parser.add_argument("--max-episode-steps", type=int, default=50)
+    parser.add_argument("--kv-cache-mib", type=int, default=1024, help="the tree's KV budget")
+    parser.add_argument("--quality", action="store_true", help="also rank the expert's command: transcript vs template")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    load = {"device": args.device, "dtype": args.dtype}
+    new = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
+    new.kv_cache.max_bytes = args.kv_cache_mib << 20  # type: ignore[union-attr]
+    old = HFPrior(new.model, new.tokenizer, prefix_cache="shared")  # today's engine, the same model object
+    sync = torch.cuda.synchronize if new.device.type == "cuda" else (lambda: None)
+
+    train, unseen = challenge_splits(args.preset, n_train=args.demo_games, n_unseen=args.eval_games)
+    demos = Demonstrations.from_expert(
+        TextWorldChallengeEnv(args.preset, game_files=train), n_episodes=args.demo_games, shots=2,
+        max_tokens=args.demo_tokens, count_tokens=token_counter(new.tokenizer), seed=args.seed,
+    )
+    demo_text = demos.text()
+    t0 = time.perf_counter()
+    stream = record_stream(args, demo_text, unseen)
+    prompt = TranscriptPrompt(max_chars=args.max_chars)
+    print(f"recorded {len(stream)} vector steps x {args.n_envs} envs in {time.perf_counter() - t0:.1f} s "
+          f"({args.preset}, games {[g.name for g in unseen]}, demonstrations from {[g.name for g in train]})")
+    dtype = next(new.model.parameters()).dtype
+    print(f"model={new.model.config.model_type} device={new.device} dtype={dtype} threads={torch.get_num_threads()}")
+
+    print(f"{'step':>4}{'prompt tok':>12}{'old computed':>14}{'new computed':>14}{'old s':>9}{'new s':>9}{'|Δ|':>10}")
+    times = {"old": [], "new": []}
+    computed = {"old": [], "new": []}
+    prompt_tokens, max_diff, peak_bytes = [], 0.0, 0
+    for t, step in enumerate(stream):
+        states = step["states"]
+        prompts, cands = [prompt(s) for s in states], [s.admissible for s in states]
+        results = {}
+        for name, prior in (("old", old), ("new", new)):
+            before = prior.computed_tokens
+            sync()
+            start = time.perf_counter()
+            results[name] = prior.score(prompts, cands)
+            sync()
+            times[name].append(time.perf_counter() - start)
+            computed[name].append(prior.computed_tokens - before)
+        peak_bytes = max(peak_bytes, new.kv_cache.bytes)  # type: ignore[union-attr]
+        prompt_tokens.append(sum(len(new.tokenizer(p)["input_ids"]) for p in prompts))
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(results["old"].raw_logprobs, results["new"].raw_logprobs))
+        max_diff = max(max_diff, diff)
+        print(f"{t:>4}{prompt_tokens[-1]:>12}{computed['old'][-1]:>14}{computed['new'][-1]:>14}"
+              f"{times['old'][-1]:>9.2f}{times['new'][-1]:>9.2f}{diff:>10.1e}")
+
+    ratio = sum(computed["new"]) / sum(computed["old"])
+    speedup = float(np.mean(times["old"]) / np.mean(times["new"]))
+    info = new.cache_info()
+    print(f"prompt tokens per vector step: {np.mean(prompt_tokens):.0f}; computed per step: old {np.mean(computed['old']):.0f}, "
+          f"new {np.mean(computed['new']):.0f}; seconds per step: old {np.mean(times['old']):.2f}, new {np.mean(times['new']):.2f}")
+    print(f"tree: {info['tokens']} tokens held in {info['nodes']} nodes, {info['bytes'] / 2**20:.1f} MiB "
+          f"(peak {peak_bytes / 2**20:.1f} MiB, budget {info['max_bytes'] / 2**20:.0f} MiB), {info['evictions']} evictions, "
+          f"{info['prefix_passes']} prefix passes; old engine's anchor: {old.cache_info()['tokens']} tokens")
+    if args.quality:
+        template = PromptTemplate(history=2)
+        for name, fn in (("transcript", prompt), ("template(history=2)", template)):
+            stats = expert_rank_stats(new, fn, stream)
+            print(f"expert rank with {name}: states={stats['states']} top1={stats['top1']:.3f} "
+                  f"top3={stats['top3']:.3f} mrr={stats['mrr']:.3f}")
+    print(f"computed_token_ratio={ratio:.3f} step_speedup={speedup:.2f} max_abs_diff={max_diff:.1e}")
+
+
+if __name__ == "__main__":
+    main()
