@@ -8,6 +8,8 @@ run trains or evaluates on (checked). LLM scores persist per family in the user 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -286,10 +288,39 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
 
 
 # ----------------------------------------------------------------------------------------------------- a family
-def family_task(preset: str, cfg: Config, offline: bool = False) -> dict[str, Any]:
-    """All runs of one family (or the offline part), in this process: rows for the report."""
+class RunStore:
+    """Finished runs, one JSON line each, so that an interrupted benchmark resumes where it stopped (a run is reused
+    only under the same settings: every ``Config`` field but the lists of what to run)."""
+
+    VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes")
+
+    def __init__(self, path: Path, cfg: Config) -> None:
+        self.path = path
+        settings = {k: v for k, v in asdict(cfg).items() if k not in self.VARYING}
+        self.settings = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.done: dict[str, Any] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("settings") == self.settings:
+                    self.done[record["key"]] = record["value"]
+
+    def get(self, key: str) -> Any:
+        return self.done.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.done[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:  # one short line per write: safe with one writer per family
+            f.write(json.dumps({"settings": self.settings, "key": key, "value": value}) + "\n")
+
+
+def family_task(preset: str, cfg: Config, offline: bool = False, out_dir: Path = Path("results")) -> dict[str, Any]:
+    """All runs of one family (or the offline part), in this process: rows for the report. Runs already in
+    ``out_dir``'s run store are reused; the LLM's scores are saved after every run."""
     torch.set_num_threads(1)
     start = time.perf_counter()
+    store = RunStore(out_dir / f"textworld_challenges_runs-{preset}{'-offline' if offline else ''}.jsonl", cfg)
 
     def log(text: str) -> None:
         print(f"[{preset}{' offline' if offline else ''} {time.perf_counter() - start:5.0f}s] {text}", flush=True)
@@ -302,7 +333,10 @@ def family_task(preset: str, cfg: Config, offline: bool = False) -> dict[str, An
     res.demonstrations.check_no_leakage({str(Path(g).resolve()) for g in games + unseen})
     out: dict[str, Any] = {"preset": preset, "config": asdict(cfg)}
     if offline:
-        out["offline"], out["expert_return"] = offline_runs(games[0], res, log)
+        key = f"offline/{cfg.offline_episodes}/{cfg.offline_seeds}"
+        if store.get(key) is None:
+            store.put(key, offline_runs(games[0], res, log))
+        out["offline"], out["expert_return"] = store.get(key)
     else:
         out["max_score"] = max_score(games[0], cfg)
         out["uniform"] = random_play_success(games[:1], cfg, cfg.uniform_episodes, cfg.game_seed)
@@ -312,16 +346,24 @@ def family_task(preset: str, cfg: Config, offline: bool = False) -> dict[str, An
             for seed in cfg.seeds:
                 game = games[0]
                 for with_prior in (True, False):
-                    curve = online_run(algo, with_prior, seed, game, res)
-                    out["online"].append(asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name})
-                    log(f"{curve.label} seed {seed}: success {curve.success_rate} return {curve.mean_return}")
+                    key = f"online/{algo}/{with_prior}/{seed}"
+                    if store.get(key) is None:
+                        curve = online_run(algo, with_prior, seed, game, res)
+                        store.put(key, asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name})
+                        res.save()
+                        log(f"{curve.label} seed {seed}: success {curve.success_rate} return {curve.mean_return}")
+                    out["online"].append(store.get(key))
         if preset in cfg.general_families:
             out["general"] = []
             for seed in cfg.general_seeds:
                 for with_prior in (True, False):
-                    scores = generalisation_run(with_prior, seed, games[: cfg.general_train_games], unseen, res)
-                    out["general"].append(scores | {"seed": seed, "prior": with_prior})
-                    log(f"generalisation {'prior' if with_prior else 'uniform'} seed {seed}: {scores}")
+                    key = f"general/{with_prior}/{seed}"
+                    if store.get(key) is None:
+                        scores = generalisation_run(with_prior, seed, games[: cfg.general_train_games], unseen, res)
+                        store.put(key, scores | {"seed": seed, "prior": with_prior})
+                        res.save()
+                        log(f"generalisation {'prior' if with_prior else 'uniform'} seed {seed}: {scores}")
+                    out["general"].append(store.get(key))
     res.save()
     info = res.prior.cache_info()
     out["llm"] = {"scored": info["misses"], "hits": info["hits"], "seconds": time.perf_counter() - start}

@@ -17,7 +17,9 @@ expert's return.
     python benchmarks/textworld_challenges.py --game-seed 7            # games nobody tuned on
     python benchmarks/textworld_challenges.py --families cooking coin --parts online
 
-Writes ``<out>/textworld_challenges_*.csv`` and ``*.png`` (default ``results/``, which git ignores) and ends with
+Every finished run is kept in ``<out>/textworld_challenges_runs-*.jsonl``: a rerun with the same settings resumes
+where the last one stopped (and only reports, if everything is there). Writes ``<out>/textworld_challenges_*.csv``
+and ``*.png`` (default ``results/``, which git ignores) and ends with
 ``online_steps_ratio_<family>=<baseline/prior> ... offline_data_ratio=<x> unseen_success_prior=<x>
 unseen_success_baseline=<y>``.
 """
@@ -246,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     tasks += [(cfg.offline_family, True)] if "offline" in args.parts else []
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(family_task, preset, cfg, offline) for preset, offline in tasks]
+        futures = [pool.submit(family_task, preset, cfg, offline, args.out) for preset, offline in tasks]
         for future in tqdm(as_completed(futures), total=len(futures), desc="families", unit="family", file=sys.stderr):
             results.append(future.result())
     results.sort(key=lambda r: (cfg.families + [cfg.offline_family]).index(r["preset"]) + ("offline" in r) * 100)

@@ -37,3 +37,13 @@ def test_offline_data_ratio_is_the_smallest_dataset_reaching_ninety_percent_of_t
     assert ratio == "4.0" and "CQL-Prior 1, CQL 4" in text
     rows_never = [r | {"ret": 0.0} if r["arm"] == "CQL" else r for r in rows]
     assert offline_report([{"offline": rows_never, "expert_return": 1.0}])[1] == ">=4.0"
+
+
+def test_run_store_resumes_only_under_the_same_settings(tmp_path):
+    from benchmarks.challenge_runs import Config, RunStore
+
+    path = tmp_path / "runs.jsonl"
+    RunStore(path, Config(steps=600)).put("online/DQN/True/0", {"steps": [0, 600]})
+    again = RunStore(path, Config(steps=600, seeds=[5], families=["coin"]))  # what to run may change
+    assert again.get("online/DQN/True/0") == {"steps": [0, 600]}
+    assert RunStore(path, Config(steps=700)).get("online/DQN/True/0") is None  # how to run may not
