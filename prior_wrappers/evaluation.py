@@ -120,8 +120,15 @@ def write_curves_csv(curves: Sequence[LearningCurve], path: str | Path) -> None:
                 writer.writerow([c.label, c.seed, s, f"{r:.4f}", f"{ret:.4f}"])
 
 
-def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str = "") -> None:
-    """Mean success rate (± spread over seeds) against environment steps, one line per label."""
+def plot_curves(
+    curves: Sequence[LearningCurve],
+    path: str | Path,
+    title: str = "",
+    values: str = "success_rate",
+    ylabel: str = "success rate (greedy evaluation)",
+) -> None:
+    """Mean ``values`` (``"success_rate"`` or ``"mean_return"``; min–max band over seeds) against environment steps,
+    one line per label."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,13 +139,14 @@ def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str = 
         runs = [c for c in curves if c.label == label]
         n = min(len(c.steps) for c in runs)
         steps = np.array(runs[0].steps[:n])
-        rates = np.array([c.success_rate[:n] for c in runs])
+        rates = np.array([getattr(c, values)[:n] for c in runs])
         mean = rates.mean(0)
         ax.plot(steps, mean, label=f"{label} ({len(runs)} seeds)")
         ax.fill_between(steps, rates.min(0), rates.max(0), alpha=0.2)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("success rate (greedy evaluation)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel(ylabel)
+    if values == "success_rate":
+        ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
