@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from prior_wrappers.priors.base import (
     tokenizer_fingerprint,
     validate_request,
 )
-from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation
+from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
 from prior_wrappers.priors.matching import Fallback, count_matches
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ T = TypeVar("T")
 # Answers worth another try: overload and a restarting or briefly unreachable server.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's spelling of echoed tokens under return_tokens_as_token_ids
+MAX_TARGET_IDS = 128  # vLLM's bound on logprob_token_ids per request (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS)
+MAX_SEQUENCES = 256  # sequences per next-token request
+
+Scoring = Literal["echo", "next_token"]
 
 
 class RemotePriorError(RuntimeError):
@@ -91,6 +95,18 @@ class OpenAIPrior(CandidateTokenization):
     :param api_key: sent as a bearer token (vLLM ``--api-key``).
     :param token_ids_in_echo: ask for echoed tokens as ids (a vLLM extension) so they are compared exactly;
         with ``False`` they are compared as text, for servers that reject unknown fields.
+    :param scoring: ``"echo"`` (default): one request per prompt echoes every candidate's sequence with its
+        prompt log-probs. vLLM skips its prefix cache for requests that ask for prompt log-probs, so each
+        candidate recomputes the whole prompt. ``"next_token"``: each distinct prefix ``prompt + candidate[:i]``
+        is a one-token generation request whose log-probs are asked for exactly the candidates' next tokens
+        (vLLM's ``logprob_token_ids``); such requests read the prefix cache, so the server computes only what
+        follows the prompt's cached blocks (the prompt itself goes first, alone, to fill them). Needs vLLM
+        0.32 or later; a server that ignores ``logprob_token_ids`` raises :class:`EchoLogprobsError`.
+    :param read_prefix_cache: with ``scoring="echo"``, ask the server to read its prefix cache anyway
+        (``skip_reading_prefix_cache: false``, for servers that honour it per request): prompt positions served
+        from the cache may then come back without log-probs, which is accepted before the candidates' tokens
+        only. vLLM 0.32's ``/v1/completions`` does not take the option (it is ignored): see
+        :meth:`server_metrics` for what the server computed.
     """
 
 
@@ -111,9 +127,13 @@ class OpenAIPrior(CandidateTokenization):
         max_concurrency: int = 8,
         api_key: str | None = None,
         token_ids_in_echo: bool = True,
+        scoring: Scoring = "echo",
+        read_prefix_cache: bool = False,
     ) -> None:
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
+        if scoring not in ("echo", "next_token"):
+            raise ValueError(f"scoring must be 'echo' or 'next_token', got {scoring!r}")
         if max_retries < 0 or max_concurrency < 1 or timeout <= 0:
             raise ValueError("need max_retries >= 0, max_concurrency >= 1 and timeout > 0")
         base = base_url.rstrip("/")
@@ -131,6 +151,8 @@ class OpenAIPrior(CandidateTokenization):
         self.max_concurrency = max_concurrency
         self.api_key = api_key
         self.token_ids_in_echo = token_ids_in_echo
+        self.scoring = scoring
+        self.read_prefix_cache = read_prefix_cache
         self._warned_truncation = False
         self._reset_connection()
 
@@ -294,10 +316,11 @@ class OpenAIPrior(CandidateTokenization):
     # ------------------------------------------------------------------ scoring
     def _sequences(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[list[int], int]]]:
         """Per prompt, per candidate: the token ids to echo and where the candidate's tokens start in them."""
-        return [
-            [(tp.prompt_ids[:ctx] + ids, ctx) for ctx, ids in zip(tp.contexts, tp.candidate_ids)]
-            for tp in self._tokenize_candidates(prompts, candidates)
-        ]
+        return [self._echo_sequences(tp) for tp in self._tokenize_candidates(prompts, candidates)]
+
+    @staticmethod
+    def _echo_sequences(tp: TokenizedPrompt) -> list[tuple[list[int], int]]:
+        return [(tp.prompt_ids[:ctx] + ids, ctx) for ctx, ids in zip(tp.contexts, tp.candidate_ids)]
 
     def _score_prompt(self, sequences: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray]:
         body: dict[str, Any] = {
@@ -309,6 +332,8 @@ class OpenAIPrior(CandidateTokenization):
         }
         if self.token_ids_in_echo:
             body["return_tokens_as_token_ids"] = True
+        if self.read_prefix_cache:
+            body["skip_reading_prefix_cache"] = False
         choices = self._request("POST", "/v1/completions", body).get("choices") or []
         if sorted(c.get("index") for c in choices) != list(range(len(sequences))):
             raise EchoLogprobsError(
@@ -319,13 +344,15 @@ class OpenAIPrior(CandidateTokenization):
         for choice in choices:
             j = choice["index"]
             ids, ctx = sequences[j]
-            token_logprobs = self._checked_logprobs(choice, ids)
+            token_logprobs = self._checked_logprobs(choice, ids, ctx)
             raw[j] = float(np.sum(token_logprobs[ctx:]))
             ntok[j] = len(ids) - ctx
         return raw, ntok
 
-    def _checked_logprobs(self, choice: dict[str, Any], ids: list[int]) -> np.ndarray:
-        """The echoed log-probs of ``ids``, after checking that they belong to exactly these tokens."""
+    def _checked_logprobs(self, choice: dict[str, Any], ids: list[int], ctx: int | None = None) -> np.ndarray:
+        """The echoed log-probs of ``ids``, after checking that they belong to exactly these tokens. With
+        ``read_prefix_cache``, positions before ``ctx`` (served from the server's cache) may lack a log-prob; they
+        come back as 0 and are never used."""
         logprobs = choice.get("logprobs") or {}
         values, tokens = logprobs.get("token_logprobs"), logprobs.get("tokens")
         n = len(ids)
@@ -347,6 +374,8 @@ class OpenAIPrior(CandidateTokenization):
                 "log-probs are shifted by one position"
             )
         array = np.array([math.nan if v is None else v for v in values[1:n]], dtype=np.float64)
+        if self.read_prefix_cache and ctx is not None:
+            array[: max(ctx - 1, 0)] = np.nan_to_num(array[: max(ctx - 1, 0)], nan=0.0)
         if not np.all(np.isfinite(array)) or np.any(array > 1e-4):
             raise EchoLogprobsError("the server's echoed log-probs contain missing, infinite or positive values")
         return np.concatenate([[0.0], array])
@@ -373,12 +402,111 @@ class OpenAIPrior(CandidateTokenization):
                 "use a text encoder for candidate features"
             )
         self._handshake()
-        sequences = self._sequences(prompts, candidates)
-        results = self._map(lambda i: self._score_prompt(sequences[i]), len(prompts))
+        tokenized = self._tokenize_candidates(prompts, candidates)
+        if self.scoring == "next_token":
+            results = self._score_next_token(tokenized)
+        else:
+            sequences = [self._echo_sequences(tp) for tp in tokenized]
+            results = self._map(lambda i: self._score_prompt(sequences[i]), len(prompts))
         raw = [r for r, _ in results]
         ntok = [t for _, t in results]
         logprobs = [normalize_scores(r, t, c, normalization) for r, t, c in zip(raw, ntok, candidates)]
         return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok)
+
+    def _score_next_token(self, tokenized: list[TokenizedPrompt]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``scoring="next_token"``: log p(c_i | prompt, c_<i) for every candidate token, from one-token generation
+        requests over the distinct prefixes, with the candidates' next tokens as ``logprob_token_ids``.
+
+        Two rounds, each with its requests in flight together: first the prompts themselves (each prompt's
+        candidates' first tokens), which computes them and fills the server's prefix cache; then the prefixes
+        that end inside a candidate, which read the prompt's cached blocks."""
+        queries: list[dict[tuple[int, ...], set[int]]] = []
+        for tp in tokenized:
+            wanted: dict[tuple[int, ...], set[int]] = {}
+            for ctx, ids in zip(tp.contexts, tp.candidate_ids):
+                for i, target in enumerate(ids):
+                    wanted.setdefault(tuple(tp.prompt_ids[:ctx] + ids[:i]), set()).add(target)
+            queries.append(wanted)
+        # a prefix followed by more distinct tokens than a request may ask for goes out in several requests
+        bases = {tuple(tp.prompt_ids[:ctx]) for tp in tokenized for ctx in tp.contexts}
+        found: dict[tuple[int, ...], dict[int, float]] = {}
+        for first_round in (True, False):
+            batches: list[list[tuple[tuple[int, ...], set[int]]]] = []
+            for wanted in queries:
+                items = []
+                for key, targets in wanted.items():
+                    if (key in bases) == first_round:
+                        ordered = sorted(targets)
+                        items += [(key, set(ordered[j : j + MAX_TARGET_IDS])) for j in range(0, len(ordered), MAX_TARGET_IDS)]
+                batches.extend(_pack_requests(items))
+            for answer in self._map(lambda i: self._next_token_request(batches[i]), len(batches)):
+                for key, values in answer.items():
+                    found.setdefault(key, {}).update(values)
+        results = []
+        for tp in tokenized:
+            raw = np.array([
+                sum(found[tuple(tp.prompt_ids[:ctx] + ids[:i])][t] for i, t in enumerate(ids))
+                for ctx, ids in zip(tp.contexts, tp.candidate_ids)
+            ])
+            results.append((raw, np.array([len(ids) for ids in tp.candidate_ids], dtype=np.int64)))
+        return results
+
+    def _next_token_request(self, items: list[tuple[tuple[int, ...], set[int]]]) -> dict[tuple[int, ...], dict[int, float]]:
+        """One request: every sequence generates one token; returns, per sequence, its targets' log-probs."""
+        targets = sorted(set().union(*(t for _, t in items)))
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "prompt": [list(key) for key, _ in items],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 1,
+            "logprob_token_ids": targets,
+        }
+        if self.token_ids_in_echo:
+            body["return_tokens_as_token_ids"] = True
+        choices = self._request("POST", "/v1/completions", body).get("choices") or []
+        if sorted(c.get("index") for c in choices) != list(range(len(items))):
+            raise EchoLogprobsError(
+                f"sent {len(items)} sequences but the answer's choices are indexed {[c.get('index') for c in choices]}"
+            )
+        out: dict[tuple[int, ...], dict[int, float]] = {}
+        for choice in choices:
+            key, wanted = items[choice["index"]]
+            tops = ((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0] or {}
+            values = out.setdefault(key, {})
+            for target in wanted:
+                name = f"{TOKEN_ID_PREFIX}{target}" if self.token_ids_in_echo else self.tokenizer.decode([target])
+                value = tops.get(name)
+                if value is None or not math.isfinite(value) or value > 1e-4:
+                    raise EchoLogprobsError(
+                        f"the server returned no usable log-prob for token {target} (got {value!r} among "
+                        f"{list(tops)[:5]}): it must support `logprob_token_ids` on /v1/completions (vLLM >= 0.32); "
+                        "use scoring='echo' otherwise"
+                    )
+                values[target] = float(value)
+        return out
+
+    def server_metrics(self) -> dict[str, float]:
+        """The server's prompt-token counters (vLLM's Prometheus ``/metrics``), summed over its engines and models:
+        ``prompt_tokens`` (all prompt tokens of the requests so far), ``cached_prompt_tokens`` (served from its
+        prefix cache) and ``computed_prompt_tokens`` (the rest). Counters only grow: take differences. Missing
+        counters (another server, an older vLLM) are NaN."""
+        response = self._http().get("/metrics")
+        if response.status_code >= 400:
+            raise RemotePriorError(f"{self.base_url}/metrics answered HTTP {response.status_code}")
+        totals: dict[str, float] = {}
+        for line in response.text.splitlines():
+            if not line.startswith("vllm:prompt_tokens"):
+                continue
+            name_and_labels, _, value = line.rpartition(" ")
+            name = name_and_labels.split("{", 1)[0]
+            if name == "vllm:prompt_tokens_by_source_total":
+                name += ":" + name_and_labels.split('source="', 1)[-1].split('"', 1)[0]
+            totals[name] = totals.get(name, 0.0) + float(value)
+        prompt = totals.get("vllm:prompt_tokens_total", math.nan)
+        cached = totals.get("vllm:prompt_tokens_cached_total", math.nan)
+        computed = totals.get("vllm:prompt_tokens_by_source_total:local_compute", prompt - cached)
+        return {"prompt_tokens": prompt, "cached_prompt_tokens": cached, "computed_prompt_tokens": computed}
 
     # ------------------------------------------------------------------ proposing
     def propose(
@@ -426,6 +554,24 @@ class OpenAIPrior(CandidateTokenization):
             counts.append(c)
             invalid += bad
         return Proposals(commands, counts, generations, invalid_rate=invalid / (k * len(prompts)))
+
+
+def _pack_requests(
+    items: list[tuple[tuple[int, ...], set[int]]],
+) -> list[list[tuple[tuple[int, ...], set[int]]]]:
+    """Group next-token queries into requests of at most MAX_SEQUENCES sequences and MAX_TARGET_IDS target ids."""
+    batches: list[list[tuple[tuple[int, ...], set[int]]]] = []
+    current: list[tuple[tuple[int, ...], set[int]]] = []
+    ids: set[int] = set()
+    for key, targets in items:
+        if current and (len(current) >= MAX_SEQUENCES or len(ids | targets) > MAX_TARGET_IDS):
+            batches.append(current)
+            current, ids = [], set()
+        current.append((key, targets))
+        ids |= targets
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _import_httpx() -> Any:

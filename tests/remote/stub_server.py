@@ -11,7 +11,12 @@ log-prob -1.0 per token (so any sum is minus the token count), sampling requests
 - ``"no_logprobs"``: ``logprobs: null``, as servers that do not implement echo;
 - ``"retokenized"``: the echo starts with an extra BOS token, as servers that tokenise token-id prompts again;
 - ``"lost_choice"``: one echoed sequence missing from the answer;
-- ``"bad_json"``: a 200 answer that is not JSON.
+- ``"bad_json"``: a 200 answer that is not JSON;
+- ``"cached_prefix"``: echoed positions 1-4 have no log-prob, as a server that read them from its prefix cache;
+- ``"ignores_token_ids"``: one-token generations answer only the sampled token's log-prob, as servers without
+  vLLM's ``logprob_token_ids``.
+
+One-token generation requests with ``logprob_token_ids`` get log-prob -1.0 for every id asked for.
 """
 
 from __future__ import annotations
@@ -90,6 +95,12 @@ class StubServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("logprob_token_ids") is not None:
+            asked = [] if self.mode == "ignores_token_ids" else body["logprob_token_ids"]
+            tops = {"token_id:0": -0.5, **{f"token_id:{t}": -1.0 for t in asked}}
+            return {"choices": [{"index": i, "text": "", "logprobs": {"tokens": ["token_id:0"], "token_logprobs": [-0.5],
+                                                                       "top_logprobs": [tops]}}
+                                for i in range(len(body["prompt"]))]}
         if not body.get("echo"):
             return {"choices": [{"index": i, "text": self.reply} for i in range(body.get("n", 1))]}
         choices = []
@@ -100,6 +111,8 @@ class StubServer:
             values: list[float | None] = [None] + [-1.0] * (len(ids) - 1)
             if self.mode == "shifted":
                 values = values[1:] + [None]
+            if self.mode == "cached_prefix":
+                values[1:5] = [None] * 4
             logprobs = {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": values}
             choices.append({"index": index, "text": "", "logprobs": None if self.mode == "no_logprobs" else logprobs})
         return {"choices": choices[:-1] if self.mode == "lost_choice" else choices}
