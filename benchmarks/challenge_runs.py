@@ -315,9 +315,12 @@ class RunStore:
             f.write(json.dumps({"settings": self.settings, "key": key, "value": value}) + "\n")
 
 
-def family_task(preset: str, cfg: Config, offline: bool = False, out_dir: Path = Path("results")) -> dict[str, Any]:
+def family_task(
+    preset: str, cfg: Config, offline: bool = False, out_dir: Path = Path("results"), report_only: bool = False
+) -> dict[str, Any]:
     """All runs of one family (or the offline part), in this process: rows for the report. Runs already in
-    ``out_dir``'s run store are reused; the LLM's scores are saved after every run."""
+    ``out_dir``'s run store are reused; the LLM's scores are saved after every run. ``report_only`` runs nothing
+    new: the report then covers the finished runs only."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     store = RunStore(out_dir / f"textworld_challenges_runs-{preset}{'-offline' if offline else ''}.jsonl", cfg)
@@ -334,6 +337,8 @@ def family_task(preset: str, cfg: Config, offline: bool = False, out_dir: Path =
     out: dict[str, Any] = {"preset": preset, "config": asdict(cfg)}
     if offline:
         key = f"offline/{cfg.offline_episodes}/{cfg.offline_seeds}"
+        if store.get(key) is None and report_only:
+            return out
         if store.get(key) is None:
             store.put(key, offline_runs(games[0], res, log))
         out["offline"], out["expert_return"] = store.get(key)
@@ -347,6 +352,8 @@ def family_task(preset: str, cfg: Config, offline: bool = False, out_dir: Path =
                 game = games[0]
                 for with_prior in (True, False):
                     key = f"online/{algo}/{with_prior}/{seed}"
+                    if store.get(key) is None and report_only:
+                        continue
                     if store.get(key) is None:
                         curve = online_run(algo, with_prior, seed, game, res)
                         store.put(key, asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name})
@@ -358,6 +365,8 @@ def family_task(preset: str, cfg: Config, offline: bool = False, out_dir: Path =
             for seed in cfg.general_seeds:
                 for with_prior in (True, False):
                     key = f"general/{with_prior}/{seed}"
+                    if store.get(key) is None and report_only:
+                        continue
                     if store.get(key) is None:
                         scores = generalisation_run(with_prior, seed, games[: cfg.general_train_games], unseen, res)
                         store.put(key, scores | {"seed": seed, "prior": with_prior})

@@ -100,7 +100,7 @@ def online_report(results: list[dict[str, Any]], cfg: Config) -> tuple[str, dict
         family, runs = result["preset"], curves_of(result)
         for algo in cfg.algos:
             arms = {prior: [c for r, c in runs if r["algo"] == algo and r["prior"] == prior] for prior in (True, False)}
-            if not arms[True]:
+            if not arms[True] or not arms[False]:
                 continue
             for name, threshold in THRESHOLDS.items():
                 base = summarize([steps_to(c, threshold) for c in arms[False]], cfg.steps)
@@ -231,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--offline-family", help="override the offline part's preset")
     parser.add_argument("--game-seed", type=int, default=0, help="first seed of every generated game")
     parser.add_argument("--argmax-q", action="store_true", help="greedy evaluation by argmax Q")
+    parser.add_argument("--report-only", action="store_true", help="report the finished runs in --out, run nothing")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -248,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     tasks += [(cfg.offline_family, True)] if "offline" in args.parts else []
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(family_task, preset, cfg, offline, args.out) for preset, offline in tasks]
+        futures = [pool.submit(family_task, preset, cfg, offline, args.out, args.report_only) for preset, offline in tasks]
         for future in tqdm(as_completed(futures), total=len(futures), desc="families", unit="family", file=sys.stderr):
             results.append(future.result())
     results.sort(key=lambda r: (cfg.families + [cfg.offline_family]).index(r["preset"]) + ("offline" in r) * 100)
