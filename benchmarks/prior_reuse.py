@@ -9,10 +9,16 @@ process and on the same model: ``HFPrior(prefix_cache="shared")`` (today's engin
     python benchmarks/prior_reuse.py                              # cooking, 8 envs, 10 vector steps (~3 min, 2 cores)
     python benchmarks/prior_reuse.py --steps 4 --n-envs 4         # quicker
     python benchmarks/prior_reuse.py --quality                    # also: the expert's rank, transcript vs template
+    python benchmarks/prior_reuse.py --server --server-steps 4    # also: a local vLLM server (CPU), echo vs next_token
 
 Prints per vector step the prompt tokens, the tokens each engine computed and its wall time, then the totals,
 the max |Δ log-prob| between the engines and the tree's KV bytes against its budget; last:
 ``computed_token_ratio=<new/old> step_speedup=<old/new> max_abs_diff=<x>``.
+
+With ``--server`` a vLLM server (``make vllm``'s CPU build, started here on the same model) scores the first
+``--server-steps`` vector steps with ``OpenAIPrior(scoring="echo")`` (before: prompt log-probs, no prefix-cache
+reads) and ``scoring="next_token"`` (after), and the server's own counters (``/metrics``) give the prompt tokens it
+computed per vector step; the line before last is ``server_computed_ratio=<after/before> server_max_abs_diff=<x>``.
 """
 
 from __future__ import annotations
@@ -96,6 +102,8 @@ def main() -> None:
     parser.add_argument("--max-episode-steps", type=int, default=50)
     parser.add_argument("--kv-cache-mib", type=int, default=1024, help="the tree's KV budget")
     parser.add_argument("--quality", action="store_true", help="also rank the expert's command: transcript vs template")
+    parser.add_argument("--server", action="store_true", help="also score with a local vLLM server: echo vs next_token")
+    parser.add_argument("--server-steps", type=int, default=4, help="vector steps the server scores")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--seed", type=int, default=0)
@@ -158,7 +166,44 @@ def main() -> None:
             stats = expert_rank_stats(new, fn, stream)
             print(f"expert rank with {name}: states={stats['states']} top1={stats['top1']:.3f} "
                   f"top3={stats['top3']:.3f} mrr={stats['mrr']:.3f}")
+    if args.server:
+        server_comparison(args, new, [([prompt(s) for s in st["states"]], [s.admissible for s in st["states"]])
+                                      for st in stream[: args.server_steps]])
     print(f"computed_token_ratio={ratio:.3f} step_speedup={speedup:.2f} max_abs_diff={max_diff:.1e}")
+
+
+def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tuple[list[str], list[list[str]]]]) -> None:
+    """The server's prompt tokens computed per vector step, echo (before) vs next_token (after)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "remote"))
+    from vllm_server import SERVED_NAME, VLLMServer
+
+    from prior_wrappers.priors import OpenAIPrior
+    from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted
+
+    model_dir = Path(args.model) if args.model else ensure_converted(embedded_gguf_path())
+    with VLLMServer(model_dir) as server:
+        print(f"vLLM server at {server.base_url} ({model_dir.name}); {len(steps)} vector steps")
+        print(f"{'step':>4}{'before computed':>17}{'before s':>10}{'after computed':>16}{'after s':>9}{'|Δ| vs local':>14}")
+        totals, worst = {"echo": 0.0, "next_token": 0.0}, 0.0
+        clients = {name: OpenAIPrior(server.base_url, model=SERVED_NAME, tokenizer=local.tokenizer, scoring=name,
+                                     timeout=900.0, max_retries=0)
+                   for name in totals}
+        for t, (prompts, cands) in enumerate(steps):
+            reference = local.score(prompts, cands)
+            row = []
+            for name, client in clients.items():
+                before = client.server_metrics()["computed_prompt_tokens"]
+                start = time.perf_counter()
+                scores = client.score(prompts, cands)
+                elapsed = time.perf_counter() - start
+                computed = client.server_metrics()["computed_prompt_tokens"] - before
+                totals[name] += computed
+                worst = max(worst, max(float(np.max(np.abs(a - b))) for a, b in zip(scores.raw_logprobs, reference.raw_logprobs)))
+                row += [computed, elapsed]
+            print(f"{t:>4}{row[0]:>17.0f}{row[1]:>10.2f}{row[2]:>16.0f}{row[3]:>9.2f}{worst:>14.1e}")
+        for client in clients.values():
+            client.close()
+    print(f"server_computed_ratio={totals['next_token'] / totals['echo']:.3f} server_max_abs_diff={worst:.1e}")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ class HFPrior(CandidateTokenization):
         self.prefix_passes = 0  # forwards that computed a prefix shared by the rows of a call
         self._anchor: list[int] = []  # the last such prefix ("shared": common to every prompt scored so far)
         self._anchor_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._workspace: list[torch.Tensor] = []  # flat key/value buffers reused by the tree's batches
         # counters (see cache_info): prompt tokens scored, tokens through the model, prompt tokens from the cache
         self.prompt_tokens = 0
         self.computed_tokens = 0
@@ -245,8 +246,8 @@ class HFPrior(CandidateTokenization):
                 [(k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
             )
         template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
-        keys = [k.new_empty((n, k.shape[0], width + room, k.shape[2])) for k, _ in template]
-        values = [v.new_empty((n, v.shape[0], width + room, v.shape[2])) for _, v in template]
+        shapes = [(n, k.shape[0], width + room, k.shape[2]) for k, _ in template]
+        keys, values = self._workspace_views(shapes, template[0][0])
         for r, seg in enumerate(batch):
             if seg.offset:
                 seg.match.copy_into(keys, values, r)  # type: ignore[union-attr]
@@ -255,6 +256,22 @@ class HFPrior(CandidateTokenization):
                     k[r, :, seg.offset : width] = 0
                     v[r, :, seg.offset : width] = 0
         return prefilled_cache(keys, values, filled=width)
+
+    def _workspace_views(
+        self, shapes: list[tuple[int, int, int, int]], like: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Contiguous key and value buffers of the given per-layer shapes, carved from flat buffers kept between
+        calls (grown when too small): a forward's past is written into memory that is already mapped, rather than
+        into fresh allocations (whose first touch costs a page fault per 4 KB on a CPU)."""
+        sizes = [int(np.prod(shape)) for shape in shapes]
+        flat = self._workspace
+        if len(flat) != 2 * len(shapes) or any(f.numel() < size for f, size in zip(flat, sizes + sizes)) or (
+            flat and (flat[0].dtype != like.dtype or flat[0].device != like.device)
+        ):
+            flat = [like.new_empty(int(size * 1.25)) for size in sizes + sizes]
+            self._workspace = flat
+        views = [f[:size].view(shape) for f, size, shape in zip(flat, sizes + sizes, shapes + shapes)]
+        return views[: len(shapes)], views[len(shapes) :]
 
     @torch.inference_mode()
     def _run_batch(
@@ -487,6 +504,7 @@ class HFPrior(CandidateTokenization):
         if self.kv_cache is not None:
             self.kv_cache.clear()
         self._anchor, self._anchor_kv = [], []
+        self._workspace = []
 
     # ------------------------------------------------------------------ identity
     @property
