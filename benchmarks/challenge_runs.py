@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from prior_wrappers import (
 from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.evaluation import LearningCurve, evaluate_into
 from prior_wrappers.priors.embedded import cache_dir
-from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, OfflineDataset, PPOPrior, collect_dataset
-from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, PPOPrior, collect_dataset
+from prior_wrappers.spaces import ACTION_MASK
 from prior_wrappers.wrappers import LLMPriorWrapper
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -231,20 +231,6 @@ class MixedExpert:
         return int(self.rng.choice(np.flatnonzero(obs[ACTION_MASK])))
 
 
-def uniform_copy(data: OfflineDataset) -> OfflineDataset:
-    """The same transitions with the prior replaced by the uniform one over the valid slots (the CQL baseline's
-    view of the data: same states, actions, features and rewards, no LLM)."""
-
-    def flatten(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        obs = dict(obs)
-        mask = obs[ACTION_MASK] > 0.5
-        n_valid = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        obs[PRIOR_LOGPROBS] = np.where(mask, -np.log(n_valid), LOGPROB_MIN).astype(obs[PRIOR_LOGPROBS].dtype)
-        return obs
-
-    return replace(data, observations=flatten(data.observations), next_observations=flatten(data.next_observations))
-
-
 def single_env(game: Path, with_prior: bool, res: Resources) -> LLMPriorWrapper:
     return LLMPriorWrapper(
         text_env([game], res.cfg),
@@ -270,7 +256,7 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
         subset = data.episodes(n)
         for with_prior in (True, False):
             env = single_env(game, with_prior, res)
-            view = subset if with_prior else uniform_copy(subset)
+            view = subset if with_prior else subset.with_uniform_prior()
             for seed in cfg.offline_seeds:
                 support = {"prior_mass": cfg.offline_prior_mass} if with_prior else {}  # CQL: every valid command
                 model = CQLPrior("CandidatePolicy", env, seed=seed, gamma=0.9, **support)

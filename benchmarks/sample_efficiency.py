@@ -53,7 +53,7 @@ from prior_wrappers import (
 )
 from prior_wrappers.evaluation import LearningCurve, plot_curves, train_with_curve
 from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, OfflineDataset, PPOPrior, collect_expert_mixture
-from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+from prior_wrappers.spaces import LOGPROB_MIN  # noqa: F401  (the tests read it from here)
 from prior_wrappers.wrappers import LLMPriorWrapper
 
 TOMATO = "prior_wrappers/OvercookedTomato-v0"
@@ -333,20 +333,6 @@ def first_transitions(data: OfflineDataset, n: int) -> OfflineDataset:
     )
 
 
-def uniform_copy(data: OfflineDataset) -> OfflineDataset:
-    """The same transitions with the prior replaced by the uniform one over the valid slots (the CQL baseline's
-    view of the data: same states, actions, features and rewards, no LLM)."""
-
-    def flatten(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        obs = dict(obs)
-        mask = obs[ACTION_MASK] > 0.5
-        n_valid = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        obs[PRIOR_LOGPROBS] = np.where(mask, -np.log(n_valid), LOGPROB_MIN).astype(obs[PRIOR_LOGPROBS].dtype)
-        return obs
-
-    return replace(data, observations=flatten(data.observations), next_observations=flatten(data.next_observations))
-
-
 def single_env(env_id: str, prior: Any, res: Resources, k: int, env_kwargs=None, order: str = "prior") -> LLMPriorWrapper:
     return LLMPriorWrapper(
         gym.make(env_id, **(env_kwargs or {})), prior, k=k, encoder=res.encoder, history=0, order=order
@@ -420,7 +406,7 @@ def offline_run(
     data: OfflineDataset, size: int, with_prior: bool, seed: int, cfg: Config, res: Resources
 ) -> dict[str, Any]:
     prior = res.prior(LETTUCE) if with_prior else UniformPrior()
-    subset = first_transitions(data if with_prior else uniform_copy(data), size)
+    subset = first_transitions(data if with_prior else data.with_uniform_prior(), size)
     env = single_env(LETTUCE, prior, res, cfg.k, order="env")
     model = CQLPrior(
         "CandidatePolicy", env, prior_top_k=cfg.offline_top_k if with_prior else None, seed=seed, device="cpu"

@@ -81,7 +81,7 @@ def test_uniform_copy_and_first_transitions_keep_the_transitions(bench):
         terminated=np.array([False, True, True]), truncated=np.zeros(3, bool), episode_index=np.array([0, 0, 1]),
         episode_success=np.array([True, False]), episode_return=np.array([1.0, 0.0]),
     )
-    flat = bench.uniform_copy(data).observations["prior_logprobs"]
+    flat = data.with_uniform_prior().observations["prior_logprobs"]
     np.testing.assert_allclose(flat[1], np.log([1 / 3] * 3), rtol=1e-6)
     np.testing.assert_allclose(flat[0, :2], np.log([0.5, 0.5]), rtol=1e-6)
     assert flat[0, 2] == bench.LOGPROB_MIN

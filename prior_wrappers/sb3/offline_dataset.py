@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer
 
 from prior_wrappers.sb3.signature import Signature, check_prior_match, env_prior_signature, normalize_signature
-from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, PRIOR_LOGPROBS, prior_observation_space
+from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, LOGPROB_MIN, PRIOR_LOGPROBS, prior_observation_space
 
 Observation = dict[str, np.ndarray]
 # A data-collecting policy sees the observation and the info of the same step (the info has the slot strings,
@@ -125,6 +125,20 @@ class OfflineDataset:
     @property
     def success_rate(self) -> float:
         return float(np.mean(self.episode_success)) if self.n_episodes else 0.0
+
+    def with_uniform_prior(self) -> OfflineDataset:
+        """The same transitions with the prior replaced by the uniform one over each state's valid slots: the plain
+        (CQL) baseline's view of the data, same states, actions, features and rewards, no LLM."""
+
+        def uniform(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            obs = dict(obs)
+            valid = obs[ACTION_MASK] > 0.5
+            n_valid = np.maximum(valid.sum(axis=1, keepdims=True), 1)
+            logp = np.where(valid, -np.log(n_valid), LOGPROB_MIN)
+            obs[PRIOR_LOGPROBS] = logp.astype(obs[PRIOR_LOGPROBS].dtype)
+            return obs
+
+        return replace(self, observations=uniform(self.observations), next_observations=uniform(self.next_observations))
 
     def episodes(self, n: int) -> OfflineDataset:
         """The first ``n`` episodes, e.g. to compare algorithms across dataset sizes."""
