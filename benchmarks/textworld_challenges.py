@@ -82,7 +82,9 @@ def ratio_text(base: tuple[float, bool, str], prior: tuple[float, bool, str]) ->
     (b, b_bound, _), (p, p_bound, _) = base, prior
     if b_bound and p_bound:
         return "n/a (neither)"
-    ratio = b / max(p, 1.0)
+    if p == 0:  # the untrained prior's greedy policy is already there: no training step needed
+        return "inf (prior at step 0)" if b > 0 else "1.0"
+    ratio = b / p
     return f"{'>=' if b_bound else '<=' if p_bound else ''}{ratio:.1f}"
 
 
@@ -213,7 +215,8 @@ def plot(results: list[dict[str, Any]], cfg: Config, out: Path) -> None:
                 ax.set_xlabel("environment steps")
             if j == 0:
                 ax.set_ylabel("greedy return / max score")
-            ax.legend(fontsize=7, loc="upper left")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "textworld_challenges_online.png", dpi=110)
     plt.close(fig)

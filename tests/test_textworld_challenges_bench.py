@@ -20,6 +20,7 @@ def test_runs_that_never_reach_a_threshold_count_as_the_budget_and_make_bounds()
     assert ratio_text(prior, base) == "<=0.1"
     assert ratio_text(base, base) == "n/a (neither)"
     assert ratio_text(summarize([400], 1000), summarize([100], 1000)) == "4.0"
+    assert ratio_text(summarize([400], 1000), summarize([0], 1000)) == "inf (prior at step 0)"
 
 
 def test_win_threshold_reads_success_and_point_thresholds_read_the_normalised_return():
