@@ -4,7 +4,8 @@
 probability ``--epsilon``), with two expert demonstrations of other games in the prompt and episode-transcript
 prompts (:class:`~prior_wrappers.prompts.TranscriptPrompt`). The stream of vector steps (8 prompts and their
 admissible commands each) is recorded first, then scored step by step by both engines, alternately, in the same
-process and on the same model: ``HFPrior(prefix_cache="shared")`` (today's engine) and ``HFPrior()`` (the tree).
+process and on the same model: ``HFPrior(prefix_cache="shared", candidate_trie=False)`` (today's engine) and
+``HFPrior()`` (the prefix tree, and the candidates packed as a token trie).
 
     python benchmarks/prior_reuse.py                              # cooking, 8 envs, 10 vector steps (~3 min, 2 cores)
     python benchmarks/prior_reuse.py --steps 4 --n-envs 4         # quicker
@@ -112,7 +113,8 @@ def main() -> None:
     load = {"device": args.device, "dtype": args.dtype}
     new = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
     new.kv_cache.max_bytes = args.kv_cache_mib << 20  # type: ignore[union-attr]
-    old = HFPrior(new.model, new.tokenizer, prefix_cache="shared")  # today's engine, the same model object
+    # today's engine on the same model object: one shared prefix, one chain of tokens per candidate
+    old = HFPrior(new.model, new.tokenizer, prefix_cache="shared", candidate_trie=False)
     sync = torch.cuda.synchronize if new.device.type == "cuda" else (lambda: None)
 
     train, unseen = challenge_splits(args.preset, n_train=args.demo_games, n_unseen=args.eval_games)

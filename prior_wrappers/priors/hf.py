@@ -63,11 +63,35 @@ class _Segment:
     candidate_ids: list[list[int]]
     offset: int = 0  # leading prompt tokens served from the KV cache (not in this row)
     match: PrefixMatch | None = None  # prefix-tree mode: where those keys/values are
+    nodes: list[tuple[int, int, int, int]] | None = None  # candidate tokens in the row: (token, parent, ctx, depth)
+    paths: list[list[int]] | None = None  # per candidate: its nodes, first token first
 
     @property
     def length(self) -> int:
         """Tokens this row computes."""
-        return len(self.prompt_ids) - self.offset + sum(len(c) for c in self.candidate_ids)
+        n_candidate = len(self.nodes) if self.nodes is not None else sum(len(c) for c in self.candidate_ids)
+        return len(self.prompt_ids) - self.offset + n_candidate
+
+    def pack_candidates(self, share: bool) -> None:
+        """Lay out the candidates' tokens: with ``share``, as a token trie (candidates that continue the same context
+        with the same first tokens, "take knife" and "take apple", compute those tokens once), else one chain each.
+        A node attends to the context and its ancestors only, so its hidden state is the one it has in its own
+        candidate's chain."""
+        nodes: list[tuple[int, int, int, int]] = []
+        index: dict[tuple[int, int, int], int] = {}
+        paths = []
+        for j, (ctx, ids) in enumerate(zip(self.contexts, self.candidate_ids)):
+            parent, path = -1, []
+            for depth, token in enumerate(ids):
+                key = (ctx, parent, token) if share else (-1 - j, depth, 0)
+                node = index.get(key)
+                if node is None:
+                    node = index[key] = len(nodes)
+                    nodes.append((token, parent, ctx, depth))
+                path.append(node)
+                parent = node
+            paths.append(path)
+        self.nodes, self.paths = nodes, paths
 
 
 class HFPrior(CandidateTokenization):
@@ -93,6 +117,9 @@ class HFPrior(CandidateTokenization):
         example episode, typically), the engine before the tree. ``False``/``"off"``: recompute every prompt.
     :param kv_cache_bytes: the tree's budget for stored keys/values (default 1 GiB; SmolLM2-135M keeps about
         46 KB per token in fp32). Least recently used leaves are dropped after each call to get back within it.
+    :param candidate_trie: pack a state's candidates as a token trie, so that commands sharing their first tokens
+        ("take knife", "take apple", "go north", "go south") compute those once (about 30% fewer candidate tokens
+        on TextWorld cooking games); ``False``: one chain of tokens per candidate, the engine before it.
     """
 
     def __init__(
@@ -107,6 +134,7 @@ class HFPrior(CandidateTokenization):
         max_length: int | None = None,
         prefix_cache: bool | PrefixCacheMode = True,
         kv_cache_bytes: int = 1 << 30,
+        candidate_trie: bool = True,
     ) -> None:
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
@@ -133,6 +161,7 @@ class HFPrior(CandidateTokenization):
                 stacklevel=2,
             )
             mode = "off"
+        self.candidate_trie = candidate_trie
         self.prefix_cache_mode: PrefixCacheMode = mode
         self.prefix_cache = mode != "off"
         self.kv_cache = PrefixKVCache(kv_cache_bytes) if mode == "tree" else None
@@ -207,6 +236,8 @@ class HFPrior(CandidateTokenization):
         segments: list[_Segment] = []
         for i, tp in enumerate(self._tokenize_candidates(prompts, candidates)):
             segments.extend(self._split_to_budget(i, tp.prompt_ids, tp.contexts, tp.candidate_ids))
+        for seg in segments:
+            seg.pack_candidates(self.candidate_trie)
         return segments
 
     def _split_to_budget(
@@ -285,7 +316,7 @@ class HFPrior(CandidateTokenization):
         allowed = torch.zeros((n, width, width), dtype=torch.bool)
         pred_rows, pred_cols, targets = [], [], []  # hidden (row, col) that predicts target token
         last_cols: list[list[int]] = []  # per segment, per candidate: column of its last token
-        spans: list[list[tuple[int, int]]] = []  # per segment, per candidate: range in the prediction list
+        spans: list[list[np.ndarray]] = []  # per segment, per candidate: its tokens' places in the prediction list
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         for r, seg in enumerate(batch):
             offset = seg.offset
@@ -293,21 +324,25 @@ class HFPrior(CandidateTokenization):
             input_ids[r, :lp] = torch.tensor(seg.prompt_ids[offset:])
             position_ids[r, :lp] = torch.arange(offset, offset + lp)
             allowed[r, :lp, :lp] = causal[:lp, :lp]
-            col = lp
-            seg_last, seg_spans = [], []
-            for ctx, ids in zip(seg.contexts, seg.candidate_ids):
-                m, rel = len(ids), ctx - offset  # rel >= 1: the context's last token is computed in the row
-                input_ids[r, col : col + m] = torch.tensor(ids)
-                position_ids[r, col : col + m] = torch.arange(ctx, ctx + m)
-                allowed[r, col : col + m, :rel] = True
-                allowed[r, col : col + m, col : col + m] = causal[:m, :m]
-                start = len(targets)
-                pred_rows.extend([r] * m)
-                pred_cols.extend([rel - 1] + list(range(col, col + m - 1)))
-                targets.extend(ids)
-                seg_spans.append((start, start + m))
-                seg_last.append(col + m - 1)
-                col += m
+            nodes, paths = seg.nodes, seg.paths
+            assert nodes is not None and paths is not None
+            start = len(targets)
+            for k, (token, parent, ctx, depth) in enumerate(nodes):
+                col = lp + k
+                input_ids[r, col] = token
+                position_ids[r, col] = ctx + depth
+                if parent < 0:  # a candidate's first token: sees the context (rel >= 1: its last token is in the row)
+                    allowed[r, col, : ctx - offset] = True
+                    pred_cols.append(ctx - offset - 1)
+                else:  # sees what its parent sees, and the parent
+                    allowed[r, col] = allowed[r, lp + parent]
+                    pred_cols.append(lp + parent)
+                allowed[r, col, col] = True
+                pred_rows.append(r)
+                targets.append(token)
+            seg_spans = [start + np.asarray(path) for path in paths]
+            seg_last = [lp + path[-1] for path in paths]
+            col = lp + len(nodes)
             for c in range(col, width):  # padding attends to itself only (a fully masked row would give NaN)
                 allowed[r, c, c] = True
             last_cols.append(seg_last)
@@ -348,7 +383,7 @@ class HFPrior(CandidateTokenization):
         token_logps = token_logps.double().cpu().numpy()
         out = []
         for r, seg in enumerate(batch):
-            sums = [token_logps[a:b].sum() for a, b in spans[r]]
+            sums = [token_logps[places].sum() for places in spans[r]]
             feats = None
             if want_features:
                 feats = list(hidden[r, torch.tensor(last_cols[r], device=dev)].float().cpu().numpy())

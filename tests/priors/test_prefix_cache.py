@@ -206,3 +206,22 @@ def test_rows_of_a_later_batch_are_served_after_an_earlier_batch_split_their_pre
     want = plain.score(prompts, cands)
     for x, y in zip(got.raw_logprobs, want.raw_logprobs):
         np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_candidate_trie_computes_shared_first_tokens_once_and_scores_as_chains(tiny_llama, smollm_tokenizer):
+    prompt = "You are in a kitchen with a knife, an apple and two doors.\nAction:"
+    cands = ["take knife", "take apple", "go", "go north", "go south", "take knife", "open the door"]
+    tok = smollm_tokenizer
+    n_prompt = len(tok(prompt)["input_ids"])
+    chains = [tok(prompt + " " + c)["input_ids"][n_prompt:] for c in cands]
+    assert chains[2] == chains[3][:1] and chains[0][0] == chains[1][0]  # "go" begins "go north"; both "take"s share
+    distinct = {tuple(ids[:i]) for ids in chains for i in range(1, len(ids) + 1)}
+    trie = HFPrior(tiny_llama, tok, prefix_cache=False)
+    chain = HFPrior(tiny_llama, tok, prefix_cache=False, candidate_trie=False)
+    a = trie.score([prompt], [cands], return_features=True)
+    b = chain.score([prompt], [cands], return_features=True)
+    assert trie.computed_tokens == n_prompt + len(distinct) < chain.computed_tokens == n_prompt + sum(map(len, chains))
+    np.testing.assert_allclose(a.raw_logprobs[0], b.raw_logprobs[0], atol=1e-5)
+    np.testing.assert_allclose(a.features[0], b.features[0], atol=1e-5)  # "go" ends inside "go north"'s path
+    np.testing.assert_array_equal(a.num_tokens[0], [len(ids) for ids in chains])
+    assert a.raw_logprobs[0][0] == a.raw_logprobs[0][5]  # the duplicate is the same path
