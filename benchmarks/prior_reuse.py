@@ -158,7 +158,8 @@ def main() -> None:
     speedup = float(np.mean(times["old"]) / np.mean(times["new"]))
     info = new.cache_info()
     print(f"prompt tokens per vector step: {np.mean(prompt_tokens):.0f}; computed per step: old {np.mean(computed['old']):.0f}, "
-          f"new {np.mean(computed['new']):.0f}; seconds per step: old {np.mean(times['old']):.2f}, new {np.mean(times['new']):.2f}")
+          f"new {np.mean(computed['new']):.0f}; seconds per step: old {np.mean(times['old']):.2f}, new {np.mean(times['new']):.2f} "
+          f"(median per-step speedup {np.median(np.array(times['old']) / np.array(times['new'])):.2f})")
     print(f"tree: {info['tokens']} tokens held in {info['nodes']} nodes, {info['bytes'] / 2**20:.1f} MiB "
           f"(peak {peak_bytes / 2**20:.1f} MiB, budget {info['max_bytes'] / 2**20:.0f} MiB), {info['evictions']} evictions, "
           f"{info['prefix_passes']} prefix passes; old engine's anchor: {old.cache_info()['tokens']} tokens")
