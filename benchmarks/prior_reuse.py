@@ -187,7 +187,8 @@ def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tupl
     with VLLMServer(model_dir) as server:
         print(f"vLLM server at {server.base_url} ({model_dir.name}); {len(steps)} vector steps")
         print(f"{'step':>4}{'before computed':>17}{'before s':>10}{'after computed':>16}{'after s':>9}{'|Δ| vs local':>14}")
-        totals, worst = {"echo": 0.0, "next_token": 0.0}, 0.0
+        # next_token first: echo requests never read the prefix cache, but they fill it, which next_token would read
+        totals, worst = {"next_token": 0.0, "echo": 0.0}, 0.0
         clients = {name: OpenAIPrior(server.base_url, model=SERVED_NAME, tokenizer=local.tokenizer, scoring=name,
                                      timeout=900.0, max_retries=0)
                    for name in totals}
@@ -203,7 +204,7 @@ def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tupl
                 totals[name] += computed
                 worst = max(worst, max(float(np.max(np.abs(a - b))) for a, b in zip(scores.raw_logprobs, reference.raw_logprobs)))
                 row += [computed, elapsed]
-            print(f"{t:>4}{row[0]:>17.0f}{row[1]:>10.2f}{row[2]:>16.0f}{row[3]:>9.2f}{worst:>14.1e}")
+            print(f"{t:>4}{row[2]:>17.0f}{row[3]:>10.2f}{row[0]:>16.0f}{row[1]:>9.2f}{worst:>14.1e}")
         for client in clients.values():
             client.close()
     print(f"server_computed_ratio={totals['next_token'] / totals['echo']:.3f} server_max_abs_diff={worst:.1e}")
