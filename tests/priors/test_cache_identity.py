@@ -106,7 +106,8 @@ def test_cached_prior_with_features_recomputes_entries_cached_without_them(tiny_
     assert plain.features is None
     with_features = cached.score(PROMPTS[:1], CANDS[:1], return_features=True)
     assert cached.misses == 2 and with_features.features[0].shape == (3, 64)
-    np.testing.assert_allclose(with_features.logprobs[0], plain.logprobs[0], atol=1e-9)
+    # recomputed, not copied: equal to fp32 precision (the engine's prefix cache now serves the prompt's tokens)
+    np.testing.assert_allclose(with_features.logprobs[0], plain.logprobs[0], atol=1e-6)
     cached.score(PROMPTS[:1], CANDS[:1], return_features=True)
     cached.score(PROMPTS[:1], CANDS[:1])  # an entry with features also answers a request without
     assert cached.hits == 2 and cached.cache_info()["size"] == 1
