@@ -117,18 +117,21 @@ def text_env(games: Sequence[Path], cfg: Config) -> TextWorldEnv:
     return TextWorldEnv(list(games), max_episode_steps=cfg.max_episode_steps, observe_state=False)
 
 
-def vec_env(games: Sequence[Path], n_envs: int, with_prior: bool, res: Resources, seed: int) -> VecLLMPrior:
-    venv = make_text_vec_env(lambda: text_env(games, res.cfg), n_envs, seed=seed)
-    return VecLLMPrior(
-        venv,
-        res.prior if with_prior else UniformPrior(),
+def wrapper_settings(with_prior: bool, res: Resources) -> dict[str, Any]:
+    """What both arms' wrappers (single and vector) are built with: only the prior and its walkthroughs differ."""
+    return dict(
+        prior=res.prior if with_prior else UniformPrior(),
         k=res.cfg.k,
         encoder=res.encoder,
         candidate_text="action",
         history=0,
         demonstrations=res.demonstrations if with_prior else None,
-        seed=seed,
     )
+
+
+def vec_env(games: Sequence[Path], n_envs: int, with_prior: bool, res: Resources, seed: int) -> VecLLMPrior:
+    venv = make_text_vec_env(lambda: text_env(games, res.cfg), n_envs, seed=seed)
+    return VecLLMPrior(venv, **wrapper_settings(with_prior, res), seed=seed)
 
 
 def make_model(algo: str, env: VecLLMPrior, cfg: Config, seed: int) -> DQNPrior | PPOPrior:
@@ -232,15 +235,7 @@ class MixedExpert:
 
 
 def single_env(game: Path, with_prior: bool, res: Resources) -> LLMPriorWrapper:
-    return LLMPriorWrapper(
-        text_env([game], res.cfg),
-        res.prior if with_prior else UniformPrior(),
-        k=res.cfg.k,
-        encoder=res.encoder,
-        candidate_text="action",
-        history=0,
-        demonstrations=res.demonstrations if with_prior else None,
-    )
+    return LLMPriorWrapper(text_env([game], res.cfg), **wrapper_settings(with_prior, res))
 
 
 def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]], float]:
