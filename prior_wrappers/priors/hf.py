@@ -47,6 +47,7 @@ from prior_wrappers.priors.hf_compat import (
     quiet_loading,
 )
 from prior_wrappers.priors.matching import Fallback, count_matches
+from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
@@ -73,25 +74,10 @@ class _Segment:
         return len(self.prompt_ids) - self.offset + n_candidate
 
     def pack_candidates(self, share: bool) -> None:
-        """Lay out the candidates' tokens: with ``share``, as a token trie (candidates that continue the same context
-        with the same first tokens, "take knife" and "take apple", compute those tokens once), else one chain each.
-        A node attends to the context and its ancestors only, so its hidden state is the one it has in its own
-        candidate's chain."""
-        nodes: list[tuple[int, int, int, int]] = []
-        index: dict[tuple[int, int, int], int] = {}
-        paths = []
-        for j, (ctx, ids) in enumerate(zip(self.contexts, self.candidate_ids)):
-            parent, path = -1, []
-            for depth, token in enumerate(ids):
-                key = (ctx, parent, token) if share else (-1 - j, depth, 0)
-                node = index.get(key)
-                if node is None:
-                    node = index[key] = len(nodes)
-                    nodes.append((token, parent, ctx, depth))
-                path.append(node)
-                parent = node
-            paths.append(path)
-        self.nodes, self.paths = nodes, paths
+        """Lay out the candidates' tokens (see :func:`~prior_wrappers.priors.packing.candidate_nodes`): with
+        ``share``, as a token trie (candidates that continue the same context with the same first tokens, "take
+        knife" and "take apple", compute those tokens once), else one chain each."""
+        self.nodes, self.paths = candidate_nodes(self.contexts, self.candidate_ids, share)
 
 
 class HFPrior(CandidateTokenization):
@@ -308,57 +294,24 @@ class HFPrior(CandidateTokenization):
     def _run_batch(
         self, batch: list[_Segment], want_features: bool
     ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
-        width = max(seg.length for seg in batch)
         n = len(batch)
         past_width = max(seg.offset for seg in batch)
-        input_ids = torch.full((n, width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
-        position_ids = torch.zeros((n, width), dtype=torch.long)
-        allowed = torch.zeros((n, width, width), dtype=torch.bool)
-        pred_rows, pred_cols, targets = [], [], []  # hidden (row, col) that predicts target token
-        last_cols: list[list[int]] = []  # per segment, per candidate: column of its last token
-        spans: list[list[np.ndarray]] = []  # per segment, per candidate: its tokens' places in the prediction list
-        causal = torch.ones((width, width), dtype=torch.bool).tril()
-        for r, seg in enumerate(batch):
-            offset = seg.offset
-            lp = len(seg.prompt_ids) - offset
-            input_ids[r, :lp] = torch.tensor(seg.prompt_ids[offset:])
-            position_ids[r, :lp] = torch.arange(offset, offset + lp)
-            allowed[r, :lp, :lp] = causal[:lp, :lp]
-            nodes, paths = seg.nodes, seg.paths
-            assert nodes is not None and paths is not None
-            start = len(targets)
-            for k, (token, parent, ctx, depth) in enumerate(nodes):
-                col = lp + k
-                input_ids[r, col] = token
-                position_ids[r, col] = ctx + depth
-                if parent < 0:  # a candidate's first token: sees the context (rel >= 1: its last token is in the row)
-                    allowed[r, col, : ctx - offset] = True
-                    pred_cols.append(ctx - offset - 1)
-                else:  # sees what its parent sees, and the parent
-                    allowed[r, col] = allowed[r, lp + parent]
-                    pred_cols.append(lp + parent)
-                allowed[r, col, col] = True
-                pred_rows.append(r)
-                targets.append(token)
-            seg_spans = [start + np.asarray(path) for path in paths]
-            seg_last = [lp + path[-1] for path in paths]
-            col = lp + len(nodes)
-            for c in range(col, width):  # padding attends to itself only (a fully masked row would give NaN)
-                allowed[r, c, c] = True
-            last_cols.append(seg_last)
-            spans.append(seg_spans)
-            self.computed_tokens += col
-            self.hit_tokens += offset
+        packed = pack_rows([(seg.prompt_ids, seg.offset, seg.nodes, seg.paths) for seg in batch],
+                           self.tokenizer.pad_token_id or 0)
+        width = packed.input_ids.shape[1]
+        for seg, length in zip(batch, packed.lengths):
+            self.computed_tokens += length
+            self.hit_tokens += seg.offset
         dtype = next(self.model.parameters()).dtype
         # row r sees the first offset_r columns of the cached prefix, and its own tokens as `allowed` says
         visible = torch.ones((n, width, past_width + width), dtype=torch.bool)
         for r, seg in enumerate(batch):
             visible[r, :, seg.offset : past_width] = False
-        visible[:, :, past_width:] = allowed
-        mask = torch.zeros((n, 1, width, past_width + width), dtype=dtype)
-        mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(dtype).min)
+        visible[:, :, past_width:] = packed.allowed
+        mask = additive_mask(visible, dtype)
         dev = self.device
-        inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
+        inputs = dict(input_ids=packed.input_ids.to(dev), attention_mask=mask.to(dev),
+                      position_ids=packed.position_ids.to(dev))
         past = self._past(batch, room=width)
         keep = self.prefix_cache_mode == "tree"
         if past is not None:
@@ -374,19 +327,15 @@ class HFPrior(CandidateTokenization):
         hidden = output.last_hidden_state
         del output, past
         self.forward_passes += 1
-        rows_t = torch.tensor(pred_rows, device=dev)
-        cols_t = torch.tensor(pred_cols, device=dev)
-        logits = self._lm_head(hidden[rows_t, cols_t]).float()
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        token_logps = logits.log_softmax(-1).gather(-1, torch.tensor(targets, device=dev).unsqueeze(-1)).squeeze(-1)
-        token_logps = token_logps.double().cpu().numpy()
-        out = []
-        for r, seg in enumerate(batch):
-            sums = [token_logps[places].sum() for places in spans[r]]
+        token_logps = candidate_token_logprobs(hidden, self._lm_head, packed, self._softcap).double()
+        all_sums = span_sums(token_logps, [span for spans in packed.spans for span in spans]).cpu().numpy()
+        out, first = [], 0
+        for r in range(n):
+            sums = list(all_sums[first : first + len(packed.spans[r])])
+            first += len(packed.spans[r])
             feats = None
             if want_features:
-                feats = list(hidden[r, torch.tensor(last_cols[r], device=dev)].float().cpu().numpy())
+                feats = list(hidden[r, torch.tensor(packed.last_cols[r], device=dev)].float().cpu().numpy())
             out.append((sums, feats))
         return out
 
