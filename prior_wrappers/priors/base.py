@@ -143,7 +143,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def model_fingerprint(model: Any, sample: int = 1024) -> dict[str, Any]:
+def model_fingerprint(model: Any, sample: int = 1024, portable: bool = False) -> dict[str, Any]:
     """Identify a transformers model by what decides its outputs: its config (without paths and versions),
     parameter dtype, and a hash of every tensor's name, shape, dtype and ``sample`` evenly strided values.
 
@@ -152,23 +152,28 @@ def model_fingerprint(model: Any, sample: int = 1024) -> dict[str, Any]:
 
     :param model: a transformers model (``config``, ``state_dict()``).
     :param sample: values hashed per tensor.
+    :param portable: identify the checkpoint rather than its loaded copy: values are hashed rounded to bfloat16
+        and dtypes are left out, so the same weights loaded in float32 or bfloat16 give the same fingerprint.
     """
     config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
     config = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    import torch  # only models have fingerprints: the protocol module itself needs no torch
+
     hasher = hashlib.sha256()
     dtypes = set()
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // sample)
-        values = flat[::step][:sample].float().cpu().numpy()
+        values = flat[::step][:sample]
+        values = (values.to(torch.bfloat16) if portable else values).float().cpu().numpy()
         dtypes.add(str(tensor.dtype))
-        hasher.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        hasher.update(f"{name}|{tuple(tensor.shape)}|{'' if portable else tensor.dtype}|".encode())
         hasher.update(values.tobytes())
     return {
         "name": str(getattr(model, "name_or_path", "") or "").rstrip("/").rsplit("/", 1)[-1],
         "class": type(model).__name__,
         "config": digest(config),
-        "dtypes": sorted(dtypes),
+        "dtypes": [] if portable else sorted(dtypes),
         "weights": hasher.hexdigest()[:16],
     }
 
@@ -196,6 +201,23 @@ def validate_request(prompts: Sequence[str], candidates: Sequence[Sequence[str]]
                 raise ValueError(f"candidates[{i}][{j}] is an empty command; drop empty strings before scoring")
 
 
+def normalization_divisors(num_tokens: np.ndarray, candidates: Sequence[str], normalization: Normalization) -> np.ndarray:
+    """What each candidate's summed token log-probability is divided by: its token count (``token``), its
+    whitespace word count (``word``) or 1 (``sum``); at least 1.
+
+    :param num_tokens: tokens each candidate adds to the prompt.
+    :param candidates: the candidate commands.
+    :param normalization: ``"token"``, ``"word"`` or ``"sum"``.
+    """
+    if normalization == "token":
+        return np.maximum(np.asarray(num_tokens, dtype=np.float64), 1.0)
+    if normalization == "word":
+        return np.array([max(len(c.split()), 1) for c in candidates], dtype=np.float64)
+    if normalization == "sum":
+        return np.ones(len(candidates), dtype=np.float64)
+    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
 def normalize_scores(
     raw_logprobs: np.ndarray,
     num_tokens: np.ndarray,
@@ -204,19 +226,11 @@ def normalize_scores(
 ) -> np.ndarray:
     """Turn summed token log-probs into a normalised log-distribution over the candidates.
 
-    ``token`` divides by the token count, ``word`` by the whitespace word count, ``sum`` keeps the raw sum;
-    the result is a log-softmax over the candidates.
+    ``token`` divides by the token count, ``word`` by the whitespace word count, ``sum`` keeps the raw sum
+    (:func:`normalization_divisors`); the result is a log-softmax over the candidates.
     """
     raw = np.asarray(raw_logprobs, dtype=np.float64)
-    if normalization == "token":
-        s = raw / np.maximum(np.asarray(num_tokens, dtype=np.float64), 1.0)
-    elif normalization == "word":
-        s = raw / np.array([max(len(c.split()), 1) for c in candidates], dtype=np.float64)
-    elif normalization == "sum":
-        s = raw
-    else:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    return log_softmax(s)
+    return log_softmax(raw / normalization_divisors(num_tokens, candidates, normalization))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

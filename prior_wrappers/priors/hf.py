@@ -501,7 +501,7 @@ class HFPrior(CandidateTokenization):
         ident = (id(self.model), id(self.tokenizer))
         cached = getattr(self, "_fingerprint_cache", None)
         if cached is None or cached[0] != ident:
-            parts = {"model": model_fingerprint(self.model), "tokenizer": tokenizer_fingerprint(self.tokenizer)}
+            parts = {"model": self._model_fingerprint(), "tokenizer": tokenizer_fingerprint(self.tokenizer)}
             cached = self._fingerprint_cache = (ident, parts)
         parts = dict(cached[1])
         parts.update(
@@ -512,6 +512,10 @@ class HFPrior(CandidateTokenization):
         )
         name = parts["model"]["name"] or parts["model"]["class"]
         return f"HFPrior:{name}:{digest(parts)}"
+
+    def _model_fingerprint(self) -> dict[str, Any]:
+        """The model part of :attr:`fingerprint` (a subclass whose model carries adapters gives its base's)."""
+        return model_fingerprint(self.model)
 
     # ------------------------------------------------------------------ proposing
     @torch.inference_mode()

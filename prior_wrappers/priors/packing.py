@@ -157,12 +157,12 @@ def candidate_token_logprobs(
     :param softcap: the model's final logit soft-capping (Gemma 2), if any.
     """
     dev = hidden.device
-    rows = torch.tensor(packed.pred_rows, device=dev)
-    cols = torch.tensor(packed.pred_cols, device=dev)
+    rows = torch.tensor(packed.pred_rows, dtype=torch.long, device=dev)
+    cols = torch.tensor(packed.pred_cols, dtype=torch.long, device=dev)
     logits = lm_head(hidden[rows, cols]).float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    targets = torch.tensor(packed.targets, device=dev).unsqueeze(-1)
+    targets = torch.tensor(packed.targets, dtype=torch.long, device=dev).unsqueeze(-1)
     return logits.log_softmax(-1).gather(-1, targets).squeeze(-1)
 
 
