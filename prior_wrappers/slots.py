@@ -21,6 +21,7 @@ from prior_wrappers.encoders import (
 )
 from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
+from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.spaces import (
     ACTION_MASK,
     CANDIDATE_FEATURES,
@@ -112,6 +113,8 @@ class SlotBuilder:
     :param order: ``"prior"`` puts valid slots in descending prior order, ``"env"`` keeps the env's order.
     :param candidate_text: what the encoder embeds per candidate: ``"joint"`` "Observation: s Action: a" (the
         reference's) or ``"action"`` alone (cheaper; policies see the state through ``observation_features``).
+    :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the token ids
+        of the prompt and of each slot's command (for LLM policies); ``None``: it does not.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class SlotBuilder:
         normalization: Normalization = "token",
         order: SlotOrder = "prior",
         candidate_text: CandidateText = "joint",
+        token_ids: TokenIdSpec | None = None,
     ) -> None:
         if candidate_text not in ("joint", "action"):
             raise ValueError(f"candidate_text must be 'joint' or 'action', got {candidate_text!r}")
@@ -143,15 +147,19 @@ class SlotBuilder:
             self.encoder_name = encoder_name(self.encoder) if self.encoder is not None else None
         bound = 1.0 if self.encoder is not None and self.encoder.unit_norm else np.inf
         self.observation_space: spaces.Dict = prior_observation_space(k, self.feature_dim, bound)
+        self.token_ids = token_ids
+        if token_ids is not None:
+            self.observation_space = spaces.Dict({**self.observation_space.spaces, **token_ids.spaces(k)})
         self.stats = PriorStats()
 
     def signature(self) -> dict[str, Any]:
         """What a policy or dataset trained on these observations depends on: ``k``, ``feature_dim``,
         ``encoder`` (an encoder's ``name``: ``"minilm:all-MiniLM-L6-v2"``, ``"hashing:64"``,
         ``"prior:<model>"``, ``"<Class>:<dim>"``; ``None`` without features), ``candidate_text``,
-        ``normalization`` and ``order``. JSON-serialisable; equal signatures mean interchangeable observations
+        ``normalization``, ``order`` (and ``token_ids``, the :meth:`TokenIdSpec.signature`, with that option).
+        JSON-serialisable; equal signatures mean interchangeable observations
         (the prior itself may differ)."""
-        return {
+        signature = {
             "k": int(self.k),
             "feature_dim": int(self.feature_dim) if self.feature_dim else None,
             "encoder": self.encoder_name,
@@ -159,6 +167,9 @@ class SlotBuilder:
             "normalization": self.normalization,
             "order": self.order,
         }
+        if self.token_ids is not None:
+            signature["token_ids"] = self.token_ids.signature()
+        return signature
 
     def build(self, states: Sequence[TextState]) -> list[Slots]:
         """Score ``states`` with one prior call and lay each out in ``k`` slots.
@@ -199,6 +210,8 @@ class SlotBuilder:
             }
             obs[PRIOR_LOGPROBS][: len(chosen)] = np.maximum(kept, LOGPROB_MIN)
             obs[ACTION_MASK][: len(chosen)] = 1
+            if self.token_ids is not None:
+                obs.update(self.token_ids.encode(prompt, cands, self.k, self.normalization))
             if self.feature_dim:
                 obs[CANDIDATE_FEATURES] = np.zeros((self.k, self.feature_dim), dtype=np.float32)
                 if self.prior_features:

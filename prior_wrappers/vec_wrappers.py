@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
@@ -145,6 +146,7 @@ class VecLLMPrior(VecEnvWrapper):
         seed: int | None = None,
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
+        token_ids: TokenIdSpec | None = None,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
@@ -155,7 +157,7 @@ class VecLLMPrior(VecEnvWrapper):
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text,
+            candidate_text=candidate_text, token_ids=token_ids,
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
         self.invalid_action = invalid_action

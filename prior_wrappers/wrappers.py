@@ -12,6 +12,7 @@ import numpy as np
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
+from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
@@ -107,6 +108,9 @@ class LLMPriorWrapper(gym.Wrapper):
         layout options are ignored).
     :param demonstrations: in-context examples for the prompt, in place of the env's ``prompt_example``
         (which stays when the pool has nothing to show yet).
+    :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the token ids
+        of the prompt and of each slot's command (keys in :mod:`prior_wrappers.token_ids`), which an LLM policy
+        (:mod:`prior_wrappers.sb3.gflan_prior`) scores; a prompt longer than its ``max_prompt_tokens`` raises.
     """
 
     def __init__(
@@ -127,13 +131,14 @@ class LLMPriorWrapper(gym.Wrapper):
         seed: int | None = None,
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
+        token_ids: TokenIdSpec | None = None,
     ) -> None:
         super().__init__(env)
         if invalid_action not in INVALID_ACTIONS:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text,
+            candidate_text=candidate_text, token_ids=token_ids,
         )
         self.k = self.builder.k
         self.actions = validate_actions(actions)
