@@ -155,6 +155,21 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         log_pi = self.policy.get_distribution(obs).distribution.logits
         return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs))  # type: ignore[index]
 
+    def evaluate_policy(
+        self, obs: PyTorchObs, actions: th.Tensor, kl_grad: bool
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """``(values, log π(a|s), entropy, log π(·|s))`` of a minibatch: SB3's ``evaluate_actions`` and the
+        normalised log-probabilities of every slot for the KL, with gradients only when ``kl_grad``.
+
+        :param obs: the minibatch's observations.
+        :param actions: its actions.
+        :param kl_grad: whether the KL term needs gradients (α > 0).
+        """
+        values, log_prob, entropy = self.policy.evaluate_actions(obs, actions)
+        with th.set_grad_enabled(kl_grad):
+            log_pi = self.policy.get_distribution(obs).distribution.logits
+        return values, log_prob, entropy, log_pi
+
     def _setup_model(self) -> None:
         super()._setup_model()
         self.alpha_schedule = FloatSchedule(self.alpha)
@@ -176,7 +191,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 observations = rollout_data.observations
                 actions = rollout_data.actions.long().flatten()
 
-                values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
+                values, log_prob, entropy, log_pi = self.evaluate_policy(observations, actions, kl_grad=alpha > 0)
                 values = values.flatten()
                 advantages = rollout_data.advantages
                 if self.normalize_advantage and len(advantages) > 1:
@@ -204,8 +219,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
                 # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the candidate (= valid) slots
-                with th.set_grad_enabled(alpha > 0):
-                    kl_prior = self.kl_prior(observations).mean()
+                kl_prior = kl_to_prior(log_pi, observations[PRIOR_LOGPROBS], self.candidates(observations)).mean()
                 kl_priors.append(kl_prior.item())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
                     loss = loss + alpha * kl_prior
