@@ -3,6 +3,7 @@
 - :class:`DQNPrior`: acts by sampling p_LLM(a|s)·exp(Q(s,a)/α) over the candidate slots.
 - :class:`CQLPrior`: offline, conservative Q-learning over the prior's candidates (:meth:`CQLPrior.learn_offline`).
 - :class:`PPOPrior`: PPO + α·KL(π ‖ p_LLM).
+- :class:`GFlanPrior`: PPO-Prior with the LLM itself as the policy (LoRA adapters; the ``gflan`` extra).
 
 All read ``prior_logprobs`` / ``action_mask`` (and the optional feature keys) from the observation of
 ``LLMPriorWrapper`` / ``VecLLMPrior``; with ``UniformPrior`` in the wrapper they are the plain baselines.
@@ -10,6 +11,7 @@ All read ``prior_logprobs`` / ``action_mask`` (and the optional feature keys) fr
 
 from prior_wrappers.sb3.cql_prior import CQLPrior, cql_penalty
 from prior_wrappers.sb3.dqn_prior import DQNPrior
+from prior_wrappers.sb3.gflan_prior import GFlanLLM, GFlanPrior, LLMActorCriticPolicy
 from prior_wrappers.sb3.offline_dataset import (
     CommandPolicy,
     OfflineDataset,
@@ -24,9 +26,10 @@ from prior_wrappers.sb3.policies import (
     DQNPriorPolicy,
 )
 from prior_wrappers.sb3.ppo_prior import PPOPrior, kl_to_prior
+from prior_wrappers.sb3.update_log import UpdateLog
 
 # Policy aliases: the string "CandidatePolicy" names DQNPriorPolicy for DQNPrior/CQLPrior (their
-# ``policy_aliases``) and CandidateActorCriticPolicy for PPOPrior.
+# ``policy_aliases``) and CandidateActorCriticPolicy for PPOPrior; "LLMPolicy" names LLMActorCriticPolicy for GFlanPrior.
 
 __all__ = [
     "CQLPrior",
@@ -36,9 +39,13 @@ __all__ = [
     "CommandPolicy",
     "DQNPrior",
     "DQNPriorPolicy",
+    "GFlanLLM",
+    "GFlanPrior",
+    "LLMActorCriticPolicy",
     "OfflineDataset",
     "PPOPrior",
     "RandomCandidatePolicy",
+    "UpdateLog",
     "collect_dataset",
     "collect_expert_mixture",
     "cql_penalty",

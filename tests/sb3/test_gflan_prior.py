@@ -1,0 +1,182 @@
+"""GFlan-Prior on a tiny random-weight Llama (SmolLM2's tokenizer): the LLM policy is the prior at step 0, scores
+like the engine, trains only its adapters and value head, reduces to LLM-PPO at α = 0 and saves adapters only."""
+
+from __future__ import annotations
+
+import copy
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+
+pytest.importorskip("peft", reason="needs the gflan extra")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/toy_text_env.py
+
+from stable_baselines3 import PPO  # noqa: E402
+from toy_text_env import CorridorTextEnv  # noqa: E402
+
+from prior_wrappers import HFPrior, LLMPriorWrapper  # noqa: E402
+from prior_wrappers.sb3 import GFlanLLM, GFlanPrior, LLMActorCriticPolicy  # noqa: E402
+from prior_wrappers.spaces import PRIOR_LOGPROBS  # noqa: E402
+
+
+def _tiny_llama(tokenizer, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    th.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def base(smollm_tokenizer):
+    """The base weights; every test adapts its own deep copy (adapters are injected in place)."""
+    return _tiny_llama(smollm_tokenizer, seed=0)
+
+
+def make_llm(base, tokenizer) -> GFlanLLM:
+    return GFlanLLM(copy.deepcopy(base), tokenizer)
+
+
+def make_env(llm: GFlanLLM, normalization: str = "token") -> LLMPriorWrapper:
+    return LLMPriorWrapper(CorridorTextEnv(length=3, max_steps=6), llm.prior(), k=4, encoder=None, history=1,
+                           normalization=normalization, token_ids=llm.token_id_spec(160, 8))
+
+
+def observations(env: LLMPriorWrapper, n: int = 6) -> dict[str, np.ndarray]:
+    """States with 3 and 4 valid slots (odd rooms add a command), stacked."""
+    obs, _ = env.reset(seed=0)
+    seen = [obs]
+    for action in [0, 1, 0, 2, 0][: n - 1]:
+        obs, *_ = env.step(action)
+        seen.append(obs)
+    return {key: np.stack([o[key] for o in seen]) for key in seen[0]}
+
+
+def logprobs(model: GFlanPrior, obs: dict[str, np.ndarray]) -> th.Tensor:
+    with th.no_grad():
+        return model.policy.candidate_logprobs(model.policy.obs_to_tensor(obs)[0])
+
+
+@pytest.mark.parametrize("normalization", ["token", "word"])
+def test_the_initial_policy_is_the_prior(base, smollm_tokenizer, normalization):
+    llm = make_llm(base, smollm_tokenizer)
+    env = make_env(llm, normalization)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, seed=0)
+    obs = observations(env)
+    valid = obs["action_mask"].astype(bool)
+    assert {3, 4} <= set(valid.sum(1))
+    log_pi = logprobs(model, obs).numpy()
+    np.testing.assert_allclose(log_pi[valid], obs[PRIOR_LOGPROBS][valid], atol=1e-5)
+    assert float(model.kl_prior(model.policy.obs_to_tensor(obs)[0]).abs().max()) < 1e-5
+
+
+def test_the_policy_scores_like_the_engine_and_the_prior_stays_the_base(base, smollm_tokenizer):
+    """With non-zero adapters, the policy's log-probs are a plain HFPrior's over the adapted model (same packing
+    maths), while the wrapper's prior (adapters off) still gives the base model's."""
+    llm = make_llm(base, smollm_tokenizer)
+    env = make_env(llm)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, seed=0)
+    obs = observations(env)
+    gen = th.Generator().manual_seed(1)
+    with th.no_grad():
+        for name, p in model.policy.named_parameters():
+            if "lora_" in name:
+                p.copy_(th.randn(p.shape, generator=gen) * 0.5)
+    adapted = HFPrior(llm.model, smollm_tokenizer, prefix_cache=False)  # adapters on: the policy's model
+    state = env.reset(seed=0)
+    info = state[1]
+    engine = adapted.score([info["prior_prompt"]], [info["prior_candidates"]]).logprobs[0]
+    n = len(info["prior_candidates"])
+    log_pi = logprobs(model, {k: v[:1] for k, v in obs.items()}).numpy()[0, :n]
+    np.testing.assert_allclose(log_pi, engine, atol=1e-5)
+    assert np.abs(log_pi - obs[PRIOR_LOGPROBS][0, :n]).max() > 1e-3  # the adapters changed the policy...
+    np.testing.assert_allclose(state[0][PRIOR_LOGPROBS], obs[PRIOR_LOGPROBS][0], atol=1e-6)  # ...not the prior
+    plain = HFPrior(base, smollm_tokenizer).score([info["prior_prompt"]], [info["prior_candidates"]]).logprobs[0]
+    np.testing.assert_allclose(state[0][PRIOR_LOGPROBS][:n], plain, atol=1e-5)
+
+
+def test_gradients_reach_only_the_adapters_and_the_value_head(base, smollm_tokenizer):
+    llm = make_llm(base, smollm_tokenizer)
+    model = GFlanPrior("LLMPolicy", make_env(llm), llm=llm, seed=0)
+    obs = model.policy.obs_to_tensor(observations(model.env.envs[0]))[0]
+    values, log_prob, entropy, log_pi = model.evaluate_policy(obs, th.zeros(len(obs["action_mask"]), dtype=th.long), kl_grad=True)
+    (values.sum() + log_prob.sum() + entropy.sum() + log_pi[obs["action_mask"] > 0].sum()).backward()
+    with_grad = {name for name, p in model.policy.named_parameters() if p.grad is not None}
+    assert with_grad and all("lora_" in name or name.startswith("value_net") for name in with_grad)
+    assert any("lora_B" in name and model.policy.get_parameter(name).grad.abs().sum() > 0 for name in with_grad)
+    assert all(not p.requires_grad for name, p in model.policy.named_parameters() if "lora_" not in name
+               and not name.startswith("value_net"))
+    optimised = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert optimised == {id(model.policy.get_parameter(name)) for name in with_grad | {
+        n for n, p in model.policy.named_parameters() if p.requires_grad}}
+
+
+def lora_weights(policy: LLMActorCriticPolicy) -> dict[str, th.Tensor]:
+    return {k: v.clone() for k, v in policy.state_dict().items()}
+
+
+def test_alpha_zero_is_plain_llm_ppo(base, smollm_tokenizer):
+    """α = 0: exactly SB3's PPO over the same LLM policy (TWOSOME-style LLM-PPO); α > 0 changes the updates."""
+    settings = dict(n_steps=12, batch_size=6, n_epochs=2, learning_rate=1e-2, gamma=0.99, seed=0, device="cpu")
+    weights = {}
+    for name, alpha in [("ppo", None), ("alpha0", 0.0), ("alpha1", 1.0)]:
+        llm = make_llm(base, smollm_tokenizer)
+        env = make_env(llm)
+        if alpha is None:
+            model = PPO(LLMActorCriticPolicy, env, policy_kwargs=dict(llm=llm), **settings)
+        else:
+            model = GFlanPrior("LLMPolicy", env, llm=llm, alpha=alpha, **settings)
+        model.learn(12)
+        weights[name] = lora_weights(model.policy)
+    for key, value in weights["ppo"].items():
+        assert th.equal(value, weights["alpha0"][key]), key
+    assert any(not th.equal(v, weights["alpha1"][k]) for k, v in weights["ppo"].items())
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights["alpha0"].items())  # it did learn
+
+
+def test_save_holds_adapters_only_and_load_gives_identical_probabilities(base, smollm_tokenizer, tmp_path):
+    llm = make_llm(base, smollm_tokenizer)
+    env = make_env(llm)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, n_steps=12, batch_size=6, n_epochs=2, learning_rate=1e-2, seed=0)
+    model.learn(12)
+    path = tmp_path / "gflan.zip"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        saved = th.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+    assert saved and all("lora_" in key or key.startswith("value_net") for key in saved)
+    base_bytes = sum(p.numel() * p.element_size() for p in base.parameters())
+    assert path.stat().st_size < base_bytes / 10
+
+    obs = observations(env)
+    expected = logprobs(model, obs)
+    loaded = GFlanPrior.load(path, env=make_env(fresh := make_llm(base, smollm_tokenizer)), llm=fresh)
+    assert th.equal(logprobs(loaded, obs), expected)
+    assert loaded.alpha == model.alpha and loaded.n_steps == 12
+
+    # another base model: refused, naming the fingerprint; the same weights in bfloat16: accepted
+    other = GFlanLLM(_tiny_llama(smollm_tokenizer, seed=1), smollm_tokenizer)
+    with pytest.raises(ValueError, match="trained on the base model"):
+        GFlanPrior.load(path, llm=other)
+    assert GFlanLLM(copy.deepcopy(base).to(th.bfloat16), smollm_tokenizer).fingerprint == llm.fingerprint
+
+
+def test_misuse_gets_clear_errors(base, smollm_tokenizer):
+    llm = make_llm(base, smollm_tokenizer)
+    plain = LLMPriorWrapper(CorridorTextEnv(), llm.prior(), k=4, encoder=None)
+    with pytest.raises(ValueError, match="token_ids=llm.token_id_spec"):
+        GFlanPrior("LLMPolicy", plain, llm=llm)
+    env = make_env(llm)
+    with pytest.raises(ValueError, match="needs llm="):
+        GFlanPrior("LLMPolicy", env)
+    GFlanPrior("LLMPolicy", env, llm=llm)
+    with pytest.raises(RuntimeError, match="already carries the LoRA adapter"):
+        GFlanPrior("LLMPolicy", env, llm=llm)
