@@ -16,7 +16,7 @@ import pytest
 import torch
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-SCRIPTS = ["textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env"]
+SCRIPTS = ["textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env", "gflan_prior"]
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +113,12 @@ def test_vec_env_makes_one_prior_call_per_vector_step(capsys):
     # stock PPO after one update is not expected to succeed; the rate returned is the one printed, over 4 episodes
     assert f"ppo after 512 steps: greedy success {success:.2f} over 4 episodes" in out
     assert (success * 4).is_integer()
+
+
+def test_gflan_prior_trains_the_llm_policy_away_from_the_prior(capsys):
+    pytest.importorskip("peft", reason="needs the gflan extra")
+    kl = load("gflan_prior").main(["--fast", "--updates", "2", "--n-steps", "8"])
+    out = capsys.readouterr().out
+    assert "update 1:" in out and "update 2:" in out
+    assert "KL on the rollout 0.00000 ->" in out  # the first policy is the prior
+    assert kl > 0  # and the update moved it away

@@ -180,3 +180,15 @@ def test_misuse_gets_clear_errors(base, smollm_tokenizer):
     GFlanPrior("LLMPolicy", env, llm=llm)
     with pytest.raises(RuntimeError, match="already carries the LoRA adapter"):
         GFlanPrior("LLMPolicy", env, llm=llm)
+
+
+def test_it_trains_on_a_vector_env_with_one_prior_call_per_step(base, smollm_tokenizer):
+    from prior_wrappers import VecLLMPrior, make_text_vec_env
+
+    llm = make_llm(base, smollm_tokenizer)
+    venv = make_text_vec_env(lambda: CorridorTextEnv(length=3, max_steps=6), 2, seed=0)
+    env = VecLLMPrior(venv, llm.prior(), k=4, encoder=None, history=0, token_ids=llm.token_id_spec(160, 8))
+    model = GFlanPrior("LLMPolicy", env, llm=llm, n_steps=4, batch_size=8, n_epochs=1, seed=0)
+    model.learn(8)
+    assert model.num_timesteps == 8 and env.prior_stats["calls"] == 4 + 1  # one batched call per vector step
+    assert model.prior_signature["token_ids"]["tokenizer"] == llm.tokenizer_digest
