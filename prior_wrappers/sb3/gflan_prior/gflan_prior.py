@@ -17,6 +17,11 @@ from prior_wrappers.sb3.ppo_prior import PPOPrior
 from prior_wrappers.sb3.signature import _saved_data
 
 
+def _same_device(a: th.device, b: th.device) -> bool:
+    """``"cuda"`` is the LLM's ``cuda:0``; ``"cuda:1"`` is not."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 class GFlanPrior(PPOPrior):
     """GFlan-Prior: PPO over an LLM policy with LoRA adapters, plus α·KL(π ‖ p_LLM) to the same LLM frozen.
 
@@ -71,7 +76,7 @@ class GFlanPrior(PPOPrior):
         if llm is not None:
             if str(device) == "auto":
                 device = llm.device
-            elif th.device(device) != llm.device:
+            elif not _same_device(th.device(device), llm.device):
                 raise ValueError(f"device={device!r} but the LLM is on {llm.device}: move the LLM, or leave device='auto'")
             self.base_model_fingerprint = llm.fingerprint
         super().__init__(policy, env, alpha=alpha, learning_rate=learning_rate, n_steps=n_steps,

@@ -9,6 +9,7 @@ log-probabilities are the base model's whatever the adapters have learnt; the po
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ class GFlanLLM:
                 "this GFlanLLM already carries the LoRA adapter of another policy; give each GFlan-Prior model (and "
                 "each GFlanPrior.load) its own GFlanLLM, e.g. GFlanLLM.from_pretrained(path)"
             )
-        self.peft_model = get_peft_model(self.model, config)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.peft_model = get_peft_model(self.model, config)
 
     @contextlib.contextmanager
     def adapter_off(self) -> Iterator[None]:

@@ -9,7 +9,6 @@ of the prompt's last token. With the adapters at zero (LoRA's B initialised to 0
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
