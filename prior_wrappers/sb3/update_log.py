@@ -14,9 +14,10 @@ class UpdateLog(BaseCallback):
     """One row per PPO update (``rows``), printed with ``verbose=1``:
 
     ``steps`` (environment steps so far), ``episodes`` (finished in the rollout), ``mean_return`` (theirs, NaN for
-    none), ``reward_per_step`` (the rollout's mean reward), ``kl_rollout`` (KL(π ‖ p_LLM) of the policy that
-    collected the rollout, on the rollout's states: exactly 0 for a first policy that is the prior), ``kl_update``
-    (``train/kl_prior``, the mean KL over the update's minibatches) and ``seconds`` (since training started).
+    none), ``reward_per_step`` (the rollout's mean env reward, without the time-out bootstraps SB3 adds to the
+    buffer's rewards), ``kl_rollout`` (KL(π ‖ p_LLM) of the policy that collected the rollout, on the rollout's
+    states: exactly 0 for a first policy that is the prior), ``kl_update`` (``train/kl_prior``, the mean KL over the
+    update's minibatches) and ``seconds`` (since training started).
 
     :param kl_batch_size: states per forward when computing ``kl_rollout`` (an LLM policy runs one forward each).
     :param verbose: 1: print each row when its update is done.
@@ -28,6 +29,7 @@ class UpdateLog(BaseCallback):
         self.rows: list[dict[str, float]] = []
         self._returns: list[float] = []
         self._running: np.ndarray | None = None
+        self._reward, self._steps = 0.0, 0
         self._start = time.perf_counter()
 
     def _on_training_start(self) -> None:
@@ -38,6 +40,8 @@ class UpdateLog(BaseCallback):
         if self._running is None:
             self._running = np.zeros(len(rewards))
         self._running += rewards
+        self._reward += float(rewards.sum())
+        self._steps += len(rewards)
         for i in np.flatnonzero(dones):
             self._returns.append(float(self._running[i]))
             self._running[i] = 0.0
@@ -60,10 +64,10 @@ class UpdateLog(BaseCallback):
             "steps": self.num_timesteps,
             "episodes": len(self._returns),
             "mean_return": float(np.mean(self._returns)) if self._returns else float("nan"),
-            "reward_per_step": float(self.model.rollout_buffer.rewards.mean()),
+            "reward_per_step": self._reward / max(self._steps, 1),
             "kl_rollout": self._rollout_kl(),
         })
-        self._returns = []
+        self._returns, self._reward, self._steps = [], 0.0, 0
 
     def _on_rollout_start(self) -> None:
         self.close_update()
