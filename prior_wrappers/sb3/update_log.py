@@ -57,7 +57,7 @@ class UpdateLog(BaseCallback):
                 batch = {k: th.as_tensor(v[start : start + self.kl_batch_size], device=self.model.device)
                          for k, v in obs.items()}
                 kls.append(self.model.kl_prior(batch).cpu())
-        return float(th.cat(kls).mean())
+        return max(float(th.cat(kls).mean()), 0.0)  # a KL is >= 0; float rounding at the prior gives -1e-8
 
     def _on_rollout_end(self) -> None:
         self.rows.append({
