@@ -192,3 +192,32 @@ def test_it_trains_on_a_vector_env_with_one_prior_call_per_step(base, smollm_tok
     model.learn(8)
     assert model.num_timesteps == 8 and env.prior_stats["calls"] == 4 + 1  # one batched call per vector step
     assert model.prior_signature["token_ids"]["tokenizer"] == llm.tokenizer_digest
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(base, smollm_tokenizer):
+    grads = []
+    for checkpointing in (False, True):
+        llm = make_llm(base, smollm_tokenizer)
+        model = GFlanPrior("LLMPolicy", make_env(llm), llm=llm, seed=0,
+                           policy_kwargs=dict(gradient_checkpointing=checkpointing))
+        assert llm.model.is_gradient_checkpointing == checkpointing
+        model.policy.set_training_mode(True)
+        obs = model.policy.obs_to_tensor(observations(model.env.envs[0]))[0]
+        values, log_prob, _, _ = model.evaluate_policy(obs, th.zeros(len(obs["action_mask"]), dtype=th.long), True)
+        (values.sum() + log_prob.sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.policy.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        th.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_bfloat16_llm_trains_with_float32_adapters(base, smollm_tokenizer):
+    llm = GFlanLLM(copy.deepcopy(base).to(th.bfloat16), smollm_tokenizer)
+    env = make_env(llm)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, n_steps=6, batch_size=6, n_epochs=1, seed=0)
+    assert all(p.dtype == th.float32 for p in model.policy.parameters() if p.requires_grad)
+    obs = observations(env)
+    valid = obs["action_mask"].astype(bool)
+    np.testing.assert_allclose(logprobs(model, obs).numpy()[valid], obs[PRIOR_LOGPROBS][valid], atol=2e-2)
+    model.learn(6)
+    assert np.isfinite(model.logger.name_to_value["train/kl_prior"])
