@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> float:
                           history=0, prompt=PromptTemplate(use_example=False),
                           token_ids=llm.token_id_spec(max_prompt_tokens=160, max_candidate_tokens=12))
     model = GFlanPrior("LLMPolicy", env, llm=llm, alpha=args.alpha, n_steps=args.n_steps, batch_size=8,
-                       n_epochs=2, learning_rate=args.lr, gamma=0.95, seed=args.seed,
+                       n_epochs=1, learning_rate=args.lr, gamma=0.95, seed=args.seed,
                        policy_kwargs=dict(value_net_arch=[64]))
     log = UpdateLog(kl_batch_size=8, verbose=1)
     model.learn(args.updates * args.n_steps, callback=log)
