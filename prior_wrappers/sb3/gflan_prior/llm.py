@@ -86,6 +86,7 @@ class GFlanLLM:
 
     @property
     def device(self) -> torch.device:
+        """Where the model's weights are (the policy and the prior run there)."""
         return next(self.model.parameters()).device
 
     @property
