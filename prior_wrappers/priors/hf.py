@@ -37,6 +37,15 @@ from prior_wrappers.priors.base import (
     tokenizer_fingerprint,
     validate_request,
 )
+from prior_wrappers.priors.attention import (
+    ATTENTION_MODES,
+    AttentionMode,
+    attention_implementation,
+    block_mask,
+    flex_available,
+    register_flex,
+    scoring_implementation,
+)
 from prior_wrappers.priors.hf_compat import (
     cache_from_layers,
     cache_kwarg,
@@ -120,6 +129,10 @@ class HFPrior(CandidateTokenization):
     :param candidate_trie: pack a state's candidates as a token trie, so that commands sharing their first tokens
         ("take knife", "take apple", "go north", "go south") compute those once (about 30% fewer candidate tokens
         on TextWorld cooking games); ``False``: one chain of tokens per candidate, the engine before it.
+    :param attention: how packed rows apply their block mask (:mod:`~prior_wrappers.priors.attention`):
+        ``"dense"`` (default), a 4-D additive mask through the model's eager/SDPA attention (SDPA if the model was
+        loaded with a flash kernel); ``"flex"``, FlexAttention with a block mask that skips the blocks no query may
+        see (compiled on CUDA; on CPU an exact but slower reference). Scores agree to float precision.
     """
 
     def __init__(
@@ -135,7 +148,15 @@ class HFPrior(CandidateTokenization):
         prefix_cache: bool | PrefixCacheMode = True,
         kv_cache_bytes: int = 1 << 30,
         candidate_trie: bool = True,
+        attention: AttentionMode = "dense",
     ) -> None:
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+        if attention == "flex":
+            if not flex_available():
+                raise ImportError(f"attention='flex' needs torch >= 2.5 (FlexAttention); torch is {torch.__version__}")
+            register_flex()
+        self.attention: AttentionMode = attention
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
         self.model = model.eval()
@@ -355,16 +376,21 @@ class HFPrior(CandidateTokenization):
         for r, seg in enumerate(batch):
             visible[r, :, seg.offset : past_width] = False
         visible[:, :, past_width:] = allowed
-        mask = torch.zeros((n, 1, width, past_width + width), dtype=dtype)
-        mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(dtype).min)
         dev = self.device
-        inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
+        if self.attention == "flex":
+            mask: Any = block_mask(visible, dev)
+        else:
+            mask = torch.zeros((n, 1, width, past_width + width), dtype=dtype)
+            mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(dtype).min)
+            mask = mask.to(dev)
+        inputs = dict(input_ids=input_ids.to(dev), attention_mask=mask, position_ids=position_ids.to(dev))
         past = self._past(batch, room=width)
         keep = self.prefix_cache_mode == "tree"
-        if past is not None:
-            output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
-        else:
-            output = self._base(**inputs, use_cache=keep)
+        with attention_implementation(self.model, scoring_implementation(self.model, self.attention)):
+            if past is not None:
+                output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
+            else:
+                output = self._base(**inputs, use_cache=keep)
         if keep:  # store the prompt tokens this batch computed
             layers = cache_layers(output_cache(output))
             for r, seg in enumerate(batch):
