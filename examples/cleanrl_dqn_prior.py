@@ -23,8 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import envs  # noqa: F401  (registers the text environments)
-from prior_wrappers import CachedPrior, FunctionPrior, GymVectorLLMPrior, HFPrior, UniformPrior, make_text_gym_vector_env
+# importing prior_wrappers registers the text envs' Gymnasium ids ("prior_wrappers/...")
+from prior_wrappers import (CachedPrior, FunctionPrior, GymVectorLLMPrior, HFPrior, UniformPrior,
+                            make_text_gym_vector_env)
 
 RECIPE = {"serve bowl": 3.0, "chop tomato": 3.0, "in bowl": 3.0, "on cutting board": 2.0, "pick up tomato": 1.5,
           "take bowl": 1.0, "walk to": -1.0, "put down": -1.0, "chop nothing": -2.0}

@@ -31,6 +31,7 @@ from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo, prior_info, t
 
 __all__ = ["TEXT_OBSERVATION", "TextInInfo", "VecLLMPrior", "make_text_vec_env"]
 
+
 def make_text_vec_env(
     env_id: str | Callable[[], gym.Env],
     n_envs: int = 1,
