@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> float:
     stats = envs.prior_stats
     print(f"{vector_steps} vector steps of {args.num_envs} envs: {stats['calls']} prior calls "
           f"({stats['calls'] / (vector_steps + 1):.2f} per vector step and reset, "
-          f"{stats['states'] / stats['calls']:.2f} states each)")
+          f"{stats['states'] / stats['calls']:.2f} states each), cache hit rate {stats['cache_hit_rate']:.2f}")
 
     successes: list[bool] = []
     obs, _ = envs.reset(seed=10_000)  # the same start cells in every run
