@@ -16,6 +16,7 @@ from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncod
 from prior_wrappers.demonstrations import Demonstration, Demonstrations
 from prior_wrappers.prompts import PromptTemplate, TextState
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
+from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
 from prior_wrappers.wrappers import LLMPriorWrapper
 
 __version__ = "0.2.0"
@@ -31,6 +32,7 @@ __all__ = [
     "CachedEncoder",
     "Demonstration",
     "Demonstrations",
+    "GymVectorLLMPrior",
     "HashingEncoder",
     "LLMPriorWrapper",
     "PromptTemplate",
@@ -40,6 +42,7 @@ __all__ = [
     "TextState",
     "VecLLMPrior",
     "make_text_vec_env",
+    "make_text_gym_vector_env",
     "CachedPrior",
     "CommandMatcher",
     "FunctionPrior",

@@ -325,7 +325,7 @@ def make_text_state(
         raise TypeError(
             f"text envs must return str observations, got {type(observation).__name__}; for an env with "
             "non-text observations pass observation_to_text=... (and actions=[...] for a fixed discrete action "
-            "set) to LLMPriorWrapper or VecLLMPrior"
+            "set) to LLMPriorWrapper, VecLLMPrior or GymVectorLLMPrior"
         )
     admissible = info.get("admissible_commands", actions)
     if admissible is None:

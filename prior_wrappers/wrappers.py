@@ -24,14 +24,9 @@ from prior_wrappers.slots import (
     resolve_action,
     validate_actions,
 )
+from prior_wrappers.text_info import env_prompt_example, prior_info
 
-
-def env_prompt_example(env: gym.Env) -> str | None:
-    """The env's in-domain example episode (attribute ``prompt_example``), if it has one."""
-    try:
-        return env.get_wrapper_attr("prompt_example")
-    except AttributeError:
-        return None
+__all__ = ["LLMPriorWrapper", "env_prompt_example"]
 
 
 class LLMPriorWrapper(gym.Wrapper):
@@ -159,14 +154,7 @@ class LLMPriorWrapper(gym.Wrapper):
         state = make_text_state(text, info, history=self._history, example=example, actions=self.actions)
         self._slots = self.builder.build([state])[0]
         self._text = text
-        info = dict(info)
-        info.update(
-            text_observation=text,
-            prior_candidates=self._slots.candidates,
-            prior_prompt=self._slots.prompt,
-            prior_dropped=self._slots.dropped,
-        )
-        return self._slots.observation, info
+        return self._slots.observation, prior_info(info, text, self._slots)
 
     @property
     def prior_stats(self) -> dict[str, float]:

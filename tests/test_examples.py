@@ -16,7 +16,7 @@ import pytest
 import torch
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-SCRIPTS = ["textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env"]
+SCRIPTS = ["textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env", "cleanrl_dqn_prior"]
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +113,13 @@ def test_vec_env_makes_one_prior_call_per_vector_step(capsys):
     # stock PPO after one update is not expected to succeed; the rate returned is the one printed, over 4 episodes
     assert f"ppo after 512 steps: greedy success {success:.2f} over 4 episodes" in out
     assert (success * 4).is_integer()
+
+
+def test_cleanrl_dqn_prior_over_gymnasium_async_vector_env(capsys):
+    flags = ["--fast", "--async", "--num-envs", "4", "--total-timesteps", "1600", "--episodes", "5"]
+    success = load("cleanrl_dqn_prior").main(flags)
+    out = capsys.readouterr().out
+    calls, states = re.search(r"(\d+) prior calls \(.*, ([\d.]+) states each\)", out).groups()
+    assert int(calls) == 1600 // 4 + 1 and float(states) == 4.0  # one call per vector step (and the reset)
+    assert "DQN-Prior (CleanRL-style) after 1600 steps: greedy success" in out
+    assert success >= 0.8  # measured at 1600 steps: 1.00 (seed 0 sync and async, seeds 1 and 2 sync)
