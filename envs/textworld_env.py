@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.cycling import ShuffledCycle
 from envs.protocol import TextEnv, match_command, normalize_command
 
 # Commands that are valid in every TextWorld state; used only if a game ever lists none (the protocol needs one).
@@ -113,7 +114,7 @@ class TextWorldEnv(TextEnv):
         self.observe_state = observe_state
         self._game: Any = None  # textworld.gym env of the current game
         self._game_file: str | None = None
-        self._order: list[int] = []
+        self._cycle: ShuffledCycle[str] = ShuffledCycle()
         self._last_infos: dict[str, Any] = {}
         self._score = 0.0
         self._steps = 0
@@ -174,16 +175,14 @@ class TextWorldEnv(TextEnv):
 
     def _next_game(self, options: dict[str, Any] | None) -> str:
         options = options or {}
+        wanted = None
         if "game_file" in options:
             wanted = str(Path(options["game_file"]).resolve())
-            if wanted not in self.game_files:
-                raise ValueError(f"{options['game_file']} is not one of this env's game files")
-            return wanted
-        if "game_index" in options:
-            return self.game_files[int(options["game_index"])]
-        if not self._order:
-            self._order = [int(i) for i in self.np_random.permutation(len(self.game_files))]
-        return self.game_files[self._order.pop(0)]
+        elif "game_index" in options:
+            wanted = self.game_files[int(options["game_index"])]
+        return self._cycle.pick(
+            self.game_files, self.np_random, wanted, lambda: f"{options['game_file']} is not one of this env's game files"
+        )
 
     def _info(self, infos: dict[str, Any]) -> dict[str, Any]:
         commands = list(infos.get("admissible_commands") or _ALWAYS_VALID)
@@ -204,7 +203,7 @@ class TextWorldEnv(TextEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         if seed is not None:
-            self._order = []  # a new seed starts a new cycle through the games
+            self._cycle.restart()  # a new seed starts a new cycle through the games
         self._load(self._next_game(options))
         obs, infos = self._reset_game()
         self._last_infos = infos
