@@ -273,7 +273,8 @@ class SemanticCachedPrior:
         if self.candidates == "same":
             key = tuple(sorted(cands))
             record = entry.sets.get(key)
-            ok = key in entry.pending or (record is not None and (not features or all(r[3] is not None for r in record.values())))
+            with_features = record is not None and (not features or all(r[3] is not None for r in record.values()))
+            ok = key in entry.pending or with_features
             return [] if ok else list(dict.fromkeys(cands))
         have = entry.commands
         return [

@@ -126,7 +126,8 @@ def test_subset_is_renormalised_and_rescore_sends_only_the_new_commands():
     bigger = CANDS + ["eat meal", "open fridge"]  # a new command and a duplicate
     out = prior.score([NEAR_B], [bigger]).logprobs[0]
     assert inner.requests[-1] == (NEAR_B, ["eat meal"])  # only the new command, on the query's prompt
-    merged = prompt_dependent(NEAR_A, CANDS) + prompt_dependent(NEAR_B, ["eat meal"]) + prompt_dependent(NEAR_A, ["open fridge"])
+    merged = prompt_dependent(NEAR_A, CANDS) + prompt_dependent(NEAR_B, ["eat meal"])
+    merged += prompt_dependent(NEAR_A, ["open fridge"])
     np.testing.assert_allclose(out, log_softmax(np.array(merged)), atol=1e-12)
     assert (prior.hits, prior.partial, prior.misses, prior.queries, prior.scored_commands) == (1, 1, 1, 2, 4)
     strict, strict_inner = make(candidates="subset")
