@@ -96,7 +96,7 @@ class Counting:
     """
 
     def __init__(self, prior: Any) -> None:
-        self.prior, self.prompts, self.calls = prior, 0, 0
+        self.prior, self.prompts, self.calls, self.commands = prior, 0, 0, 0
         self.stream: list[Request] = []
 
     @property
@@ -111,6 +111,7 @@ class Counting:
         """
         self.calls += 1
         self.prompts += len(prompts)
+        self.commands += sum(len(c) for c in candidates)
         norm = kwargs.get("normalization", "token")
         self.stream += [(p, tuple(c), norm) for p, c in zip(prompts, candidates)]
         return self.prior.score(prompts, candidates, **kwargs)
@@ -131,7 +132,7 @@ def train(arm: str, res: Resources, store: ScoreStore, seed: int, game: Path, th
              else SemanticCachedPrior(below, res.encoder, threshold=threshold, candidates=rule))  # type: ignore[arg-type]
     above = Counting(cache)  # every request the wrapper makes, hits included
     curve = online_run("DQN", True, seed, game, dataclasses.replace(res, prior=above))  # type: ignore[arg-type]
-    return curve, below.prompts, above.stream, cache.cache_info()
+    return curve, below.prompts, above.stream, cache.cache_info() | {"llm_commands": below.commands}
 
 
 def replay(stream: Sequence[Request], store: ScoreStore, res: Resources, thresholds: Sequence[float], rule: str):
