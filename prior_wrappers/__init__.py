@@ -9,6 +9,7 @@ from prior_wrappers.priors import (
     OpenAIPrior,
     PriorScores,
     Proposals,
+    SemanticCachedPrior,
     UniformPrior,
 )
 
@@ -50,5 +51,6 @@ __all__ = [
     "OpenAIPrior",
     "PriorScores",
     "Proposals",
+    "SemanticCachedPrior",
     "UniformPrior",
 ]
