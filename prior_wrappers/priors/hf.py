@@ -34,6 +34,7 @@ from prior_wrappers.priors.base import (
     digest,
     model_fingerprint,
     normalize_scores,
+    prompt_seeds,
     tokenizer_fingerprint,
     validate_request,
 )
@@ -46,7 +47,7 @@ from prior_wrappers.priors.hf_compat import (
     prefilled_cache,
     quiet_loading,
 )
-from prior_wrappers.priors.matching import Fallback, count_matches
+from prior_wrappers.priors.matching import Fallback, tally_proposals
 from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
@@ -569,42 +570,50 @@ class HFPrior(CandidateTokenization):
     def propose(
         self,
         prompts: Sequence[str],
-        admissible: Sequence[Sequence[str]],
+        admissible: Sequence[Sequence[str] | None],
         k: int = 5,
         *,
         temperature: float = 1.0,
         max_new_tokens: int = 10,
         fallback: Fallback = "drop",
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> Proposals:
         """Sample ``k`` completions per prompt (stopping at a newline) and map each to an admissible command
         (see :class:`~prior_wrappers.priors.matching.CommandMatcher`). ``fallback`` says what an invalid
-        generation counts as; the invalid rate is reported either way.
+        generation counts as; the invalid rate is reported either way. Where ``admissible[i]`` is ``None`` (an
+        env without an admissible list) the distinct generations become prompt ``i``'s commands
+        (:func:`~prior_wrappers.priors.matching.count_free_text`).
 
         Sampling is plain ancestral sampling from ``softmax(logits / temperature)`` over the whole vocabulary
-        (no top-k/top-p, whatever the model's generation config says), with a KV cache.
+        (no top-k/top-p, whatever the model's generation config says), with a KV cache. Each prompt is computed
+        once and its cache shared by its ``k`` samples.
 
         :param prompts: one prompt per state.
-        :param admissible: each prompt's admissible commands.
+        :param admissible: each prompt's admissible commands, or ``None``.
         :param k: samples per prompt.
         :param temperature: softmax temperature (> 0).
         :param max_new_tokens: tokens sampled at most per completion.
         :param fallback: what a generation that matches no command counts as (``"drop"``, ``"uniform"``, ...).
         :param seed: with a seed, samples come from a local ``torch.Generator``: the same seed gives the same
-            proposals and torch's global RNG (which SB3 seeds and draws from) is left untouched. Without one,
+            proposals and torch's global RNG (which SB3 seeds and draws from) is left untouched. One int seeds
+            one generator for the whole call; one int per prompt gives each prompt its own generator, so that
+            its samples are those of ``propose([prompt], ..., seed=its_seed)`` whatever else shares the call (up
+            to float rounding of batched logits): what caching proposals per state needs. Without a seed,
             samples draw from torch's global RNG, as ``model.generate`` does.
         """
-        validate_request(prompts, admissible)
+        validate_request(prompts, admissible, free_text=True)
         if k < 1:
             raise ValueError("k must be >= 1")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        generator = None
+        per_prompt = prompt_seeds(seed, len(prompts))
+        generators: list[torch.Generator | None] = [None]
         if seed is not None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(int(seed))
+            generators = [torch.Generator(device=self.device) for _ in (per_prompt or [seed])]
+            for g, s in zip(generators, per_prompt or [seed]):
+                g.manual_seed(int(s))
         tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         eos_id = tok.eos_token_id
@@ -617,23 +626,28 @@ class HFPrior(CandidateTokenization):
             padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
             attention[i, longest - len(e) :] = 1
         dev = self.device
-        ids = padded.repeat_interleave(k, dim=0).to(dev)  # rows: prompt 0 x k, prompt 1 x k, ...
-        mask = attention.repeat_interleave(k, dim=0).to(dev)
+        mask = attention.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
-        finished = torch.zeros(len(ids), dtype=torch.bool, device=dev)
+        # the prompts once, then their cache repeated: rows prompt 0 x k, prompt 1 x k, ...
+        out = forward_with_cache(
+            self._base, None, input_ids=padded.to(dev), attention_mask=mask, position_ids=positions, use_cache=True
+        )
+        past = cache_from_layers([(a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)) for a, b in cache_layers(output_cache(out))])
+        hidden = out.last_hidden_state[:, -1].repeat_interleave(k, 0)
+        mask = mask.repeat_interleave(k, dim=0)
+        step_positions = positions[:, -1:].repeat_interleave(k, dim=0)
+        finished = torch.zeros(len(mask), dtype=torch.bool, device=dev)
         sampled: list[torch.Tensor] = []
-        past = None
-        step_ids, step_positions = ids, positions
-        for _ in range(max_new_tokens):
-            out = forward_with_cache(
-                self._base, past, input_ids=step_ids, attention_mask=mask, position_ids=step_positions, use_cache=True
-            )
-            past = output_cache(out)
-            logits = self._lm_head(out.last_hidden_state[:, -1]).float()
+        for step in range(max_new_tokens):
+            logits = self._lm_head(hidden).float()
             if self._softcap:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
             probs = torch.softmax(logits / temperature, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            if len(generators) > 1:  # one generator per prompt draws that prompt's k rows
+                nxt = torch.cat([torch.multinomial(probs[i * k : (i + 1) * k], 1, generator=g)
+                                 for i, g in enumerate(generators)]).squeeze(-1)
+            else:
+                nxt = torch.multinomial(probs, 1, generator=generators[0]).squeeze(-1)
             nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
             sampled.append(nxt)
             if eos_id is not None:
@@ -641,21 +655,17 @@ class HFPrior(CandidateTokenization):
             # a completion ends at its first newline (only its first line is matched): stop once all have one
             newline = torch.tensor(["\n" in t for t in tok.batch_decode(nxt[:, None])], device=dev)
             finished |= newline
-            if bool(finished.all()):
+            if bool(finished.all()) or step == max_new_tokens - 1:
                 break
-            step_ids = nxt[:, None]
-            step_positions = step_positions[:, -1:] + 1
+            step_positions = step_positions + 1
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = forward_with_cache(
+                self._base, past, input_ids=nxt[:, None], attention_mask=mask, position_ids=step_positions, use_cache=True
+            )
+            past = output_cache(out)
+            hidden = out.last_hidden_state[:, -1]
         texts = tok.batch_decode(torch.stack(sampled, dim=1).cpu(), skip_special_tokens=True)
-        commands, counts, generations, invalid = [], [], [], 0
-        for i, adm in enumerate(admissible):
-            gens = [t.strip().split("\n", 1)[0].strip() for t in texts[i * k : (i + 1) * k]]
-            c, bad = count_matches(gens, adm, fallback)
-            commands.append(list(adm))
-            counts.append(c)
-            generations.append(gens)
-            invalid += bad
-        return Proposals(commands, counts, generations, invalid_rate=invalid / (k * len(prompts)))
+        return tally_proposals([texts[i * k : (i + 1) * k] for i in range(len(prompts))], admissible, fallback)
 
 
 @torch.inference_mode()
