@@ -9,7 +9,9 @@ from toy_text_env import CorridorTextEnv
 
 from prior_wrappers import CachedPrior, FunctionPrior, HFPrior, LLMPriorWrapper, UniformPrior, VecLLMPrior, make_text_vec_env
 from prior_wrappers.priors.matching import normalize_command, tally_proposals
+from prior_wrappers.prompts import TextState
 from prior_wrappers.proposals import ProposalConfig, smoothed_logprobs
+from prior_wrappers.slots import SlotBuilder
 from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
 
 
@@ -81,9 +83,22 @@ def test_smoothed_counts_match_hand_computation_and_invalid_rate_is_in_info():
     obs, *_ = drop.step(0)
     assert env.prior_stats["invalid_rate"] == pytest.approx(0.2)
 
+    # one call, two states: each state's own invalid rate (not the call's)
+    picky = ScriptedProposer(lambda p, rng, k: ["go east"] * k if "calm" in p else ["dance"] * k)
+    builder = SlotBuilder(picky, 3, encoder=None, prior_mode="propose", proposals=4)
+    calm, wild = (TextState(f"A {w} room.", ["go east", "wait"]) for w in ("calm", "wild"))
+    a, b = builder.build([calm, wild])
+    assert picky.calls == [2] and a.info["prior_invalid_rate"] == 0.0 and b.info["prior_invalid_rate"] == 1.0
+    np.testing.assert_allclose(np.exp(b.logprobs), [0.5, 0.5])  # nothing valid: uniform
+    assert builder.stats.extra["invalid_rate"] == pytest.approx(0.5)
+
 
 def test_free_text_slots_are_distinct_generations_by_count_then_first_appearance_and_the_env_gets_the_text():
-    prior = fixed("go west", "Go East.", "go east", "wait", "GO EAST", "", "jump", "look")
+    generations = ["go west", "Go East.", "go east", "wait", "GO EAST", "", "jump", "look"]
+    tally = tally_proposals([generations], [None])
+    assert tally.commands == [["Go East.", "go west", "wait", "jump", "look"]] and tally.invalid == [1]
+    np.testing.assert_array_equal(tally.counts[0], [3, 1, 1, 1, 1])
+    prior = fixed(*generations)
     env = LLMPriorWrapper(FreeTextCorridor(), prior, k=3, encoder="hashing", prior_mode="propose", proposals=8)
     obs, info = env.reset(seed=0)
     # groups: go east x3 (first written "Go East."), go west, wait, jump, look x1; the empty one is invalid
@@ -130,6 +145,16 @@ def test_hf_per_prompt_seeds_do_not_depend_on_the_other_prompts(tiny_llama, smol
         assert alone.generations[0] == both.generations[i]
     assert both.commands[0] == ["open door"] and both.invalid is not None
     assert sum(both.counts[1]) + both.invalid[1] == 3  # free text: every sample is a command or invalid
+    # the prefix tree serves a shared prompt prefix: same samples as computing every prompt from scratch
+    plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
+    shared = ["A long shared instruction with demonstrations. " * 8 + p for p in prompts]
+    fresh = HFPrior(tiny_llama, smollm_tokenizer)
+    first = fresh.propose(shared[:1], [None], k=3, max_new_tokens=4, seed=[5])
+    before = fresh.computed_tokens
+    tree = fresh.propose(shared, [None, None], k=3, max_new_tokens=4, seed=[5, 6])
+    assert tree.generations == plain.propose(shared, [None, None], k=3, max_new_tokens=4, seed=[5, 6]).generations
+    assert tree.generations[0] == first.generations[0]
+    assert fresh.computed_tokens - before < len(smollm_tokenizer(shared[1])["input_ids"])  # prefix reused
 
 
 def test_cached_proposals_hit_on_repeated_states_and_are_keyed_by_seed_and_k():

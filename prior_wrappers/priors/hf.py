@@ -566,6 +566,54 @@ class HFPrior(CandidateTokenization):
         return f"HFPrior:{name}:{digest(parts)}"
 
     # ------------------------------------------------------------------ proposing
+    def _prompt_caches(self, encoded: list[list[int]], k: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each prompt's keys/values, left-padded to a common length and repeated ``k`` times (rows: prompt 0 x k,
+        prompt 1 x k, ...), with the hidden state at each prompt's last token, the attention mask and the
+        positions of those last tokens. With ``prefix_cache="tree"`` a prompt's cached prefix (instruction,
+        demonstrations, ...) is reused and its new tokens are stored, as scoring does; otherwise the prompts are
+        computed in one left-padded forward."""
+        dev, longest = self.device, max(len(e) for e in encoded)
+        mask = torch.zeros((len(encoded), longest), dtype=torch.long, device=dev)
+        for i, e in enumerate(encoded):
+            mask[i, longest - len(e) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
+        last = positions[:, -1:].repeat_interleave(k, dim=0)
+        if self.kv_cache is None:
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.tokenizer.eos_token_id or 0)
+            padded = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
+            for i, e in enumerate(encoded):
+                padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
+            out = forward_with_cache(self._base, None, input_ids=padded.to(dev), attention_mask=mask,
+                                     position_ids=positions, use_cache=True)
+            layers, hidden = cache_layers(output_cache(out)), out.last_hidden_state[:, -1]
+        else:  # one prompt at a time, each from its longest cached prefix
+            rows, hiddens = [], []
+            for ids in encoded:
+                held = self.kv_cache.match(ids, len(ids) - 1)
+                start = held.length
+                cached = cache_from_layers([(a[None], b[None]) for a, b in held.layers()]) if start else None
+                out = forward_with_cache(self._base, cached, kwarg=self._cache_kwarg, use_cache=True,
+                                         input_ids=torch.tensor([ids[start:]], device=dev),
+                                         position_ids=torch.arange(start, len(ids), device=dev)[None])
+                full = cache_layers(output_cache(out))
+                self.kv_cache.insert(ids, [(a[0, :, start:], b[0, :, start:]) for a, b in full], start=start)
+                self.computed_tokens += len(ids) - start
+                self.hit_tokens += start
+                rows.append(full)
+                hiddens.append(out.last_hidden_state[:, -1])
+            layers = []
+            for layer in range(len(rows[0])):
+                shape = list(rows[0][layer][0].shape)
+                shape[0], shape[2] = len(encoded), longest
+                keys, values = rows[0][layer][0].new_zeros(shape), rows[0][layer][1].new_zeros(shape)
+                for i, full in enumerate(rows):
+                    n = full[layer][0].shape[2]
+                    keys[i, :, longest - n :], values[i, :, longest - n :] = full[layer][0][0], full[layer][1][0]
+                layers.append((keys, values))
+            hidden = torch.cat(hiddens)
+        past = cache_from_layers([(a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)) for a, b in layers])
+        return past, hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, dim=0), last
+
     @torch.inference_mode()
     def propose(
         self,
@@ -617,25 +665,9 @@ class HFPrior(CandidateTokenization):
         tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         eos_id = tok.eos_token_id
-        # left padding by hand: some tokenizers have no pad token (SmolLM2's, as transformers 4.x loads it)
-        encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
-        longest = max(len(e) for e in encoded)
-        padded = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(encoded), longest), dtype=torch.long)
-        for i, e in enumerate(encoded):
-            padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
-            attention[i, longest - len(e) :] = 1
         dev = self.device
-        mask = attention.to(dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
-        # the prompts once, then their cache repeated: rows prompt 0 x k, prompt 1 x k, ...
-        out = forward_with_cache(
-            self._base, None, input_ids=padded.to(dev), attention_mask=mask, position_ids=positions, use_cache=True
-        )
-        past = cache_from_layers([(a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)) for a, b in cache_layers(output_cache(out))])
-        hidden = out.last_hidden_state[:, -1].repeat_interleave(k, 0)
-        mask = mask.repeat_interleave(k, dim=0)
-        step_positions = positions[:, -1:].repeat_interleave(k, dim=0)
+        encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
+        past, hidden, mask, step_positions = self._prompt_caches(encoded, k)
         finished = torch.zeros(len(mask), dtype=torch.bool, device=dev)
         sampled: list[torch.Tensor] = []
         for step in range(max_new_tokens):
