@@ -250,3 +250,28 @@ def test_textworld_without_admissible_commands_is_a_parser_game():
     assert info["prior_candidates"] == [expert, "xyzzy"]
     _, reward, *_ = wrapped.step(0)
     assert reward >= 0 and wrapped.unwrapped._steps == 1
+
+
+def test_prior_quality_benchmark_ranks_by_proposal_counts(tmp_path):
+    import csv
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("propose_setting", bench_dir / "propose_setting.py")
+    setting = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setting)
+    # ties are broken at random: expert tied with one other at the top -> ranks 1 or 2
+    assert setting.tied_rank_metrics(np.log([0.4, 0.4, 0.2]), 0)[:3] == (0.5, 1.0, 0.75)
+    assert setting.tied_rank_metrics(np.log([0.5, 0.3, 0.2]), 1)[:3] == (0.0, 1.0, 0.5)
+
+    spec = importlib.util.spec_from_file_location("prior_quality_propose", bench_dir / "prior_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["prior_quality_propose"] = bench
+    spec.loader.exec_module(bench)
+    bench.main(["--fast", "--quick", "--families", "tomato", "--shots", "0", "--normalization", "token",
+                "--propose", "4", "--out", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "prior_quality.csv")))
+    assert [r["normalization"] for r in rows] == ["token", "prop4"]
+    assert 0 < float(rows[1]["mrr"]) <= 1 and float(rows[1]["invalid_rate"]) == 0.0
