@@ -319,7 +319,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for n_samples in args.propose:  # k sampled proposals, ranked by their smoothed counts
                     got = propose_setting(fresh(prior), states, example, history, n_samples, seed=args.game_seed)
                     log(f"  shots={shots} history={history} propose k={n_samples}: {got['s_per_state']:.2f} s/state, "
-                        f"invalid {got['invalid_rate']:.2f}, {got['distinct_proposed']:.1f} commands proposed per state")
+                        f"invalid {got['invalid_rate']:.2f}, {got['distinct_proposed']:.1f} commands proposed per state; "
+                        f"top-1 {got['top1']:.2f}, MRR {got['mrr']:.2f}")
                     rows.append({**base, "normalization": f"prop{n_samples}", "top1": got["top1"], "top3": got["top3"],
                                  "mrr": got["mrr"], "p_expert": got["p_expert"], "s_per_state": got["s_per_state"],
                                  "s_first_state": got["s_first"], "invalid_rate": got["invalid_rate"],
