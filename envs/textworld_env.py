@@ -81,6 +81,9 @@ class TextWorldEnv(TextEnv):
     :param observe_state: append the room's description and the inventory to every observation (TextWorld
         computes both each step), so that the observation alone says where the agent is and what it holds:
         the game's own text answers only the last command ("You take the carrot."), which leaves the state hidden.
+    :param admissible_commands: ``False`` makes it a plain parser game: ``info["admissible_commands"]`` is
+        ``None`` (the protocol's free-text env) and any text goes to the parser, which answers unknown commands
+        itself ("That's not a verb I recognise.", "You can't see any such thing."). The expert still works.
     """
 
     prompt_example = (
@@ -98,8 +101,10 @@ class TextWorldEnv(TextEnv):
         max_episode_steps: int = 50,
         expert: bool = True,
         observe_state: bool = False,
+        admissible_commands: bool = True,
     ) -> None:
         super().__init__()
+        self.admissible_commands = admissible_commands
         files = [game_files] if isinstance(game_files, (str, os.PathLike)) else list(game_files)
         if not files:
             raise ValueError("no game files given")
@@ -185,7 +190,7 @@ class TextWorldEnv(TextEnv):
         )
 
     def _info(self, infos: dict[str, Any]) -> dict[str, Any]:
-        commands = list(infos.get("admissible_commands") or _ALWAYS_VALID)
+        commands = list(infos.get("admissible_commands") or _ALWAYS_VALID) if self.admissible_commands else None
         info = {
             "admissible_commands": commands,
             "task": self.task,

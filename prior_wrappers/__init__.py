@@ -16,6 +16,7 @@ from prior_wrappers.priors import (
 from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
 from prior_wrappers.demonstrations import Demonstration, Demonstrations
 from prior_wrappers.prompts import PromptTemplate, TextState
+from prior_wrappers.proposals import ProposalConfig
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
 from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
 from prior_wrappers.wrappers import LLMPriorWrapper
@@ -37,6 +38,7 @@ __all__ = [
     "HashingEncoder",
     "LLMPriorWrapper",
     "PromptTemplate",
+    "ProposalConfig",
     "SentenceEncoder",
     "TextEncoder",
     "TextInInfo",

@@ -15,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from prior_wrappers.demonstrations import Demonstrations, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.slots import (
     INVALID_ACTIONS,
@@ -180,6 +181,9 @@ class GymVectorLLMPrior(VectorWrapper):
         re-seeds it).
     :param builder: a ready :class:`~prior_wrappers.slots.SlotBuilder` (then the layout options are ignored).
     :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all.
+    :param prior_mode: ``"score"`` or ``"propose"`` (sampled proposals as the prior, one ``propose`` call per
+        vector step; see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
+    :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.
     :raises TypeError: the sub-envs are not in :class:`~prior_wrappers.TextInInfo`.
     :raises ValueError: an unsupported autoreset mode.
     """
@@ -202,6 +206,8 @@ class GymVectorLLMPrior(VectorWrapper):
         seed: int | None = None,
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
     ) -> None:
         super().__init__(env)
         self.autoreset_mode = autoreset_mode_of(env)
@@ -216,7 +222,7 @@ class GymVectorLLMPrior(VectorWrapper):
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text,
+            candidate_text=candidate_text, prior_mode=prior_mode, proposals=proposals, seed=seed,
         )
         self.k = self.builder.k
         self.single_observation_space = self.builder.observation_space
@@ -294,6 +300,7 @@ class GymVectorLLMPrior(VectorWrapper):
             raise ValueError("GymVectorLLMPrior resets all sub-envs at once; options['reset_mask'] is not supported")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            self.builder.seed(seed)
         self._slots, self._failure = [], None
         self._autoreset[:] = False
         _, infos = self.env.reset(seed=seed, options=options)

@@ -106,7 +106,8 @@ def text_state_from_info(
 
 def prior_info(info: dict[str, Any], text: str, slots: Slots) -> dict[str, Any]:
     """A copy of one env's ``info`` with the prior's keys: ``text_observation``, ``prior_candidates``,
-    ``prior_prompt`` and ``prior_dropped`` (``prompt_example``, which :class:`TextInInfo` adds, is dropped).
+    ``prior_prompt`` and ``prior_dropped``, and the slots' own keys (``prior_invalid_rate``, ... in propose mode);
+    ``prompt_example``, which :class:`TextInInfo` adds, is dropped.
 
     :param info: the env's ``info``.
     :param text: the state's observation text.
@@ -119,5 +120,6 @@ def prior_info(info: dict[str, Any], text: str, slots: Slots) -> dict[str, Any]:
         prior_candidates=slots.candidates,
         prior_prompt=slots.prompt,
         prior_dropped=slots.dropped,
+        **slots.info,
     )
     return info

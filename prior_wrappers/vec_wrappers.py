@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 
 from prior_wrappers.demonstrations import Demonstrations, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.slots import (
     CandidateText,
@@ -86,8 +87,9 @@ class VecLLMPrior(VecEnvWrapper):
     :param prior: the prior (shared by all envs; wrap it in ``CachedPrior`` to reuse scores).
     :param actions: names of a fixed discrete action set (the sub-envs then receive indices).
     :param observation_to_text: turns a sub-env's raw observation into text.
-    :param seed: seed of the generator that ``invalid_action="resample"`` draws from; :meth:`seed` (SB3's
-        ``seed=``/``set_random_seed``) re-seeds it.
+    :param seed: seed of the generator that ``invalid_action="resample"`` draws from and of the proposals
+        (``prior_mode="propose"``: one ``propose`` call per vector step, each state seeded by this seed and its
+        prompt); :meth:`seed` (SB3's ``seed=``/``set_random_seed``) re-seeds both.
     :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all
         sub-envs; with ``learn_from_successes=True`` every sub-env's won episodes join it, and the prior
         changes during training (see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
@@ -112,6 +114,8 @@ class VecLLMPrior(VecEnvWrapper):
         seed: int | None = None,
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
@@ -122,7 +126,7 @@ class VecLLMPrior(VecEnvWrapper):
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text,
+            candidate_text=candidate_text, prior_mode=prior_mode, proposals=proposals, seed=seed,
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
         self.invalid_action = invalid_action
@@ -150,6 +154,7 @@ class VecLLMPrior(VecEnvWrapper):
         """Seed the sub-envs (as SB3's ``VecEnv.seed``) and this wrapper's resampling generator."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            self.builder.seed(seed)
         return self.venv.seed(seed)
 
     @property
