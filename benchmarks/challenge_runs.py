@@ -59,7 +59,7 @@ class Config:
     demo_tokens: int = 1400
     ppo_envs: int = 4
     uniform_episodes: int = 10
-    general_families: list[str] = field(default_factory=lambda: ["simple"])
+    general_families: list[str] = field(default_factory=lambda: ["cooking-easy"])  # where the prior arm learns in budget
     general_seeds: list[int] = field(default_factory=lambda: [0, 1])
     general_train_games: int = 3
     general_unseen_games: int = 3

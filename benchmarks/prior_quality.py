@@ -13,6 +13,7 @@ includes what the shared-prefix cache saves on the demonstrations.
     python benchmarks/prior_quality.py                                  # 5 games per family, all settings
     python benchmarks/prior_quality.py --families cooking tomato --shots 0 2 --model path/to/model
     python benchmarks/prior_quality.py --fast --families tomato         # keyword prior, no model (tests)
+    python benchmarks/prior_quality.py --quick --propose 8 16           # also k=8/16 sampled proposals per state
 
 Writes ``<out>/prior_quality.csv`` (default ``results/``, git-ignored), prints a table, the per-state scoring time
 with 0/1/2 shots and the best setting of each family, and ends with ``prior_mrr_<family>=<x> ...`` (the best
@@ -34,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the repository
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # envs, propose_setting
 
 from envs import CHALLENGE_PRESETS, OvercookedSalad, TextWorldChallengeEnv, make_challenge_games  # noqa: E402
 from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
@@ -42,6 +43,8 @@ from prior_wrappers import Demonstrations, FunctionPrior, HFPrior  # noqa: E402
 from prior_wrappers.demonstrations import approximate_token_count, token_counter  # noqa: E402
 from prior_wrappers.priors.base import ActionPrior, normalize_scores  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
+
+from propose_setting import propose_setting  # noqa: E402
 
 NORMALIZATIONS = ("token", "word", "sum")
 
@@ -302,17 +305,26 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 log(f"  shots={shots} history={history}: {result['s_per_state']:.2f} s/state, "
                     f"{result['tokens_per_state']:.0f} tokens computed per state (first state "
                     f"{result['s_first']:.2f} s, {result['tokens_first']} tokens; demonstrations {demo_tokens} tokens)")
+                base = {"family": name, "shots": shots, "history": history, "states": len(states),
+                        "mean_admissible": float(np.mean(n_adm)), "uniform_top1": uniform.top1,
+                        "uniform_top3": uniform.top3, "uniform_mrr": uniform.mrr, "uniform_p_expert": uniform.p_expert,
+                        "demo_tokens": demo_tokens, "s_first_state": result["s_first"]}
                 for norm in args.normalization:
                     m = result["metrics"][norm]
                     rows.append({
-                        "family": name, "shots": shots, "history": history, "normalization": norm,
-                        "states": len(states), "mean_admissible": float(np.mean(n_adm)),
-                        "top1": m.top1, "top3": m.top3, "mrr": m.mrr, "p_expert": m.p_expert,
-                        "uniform_top1": uniform.top1, "uniform_top3": uniform.top3, "uniform_mrr": uniform.mrr,
-                        "uniform_p_expert": uniform.p_expert, "demo_tokens": demo_tokens,
-                        "s_per_state": result["s_per_state"], "s_first_state": result["s_first"],
+                        **base, "normalization": norm, "top1": m.top1, "top3": m.top3, "mrr": m.mrr,
+                        "p_expert": m.p_expert, "s_per_state": result["s_per_state"], "invalid_rate": float("nan"),
                         "tokens_per_state": result["tokens_per_state"], "tokens_first_state": result["tokens_first"],
                     })
+                for n_samples in args.propose:  # k sampled proposals, ranked by their smoothed counts
+                    got = propose_setting(fresh(prior), states, example, history, n_samples, seed=args.game_seed)
+                    log(f"  shots={shots} history={history} propose k={n_samples}: {got['s_per_state']:.2f} s/state, "
+                        f"invalid {got['invalid_rate']:.2f}, {got['distinct_proposed']:.1f} commands proposed per state; "
+                        f"top-1 {got['top1']:.2f}, MRR {got['mrr']:.2f}")
+                    rows.append({**base, "normalization": f"prop{n_samples}", "top1": got["top1"], "top3": got["top3"],
+                                 "mrr": got["mrr"], "p_expert": got["p_expert"], "s_per_state": got["s_per_state"],
+                                 "s_first_state": got["s_first"], "invalid_rate": got["invalid_rate"],
+                                 "tokens_per_state": float("nan"), "tokens_first_state": float("nan")})
         eval_env.close()
         if demo_env is not None:
             demo_env.close()
@@ -338,6 +350,10 @@ def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
             f"           {r['uniform_top1']:>5.2f} {r['uniform_top3']:>5.2f} {r['uniform_mrr']:>5.2f} "
             f"{r['uniform_p_expert']:>5.2f}")
 
+    for k in sorted({r["normalization"] for r in rows if r["normalization"].startswith("prop")}):
+        same = [r for r in rows if r["normalization"] == k]
+        log(f"Proposals k={k[4:]}: {np.median([r['s_per_state'] for r in same]):.3f} s/state (median), invalid "
+            f"rate {np.mean([r['invalid_rate'] for r in same]):.2f}")
     log("\nScoring time per state (median over families of the median over states; one call per state, the first "
         "state of a setting computes the demonstrations):")
     for shots in sorted({r["shots"] for r in rows}):
@@ -366,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--history", nargs="+", type=int, default=[0, 2])
     parser.add_argument("--normalization", nargs="+", choices=NORMALIZATIONS, default=list(NORMALIZATIONS))
+    parser.add_argument("--propose", nargs="*", type=int, default=[], metavar="K",
+                        help="also rank by K sampled proposals per state (rows 'propK'; see propose_setting.py)")
     parser.add_argument("--model", default=None, help="model dir / hub id / .gguf (default: embedded SmolLM2)")
     parser.add_argument("--game-seed", type=int, default=0, help="demonstration games from here, evaluation +100000")
     parser.add_argument("--n-games", type=int, default=5, help="evaluation games (episodes) per family")

@@ -6,7 +6,10 @@ A text env is a :class:`gymnasium.Env` with ``str`` observations and ``str`` com
   terminated, truncated, info)``;
 - ``info["admissible_commands"]``: the commands valid now, a non-empty ``list[str]`` after every reset and
   every step, the last step of an episode included (the wrappers score the terminal observation's commands so
-  that SB3 can bootstrap on time-outs);
+  that SB3 can bootstrap on time-outs). A *free-text* env (a parser game that takes any text and lists no
+  commands) sets it to ``None`` (:data:`FREE_TEXT`) on every step instead; the key is still present, so that a
+  missing list stays an error. The wrappers then need ``prior_mode="propose"``: the prior's generations become
+  the candidates;
 - ``info["task"]``: the goal, in words; ``info["is_success"]``: ``True`` on the step that wins, else ``False``;
 - ``prompt_example``: a short in-domain example episode for the prompt (or ``None``).
 
@@ -33,6 +36,10 @@ TEXT_CHARSET: frozenset[str] = frozenset(string.printable) | frozenset(chr(c) fo
 # Generous bounds: a TextWorld or ALFWorld observation rarely passes 3,000 characters, a command 100.
 OBSERVATION_MAX_LENGTH = 16_384
 COMMAND_MAX_LENGTH = 256
+
+
+# The value of ``info["admissible_commands"]`` in a free-text env: it takes any text and lists no commands.
+FREE_TEXT = None
 
 
 def observation_space(max_length: int = OBSERVATION_MAX_LENGTH) -> spaces.Text:

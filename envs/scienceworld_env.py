@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envs.cycling import ShuffledCycle
 from envs.jvm import JVMDiedError, SharedJVM, SimulatorHandle, shared_jvm
 from envs.protocol import TextEnv, match_command, normalize_command, to_text
 
@@ -318,7 +319,7 @@ class ScienceWorldEnv(TextEnv):
         self._fresh = False
         self._gold_paths: dict[int, list[str]] = {}
         self._templates: tuple[str, ...] = ()
-        self._order: list[int] = []
+        self._cycle: ShuffledCycle[int] = ShuffledCycle()
         self._variation: int | None = None
         self._state: dict[str, Any] = {}
         self._score = 0
@@ -437,18 +438,14 @@ class ScienceWorldEnv(TextEnv):
             self._loaded = None
         variations = self._variations_of_split()
         if seed is not None:
-            self._order = []
-        if "variation" in options:
-            variation = int(options["variation"])
-            if variation not in variations:
-                raise ValueError(
-                    f"variation {variation} is not in this env's {self.split} variations of {self.task_name} "
-                    f"({variations[0]}..{variations[-1]}, {len(variations)} variations)"
-                )
-        else:
-            if not self._order:
-                self._order = [variations[i] for i in self.np_random.permutation(len(variations))]
-            variation = self._order.pop(0)
+            self._cycle.restart()
+        variation = self._cycle.pick(
+            variations,
+            self.np_random,
+            int(options["variation"]) if "variation" in options else None,
+            lambda: f"variation {options['variation']} is not in this env's {self.split} variations of {self.task_name} "
+            f"({variations[0]}..{variations[-1]}, {len(variations)} variations)",
+        )
         if variation != self._loaded or not self._fresh or (self.expert and variation not in self._gold_paths):
             self._load(variation, gold=self.expert)  # load() restarts the variation, faster than ScienceWorld's reset()
         self._fresh = False

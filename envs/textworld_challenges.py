@@ -154,6 +154,8 @@ class TextWorldChallengeEnv(TextWorldEnv):
     :param max_episode_steps: the step cap (``truncated``).
     :param expert: ask TextWorld for the optimal remaining plan at every step.
     :param cache_dir: where generated games go.
+    :param admissible_commands: ``False``: a parser game without an admissible list (see
+        :class:`~envs.textworld_env.TextWorldEnv`).
     """
 
     def __init__(
@@ -165,12 +167,14 @@ class TextWorldChallengeEnv(TextWorldEnv):
         max_episode_steps: int = 100,
         expert: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        admissible_commands: bool = True,
     ) -> None:
         _preset(preset)
         if game_files is None:
             if n_games < 1:
                 raise ValueError(f"n_games must be >= 1, got {n_games}")
             game_files = make_challenge_games(preset, n_games, seed=game_seed, cache_dir=cache_dir)
-        super().__init__(game_files, max_episode_steps=max_episode_steps, expert=expert)
+        super().__init__(game_files, max_episode_steps=max_episode_steps, expert=expert,
+                         admissible_commands=admissible_commands)
         self.preset = preset
         self.challenge = CHALLENGE_PRESETS[preset][0]

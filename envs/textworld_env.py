@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.cycling import ShuffledCycle
 from envs.protocol import TextEnv, match_command, normalize_command
 
 # Commands that are valid in every TextWorld state; used only if a game ever lists none (the protocol needs one).
@@ -80,6 +81,9 @@ class TextWorldEnv(TextEnv):
     :param observe_state: append the room's description and the inventory to every observation (TextWorld
         computes both each step), so that the observation alone says where the agent is and what it holds:
         the game's own text answers only the last command ("You take the carrot."), which leaves the state hidden.
+    :param admissible_commands: ``False`` makes it a plain parser game: ``info["admissible_commands"]`` is
+        ``None`` (the protocol's free-text env) and any text goes to the parser, which answers unknown commands
+        itself ("That's not a verb I recognise.", "You can't see any such thing."). The expert still works.
     """
 
     prompt_example = (
@@ -97,8 +101,10 @@ class TextWorldEnv(TextEnv):
         max_episode_steps: int = 50,
         expert: bool = True,
         observe_state: bool = False,
+        admissible_commands: bool = True,
     ) -> None:
         super().__init__()
+        self.admissible_commands = admissible_commands
         files = [game_files] if isinstance(game_files, (str, os.PathLike)) else list(game_files)
         if not files:
             raise ValueError("no game files given")
@@ -113,7 +119,7 @@ class TextWorldEnv(TextEnv):
         self.observe_state = observe_state
         self._game: Any = None  # textworld.gym env of the current game
         self._game_file: str | None = None
-        self._order: list[int] = []
+        self._cycle: ShuffledCycle[str] = ShuffledCycle()
         self._last_infos: dict[str, Any] = {}
         self._score = 0.0
         self._steps = 0
@@ -174,19 +180,17 @@ class TextWorldEnv(TextEnv):
 
     def _next_game(self, options: dict[str, Any] | None) -> str:
         options = options or {}
+        wanted = None
         if "game_file" in options:
             wanted = str(Path(options["game_file"]).resolve())
-            if wanted not in self.game_files:
-                raise ValueError(f"{options['game_file']} is not one of this env's game files")
-            return wanted
-        if "game_index" in options:
-            return self.game_files[int(options["game_index"])]
-        if not self._order:
-            self._order = [int(i) for i in self.np_random.permutation(len(self.game_files))]
-        return self.game_files[self._order.pop(0)]
+        elif "game_index" in options:
+            wanted = self.game_files[int(options["game_index"])]
+        return self._cycle.pick(
+            self.game_files, self.np_random, wanted, lambda: f"{options['game_file']} is not one of this env's game files"
+        )
 
     def _info(self, infos: dict[str, Any]) -> dict[str, Any]:
-        commands = list(infos.get("admissible_commands") or _ALWAYS_VALID)
+        commands = list(infos.get("admissible_commands") or _ALWAYS_VALID) if self.admissible_commands else None
         info = {
             "admissible_commands": commands,
             "task": self.task,
@@ -204,7 +208,7 @@ class TextWorldEnv(TextEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         if seed is not None:
-            self._order = []  # a new seed starts a new cycle through the games
+            self._cycle.restart()  # a new seed starts a new cycle through the games
         self._load(self._next_game(options))
         obs, infos = self._reset_game()
         self._last_infos = infos

@@ -20,6 +20,7 @@ try:  # textworld-express depends on orjson, which parses its step answers ~3x f
 except ImportError:  # pragma: no cover
     from json import loads as _json_loads
 
+from envs.cycling import ShuffledCycle
 from envs.jvm import JVMDiedError, SharedJVM, SimulatorHandle, shared_jvm
 from envs.protocol import TextEnv, match_command, normalize_command, to_text
 
@@ -217,7 +218,7 @@ class TextWorldExpressEnv(TextEnv):
         self._sim = SimulatorHandle(
             textworld_express_jvm(), lambda gateway: gateway.jvm.textworldexpress.runtime.PythonInterface()
         )
-        self._order: list[int] = []
+        self._cycle: ShuffledCycle[int] = ShuffledCycle()
         self._response: dict[str, Any] = {}
         self._game_seed: int | None = None
         self._score = 0.0
@@ -286,18 +287,14 @@ class TextWorldExpressEnv(TextEnv):
         self._connect()
         seeds = self._seeds_of_split()
         if seed is not None:
-            self._order = []
-        if "game_seed" in options:
-            game_seed = int(options["game_seed"])
-            if game_seed not in seeds:
-                raise ValueError(
-                    f"game seed {game_seed} is not in this env's {self.split} seeds ({seeds[0]}..{seeds[-1]}, "
-                    f"{len(seeds)} seeds)"
-                )
-        else:
-            if not self._order:
-                self._order = [seeds[i] for i in self.np_random.permutation(len(seeds))]
-            game_seed = self._order.pop(0)
+            self._cycle.restart()
+        game_seed = self._cycle.pick(
+            seeds,
+            self.np_random,
+            int(options["game_seed"]) if "game_seed" in options else None,
+            lambda: f"game seed {options['game_seed']} is not in this env's {self.split} seeds ({seeds[0]}..{seeds[-1]}, "
+            f"{len(seeds)} seeds)",
+        )
         self._response = self._parse(self._call("reset()", "generateNewGameJSON", game_seed, self.split, self.expert))
         self.task = to_text(self._call("reset()", "getTaskDescription")).strip()
         self._gold = [str(a) for a in self._call("reset()", "getGoldActionSequence")] if self.expert else []

@@ -9,13 +9,16 @@ from prior_wrappers.priors import (
     OpenAIPrior,
     PriorScores,
     Proposals,
+    SemanticCachedPrior,
     UniformPrior,
 )
 
 from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
 from prior_wrappers.demonstrations import Demonstration, Demonstrations
 from prior_wrappers.prompts import PromptTemplate, TextState
+from prior_wrappers.proposals import ProposalConfig
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
+from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
 from prior_wrappers.wrappers import LLMPriorWrapper
 
 __version__ = "0.2.0"
@@ -31,15 +34,18 @@ __all__ = [
     "CachedEncoder",
     "Demonstration",
     "Demonstrations",
+    "GymVectorLLMPrior",
     "HashingEncoder",
     "LLMPriorWrapper",
     "PromptTemplate",
+    "ProposalConfig",
     "SentenceEncoder",
     "TextEncoder",
     "TextInInfo",
     "TextState",
     "VecLLMPrior",
     "make_text_vec_env",
+    "make_text_gym_vector_env",
     "CachedPrior",
     "CommandMatcher",
     "FunctionPrior",
@@ -47,5 +53,6 @@ __all__ = [
     "OpenAIPrior",
     "PriorScores",
     "Proposals",
+    "SemanticCachedPrior",
     "UniformPrior",
 ]

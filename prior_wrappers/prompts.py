@@ -17,6 +17,7 @@ class TextState:
     task: str = ""
     history: tuple[tuple[str, str], ...] = ()  # (observation, action) pairs, oldest first
     example: str | None = None  # an in-domain example episode (the env's, or Demonstrations.text())
+    free_text: bool = False  # the env lists no admissible commands (``admissible`` is empty): it takes any text
 
 
 PromptFn: TypeAlias = Callable[[TextState], str]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from gymnasium import spaces
@@ -20,8 +20,26 @@ from prior_wrappers.encoders import (
     model_basename,
 )
 from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
+from prior_wrappers.actions import (  # noqa: F401  (re-exported: what envs return, what a slot index means)
+    INVALID_ACTIONS,
+    InvalidAction,
+    ResolvedAction,
+    make_text_state,
+    resolve_action,
+    validate_actions,
+)
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
 from prior_wrappers.token_ids import TokenIdSpec
+from prior_wrappers.proposals import (
+    PriorMode,
+    ProposalConfig,
+    check_mode,
+    describe_free_text_error,
+    layout_proposals,
+    per_state_seeds,
+    propose_options,
+    proposal_config,
+)
 from prior_wrappers.spaces import (
     ACTION_MASK,
     CANDIDATE_FEATURES,
@@ -32,6 +50,8 @@ from prior_wrappers.spaces import (
 )
 
 EncoderSpec = TextEncoder | Literal["minilm", "prior", "hashing"] | None
+# one state's slots before encoding: commands, their log-probs, dropped count, hidden-state features, info entries
+Layout = tuple[list[str], np.ndarray, int, "np.ndarray | None", dict[str, Any]]
 SlotOrder = Literal["prior", "env"]
 
 
@@ -44,6 +64,7 @@ class Slots:
     logprobs: np.ndarray  # prior log-probs of the valid slots (normalised over them)
     prompt: str
     dropped: int  # admissible commands that did not fit into the K slots
+    info: dict[str, Any] = field(default_factory=dict)  # prior_mode="propose": invalid rate, generations, counts
 
     @property
     def mask(self) -> np.ndarray:
@@ -115,6 +136,11 @@ class SlotBuilder:
         reference's) or ``"action"`` alone (cheaper; policies see the state through ``observation_features``).
     :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the token ids
         of the prompt and of each slot's command (for LLM policies); ``None``: it does not.
+    :param prior_mode: ``"score"`` (exact log-probabilities of the admissible commands) or ``"propose"`` (k
+        sampled generations per state, their smoothed counts the prior; see :mod:`prior_wrappers.proposals`).
+        Free-text states (no admissible list) need ``"propose"``.
+    :param proposals: a :class:`~prior_wrappers.proposals.ProposalConfig` or the number of samples k.
+    :param seed: seed of the proposals (:meth:`seed`); ``None`` draws one from OS entropy.
     """
 
     def __init__(
@@ -128,7 +154,14 @@ class SlotBuilder:
         order: SlotOrder = "prior",
         candidate_text: CandidateText = "joint",
         token_ids: TokenIdSpec | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
+        seed: int | None = None,
     ) -> None:
+        check_mode(prior_mode, prior)
+        self.prior_mode = prior_mode
+        self.proposals = proposal_config(proposals)
+        self.seed(seed)
         if candidate_text not in ("joint", "action"):
             raise ValueError(f"candidate_text must be 'joint' or 'action', got {candidate_text!r}")
         self.candidate_text = candidate_text
@@ -140,6 +173,9 @@ class SlotBuilder:
         self.normalization = normalization
         self.order = order
         self.encoder, self.prior_features, self.feature_dim = resolve_encoder(encoder, prior)
+        if self.prior_features and prior_mode == "propose":
+            raise ValueError("encoder='prior' reads hidden states from scoring; with prior_mode='propose' use a text "
+                             "encoder ('minilm', 'hashing') or None")
         if self.prior_features:
             model = prior.model  # type: ignore[attr-defined]
             self.encoder_name: str | None = f"prior:{model_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
@@ -151,6 +187,15 @@ class SlotBuilder:
         if token_ids is not None:
             self.observation_space = spaces.Dict({**self.observation_space.spaces, **token_ids.spaces(k)})
         self.stats = PriorStats()
+        self._invalid_total = 0.0
+
+    def seed(self, seed: int | None) -> None:
+        """Seed the proposals: a state's k samples are drawn with :func:`~prior_wrappers.proposals.state_seed`
+        of this seed and its prompt, so the same seed gives the same proposals for the same state.
+
+        :param seed: an int, or ``None`` for a seed from OS entropy.
+        """
+        self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**32)  # type: ignore[operator]
 
     def signature(self) -> dict[str, Any]:
         """What a policy or dataset trained on these observations depends on: ``k``, ``feature_dim``,
@@ -179,31 +224,24 @@ class SlotBuilder:
         """
         if not states:
             return []
+        if self.prior_mode == "score" and any(s.free_text for s in states):
+            raise ValueError(describe_free_text_error(self.prior_mode))
         prompts = [self.prompt(s) for s in states]
         start = time.perf_counter()
-        scores = self.prior.score(
-            prompts,
-            [s.admissible for s in states],
-            normalization=self.normalization,
-            return_features=self.prior_features,
-        )
+        layouts = self._score(states, prompts) if self.prior_mode == "score" else self._propose(states, prompts)
         elapsed = (time.perf_counter() - start) * 1000
         self.stats.calls += 1
         self.stats.states += len(states)
         self.stats.latency_ms = elapsed
         self.stats.total_ms += elapsed
-        hit_rate = getattr(self.prior, "hit_rate", None)
+        hit_rate = getattr(self.prior, "hit_rate" if self.prior_mode == "score" else "proposal_hit_rate", None)
         if hit_rate is not None:
             self.stats.extra["cache_hit_rate"] = float(hit_rate)
-        check_scores(self.prior, scores, prompts, [s.admissible for s in states], self.prior_features)
 
         slots = []
         texts: list[str] = []
-        for i, (state, prompt) in enumerate(zip(states, prompts)):
-            logp = np.asarray(scores.logprobs[i], dtype=np.float64)
-            chosen = self._choose(logp)
-            cands = [state.admissible[j] for j in chosen]
-            kept = log_softmax(logp[chosen]) if len(chosen) < len(logp) else logp[chosen]
+        for state, prompt, (cands, kept, dropped, feats, info) in zip(states, prompts, layouts):
+            chosen = range(len(cands))
             obs = {
                 PRIOR_LOGPROBS: np.full(self.k, LOGPROB_MIN, dtype=np.float32),
                 ACTION_MASK: np.zeros(self.k, dtype=np.int8),
@@ -214,14 +252,13 @@ class SlotBuilder:
                 obs.update(self.token_ids.encode(prompt, cands, self.k, self.normalization))
             if self.feature_dim:
                 obs[CANDIDATE_FEATURES] = np.zeros((self.k, self.feature_dim), dtype=np.float32)
-                if self.prior_features:
-                    feats = np.asarray(scores.features[i], dtype=np.float32)[chosen]
+                if feats is not None:
                     obs[CANDIDATE_FEATURES][: len(chosen)] = feats
                     obs[OBSERVATION_FEATURES] = feats.mean(0)
                 else:
                     texts.append(f"Observation: {one_line(state.observation)}")
                     texts.extend(feature_text(state.observation, c, self.candidate_text) for c in cands)
-            slots.append(Slots(obs, cands, kept, prompt, dropped=len(logp) - len(chosen)))
+            slots.append(Slots(obs, cands, kept, prompt, dropped=dropped, info=info))
         if self.encoder is not None:
             vectors = self.encoder.encode(texts)
             if not np.isfinite(vectors).all():
@@ -238,6 +275,41 @@ class SlotBuilder:
                 row += 1 + n
             self.stats.extra["encoder_hit_rate"] = self.encoder.hits / max(self.encoder.hits + self.encoder.misses, 1)
         return slots
+
+    def _score(self, states: Sequence[TextState], prompts: list[str]) -> list[Layout]:
+        """One ``score`` call; each state's top-K admissible commands by prior."""
+        candidates = [s.admissible for s in states]
+        scores = self.prior.score(prompts, candidates, normalization=self.normalization,
+                                  return_features=self.prior_features)
+        check_scores(self.prior, scores, prompts, candidates, self.prior_features)
+        layouts = []
+        for i, state in enumerate(states):
+            logp = np.asarray(scores.logprobs[i], dtype=np.float64)
+            chosen = self._choose(logp)
+            kept = log_softmax(logp[chosen]) if len(chosen) < len(logp) else logp[chosen]
+            feats = np.asarray(scores.features[i], dtype=np.float32)[chosen] if self.prior_features else None
+            layouts.append(([state.admissible[j] for j in chosen], kept, len(logp) - len(chosen), feats, {}))
+        return layouts
+
+    def _propose(self, states: Sequence[TextState], prompts: list[str]) -> list[Layout]:
+        """One ``propose`` call, each state seeded by its prompt (:func:`~prior_wrappers.proposals.state_seed`)."""
+        cfg = self.proposals
+        options = propose_options(
+            self.prior, seed=per_state_seeds(self._seed, prompts, cfg.samples), temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens, fallback=cfg.fallback,
+        )
+        admissible = [None if s.free_text else s.admissible for s in states]
+        proposals = self.prior.propose(prompts, admissible, cfg.samples, **options)
+        if len(proposals.counts) != len(prompts):
+            raise ValueError(f"{type(self.prior).__name__}.propose returned {len(proposals.counts)} answers for "
+                             f"{len(prompts)} prompts")
+        layouts = []
+        for i, state in enumerate(states):
+            lay = layout_proposals(proposals, i, state.free_text, self.k, cfg, self.order == "env")
+            layouts.append((lay.candidates, lay.logprobs, lay.dropped, None, lay.info))
+            self._invalid_total += lay.info["prior_invalid_rate"]
+        self.stats.extra["invalid_rate"] = self._invalid_total / (self.stats.states + len(states))
+        return layouts
 
     def _choose(self, logp: np.ndarray) -> np.ndarray:
         """Indices of the admissible commands that get a slot, in slot order."""
@@ -293,124 +365,3 @@ def check_scores(
 
 def stack_observations(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
-
-
-InvalidAction = Literal["cycle", "resample", "raise"]
-INVALID_ACTIONS: tuple[str, ...] = ("cycle", "resample", "raise")
-
-
-def validate_actions(actions: Sequence[str] | None) -> list[str] | None:
-    """Check the ``actions=[...]`` names of a fixed discrete action set: distinct non-empty strings.
-
-    :param actions: one name per action index of the env, or ``None``.
-    :return: the names as a list, or ``None``.
-    """
-    if actions is None:
-        return None
-    if isinstance(actions, str):
-        raise TypeError(f"actions must be a list of action names, not a single string; wrap it: [{actions!r}]")
-    names = list(actions)
-    if not names:
-        raise ValueError("actions=[] names no action; give one name per action index of the env")
-    for i, name in enumerate(names):
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"actions[{i}] = {name!r} is not a non-empty string")
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"actions must have distinct names, one per action index of the env; repeated: {dupes}")
-    return names
-
-
-def make_text_state(
-    observation: object,
-    info: dict,
-    *,
-    history: Sequence[tuple[str, str]] = (),
-    example: str | None = None,
-    actions: Sequence[str] | None = None,
-) -> TextState:
-    """Validate what a text env returned and gather it into a :class:`TextState`.
-
-    Admissible commands come from ``info["admissible_commands"]`` (else from ``actions``); duplicates are
-    dropped, keeping the first.
-    """
-    if not isinstance(observation, str):
-        raise TypeError(
-            f"text envs must return str observations, got {type(observation).__name__}; for an env with "
-            "non-text observations pass observation_to_text=... (and actions=[...] for a fixed discrete action "
-            "set) to LLMPriorWrapper or VecLLMPrior"
-        )
-    admissible = info.get("admissible_commands", actions)
-    if admissible is None:
-        raise ValueError(
-            "the env reported no info['admissible_commands'] and the wrapper was given no actions=[...]; "
-            "text envs must list their valid commands"
-        )
-    admissible = list(dict.fromkeys(admissible))
-    if not admissible:
-        raise ValueError("the env reported an empty info['admissible_commands'] list: there is nothing to choose from")
-    for c in admissible:
-        if not isinstance(c, str) or not c.strip():
-            raise ValueError(f"admissible command {c!r} is not a non-empty string")
-    return TextState(
-        observation=observation,
-        admissible=admissible,
-        task=str(info.get("task", "")),
-        history=tuple(history),
-        example=example,
-    )
-
-
-class ResolvedAction(NamedTuple):
-    """What one slot index means in the current state.
-
-    :param command: the command sent to the env.
-    :param invalid: True when the chosen slot was empty (masked).
-    :param slot: the valid slot whose command runs (``info["executed_slot"]``); the action itself when valid.
-    """
-
-    command: str
-    invalid: bool
-    slot: int
-
-
-def resolve_action(
-    action: object, slots: Slots, rng: np.random.Generator, invalid_action: InvalidAction
-) -> ResolvedAction:
-    """The command that slot index ``action`` stands for in the state laid out in ``slots``.
-
-    A valid slot ``j`` runs its own command. An empty (masked) slot ``j`` with ``n`` valid slots:
-
-    - ``"cycle"`` (default): runs valid slot ``j % n``, deterministically. Action ``j`` in state ``s`` always
-      means the same command, so a policy that ignores the mask (stock SB3 ``DQN``/``PPO``) stores a real,
-      reproducible transition ``(s, j)`` in its buffer.
-    - ``"resample"``: runs a slot drawn from the prior over the valid slots with ``rng``. The executed command
-      differs from what slot ``j`` means, so a stock algorithm's buffer mislabels that transition; use it only
-      with algorithms that never pick empty slots.
-    - ``"raise"``: raises ``ValueError``.
-
-    :param action: the slot index chosen by the policy (an int or a one-element array).
-    :param slots: the current state's slots.
-    :param rng: the generator ``"resample"`` draws from.
-    :param invalid_action: ``"cycle"``, ``"resample"`` or ``"raise"``.
-    """
-    if invalid_action not in INVALID_ACTIONS:
-        raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
-    index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)  # type: ignore[arg-type]
-    k = len(slots.observation[ACTION_MASK])
-    if not 0 <= index < k:
-        raise ValueError(f"action {index} is outside the action space Discrete({k})")
-    n = len(slots.candidates)
-    if index < n:
-        return ResolvedAction(slots.candidates[index], False, index)
-    if invalid_action == "raise":
-        raise ValueError(
-            f"action {index} selects an empty slot (only {n} admissible commands); use the "
-            "observation's action_mask or MaskablePPO, or invalid_action='cycle'"
-        )
-    if invalid_action == "cycle":
-        slot = index % n
-    else:
-        probs = np.exp(slots.logprobs - slots.logprobs.max())
-        slot = int(rng.choice(n, p=probs / probs.sum()))
-    return ResolvedAction(slots.candidates[slot], True, slot)

@@ -11,8 +11,9 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
+from prior_wrappers.demonstrations import Demonstrations, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
@@ -24,46 +25,13 @@ from prior_wrappers.slots import (
     SlotBuilder,
     SlotOrder,
     Slots,
-    make_text_state,
     resolve_action,
     stack_observations,
     validate_actions,
 )
-from prior_wrappers.wrappers import env_prompt_example
+from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
 
-TEXT_OBSERVATION = "text_observation"
-
-
-class TextInInfo(gym.Wrapper):
-    """Moves an env's observation into ``info["text_observation"]`` and returns a dummy array.
-
-    SB3 vector envs keep observations in numeric buffers, so text cannot travel as the observation; this
-    adapter lets a text env live in ``DummyVecEnv``/``SubprocVecEnv`` under :class:`VecLLMPrior`, which reads
-    the text back from ``info`` (and from ``reset_infos`` after automatic resets). A non-text observation
-    travels unchanged (it must pickle for ``SubprocVecEnv``); ``VecLLMPrior(observation_to_text=...)`` turns it
-    into text in the parent process.
-
-    >>> venv = DummyVecEnv([lambda: TextInInfo(gym.make("prior_wrappers/OvercookedTomato-v0"))])
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.observation_space = gym.spaces.Box(0, 1, shape=(1,), dtype=np.uint8)
-        self._example = env_prompt_example(env)
-
-    def _move(self, observation: Any, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        info = dict(info)
-        info[TEXT_OBSERVATION] = observation
-        info.setdefault("prompt_example", self._example)
-        return np.zeros(1, dtype=np.uint8), info
-
-    def reset(self, **kwargs: Any):
-        return self._move(*self.env.reset(**kwargs))
-
-    def step(self, action: Any):
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        dummy, info = self._move(observation, info)
-        return dummy, reward, terminated, truncated, info
+__all__ = ["TEXT_OBSERVATION", "TextInInfo", "VecLLMPrior", "make_text_vec_env"]
 
 
 def make_text_vec_env(
@@ -120,8 +88,9 @@ class VecLLMPrior(VecEnvWrapper):
     :param prior: the prior (shared by all envs; wrap it in ``CachedPrior`` to reuse scores).
     :param actions: names of a fixed discrete action set (the sub-envs then receive indices).
     :param observation_to_text: turns a sub-env's raw observation into text.
-    :param seed: seed of the generator that ``invalid_action="resample"`` draws from; :meth:`seed` (SB3's
-        ``seed=``/``set_random_seed``) re-seeds it.
+    :param seed: seed of the generator that ``invalid_action="resample"`` draws from and of the proposals
+        (``prior_mode="propose"``: one ``propose`` call per vector step, each state seeded by this seed and its
+        prompt); :meth:`seed` (SB3's ``seed=``/``set_random_seed``) re-seeds both.
     :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all
         sub-envs; with ``learn_from_successes=True`` every sub-env's won episodes join it, and the prior
         changes during training (see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
@@ -147,6 +116,8 @@ class VecLLMPrior(VecEnvWrapper):
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
         token_ids: TokenIdSpec | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
@@ -157,7 +128,7 @@ class VecLLMPrior(VecEnvWrapper):
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text, token_ids=token_ids,
+            candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
         self.invalid_action = invalid_action
@@ -173,37 +144,19 @@ class VecLLMPrior(VecEnvWrapper):
         self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
 
     def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
-        if TEXT_OBSERVATION not in info:
-            raise KeyError(
-                f"a sub-env's info has no {TEXT_OBSERVATION!r}: wrap every env in TextInInfo "
-                "(make_text_vec_env does)"
-            )
-        observation = info[TEXT_OBSERVATION]
-        if self.observation_to_text is not None:
-            observation = self.observation_to_text(observation)
-        return make_text_state(
-            observation,
-            info,
-            history=history,
-            example=demonstration_text(self.demonstrations, info.get("prompt_example")),
+        return text_state_from_info(
+            info, history, observation_to_text=self.observation_to_text, demonstrations=self.demonstrations,
             actions=self.actions,
         )
 
     def _info(self, info: dict[str, Any], state: TextState, slots: Slots) -> dict[str, Any]:
-        info = dict(info)
-        info.pop("prompt_example", None)
-        info.update(
-            text_observation=state.observation,
-            prior_candidates=slots.candidates,
-            prior_prompt=slots.prompt,
-            prior_dropped=slots.dropped,
-        )
-        return info
+        return prior_info(info, state.observation, slots)
 
     def seed(self, seed: int | None = None) -> Sequence[None | int]:
         """Seed the sub-envs (as SB3's ``VecEnv.seed``) and this wrapper's resampling generator."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            self.builder.seed(seed)
         return self.venv.seed(seed)
 
     @property

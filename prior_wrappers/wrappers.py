@@ -11,6 +11,7 @@ import numpy as np
 
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
@@ -25,14 +26,9 @@ from prior_wrappers.slots import (
     resolve_action,
     validate_actions,
 )
+from prior_wrappers.text_info import env_prompt_example, prior_info
 
-
-def env_prompt_example(env: gym.Env) -> str | None:
-    """The env's in-domain example episode (attribute ``prompt_example``), if it has one."""
-    try:
-        return env.get_wrapper_attr("prompt_example")
-    except AttributeError:
-        return None
+__all__ = ["LLMPriorWrapper", "env_prompt_example"]
 
 
 class LLMPriorWrapper(gym.Wrapper):
@@ -84,9 +80,21 @@ class LLMPriorWrapper(gym.Wrapper):
     log-probs stored earlier (a replay buffer's observations, an offline dataset) were computed under an older
     prompt and no longer match what the wrapper gives for the same state.
 
-    **Seeding.** Only ``invalid_action="resample"`` draws random numbers, from the wrapper's own generator:
-    seeded by ``seed`` and re-seeded by ``reset(seed=...)`` (what SB3's ``seed=`` does through its vector
-    env); with neither it is seeded from OS entropy, as Gymnasium does for an unseeded env.
+    **Proposals.** ``prior_mode="propose"`` replaces scoring by sampling (the reference's DQN-Prior): the prior
+    draws k completions per state (``proposals=``, a :class:`~prior_wrappers.proposals.ProposalConfig` or k),
+    maps them to admissible commands, and ``prior_logprobs`` are the smoothed counts
+    ``(c_a + beta/n) / (sum c + beta)``; ``info`` gains ``prior_invalid_rate`` (this state's share of samples that
+    named no command), ``prior_generations`` and ``prior_proposal_counts`` (per kept slot). An env that takes free
+    text says so with ``info["admissible_commands"] = None``: the distinct generations become the slots (by
+    count, then first appearance; beyond k the least frequent are dropped, ``prior_dropped`` says how many) and
+    the env receives the chosen text. Spaces and observation keys are those of score mode. See
+    :mod:`prior_wrappers.proposals`.
+
+    **Seeding.** ``invalid_action="resample"`` draws from the wrapper's own generator: seeded by ``seed`` and
+    re-seeded by ``reset(seed=...)`` (what SB3's ``seed=`` does through its vector env); with neither it is
+    seeded from OS entropy, as Gymnasium does for an unseeded env. The same seed fixes the proposals: each
+    state's samples are seeded by the wrapper's seed and the state's prompt, so a revisited state gets the same
+    proposals (and ``CachedPrior`` serves them).
 
     :param env: a text env (str observations, ``info["admissible_commands"]``), or any env together with
         ``actions`` and ``observation_to_text``.
@@ -111,6 +119,9 @@ class LLMPriorWrapper(gym.Wrapper):
     :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the token ids
         of the prompt and of each slot's command (keys in :mod:`prior_wrappers.token_ids`), which an LLM policy
         (:mod:`prior_wrappers.sb3.gflan_prior`) scores; a prompt longer than its ``max_prompt_tokens`` raises.
+    :param prior_mode: ``"score"`` (default: exact log-probabilities of the admissible commands) or ``"propose"``
+        (sampled proposals, above; needed for free-text envs).
+    :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.
     """
 
     def __init__(
@@ -132,13 +143,15 @@ class LLMPriorWrapper(gym.Wrapper):
         builder: SlotBuilder | None = None,
         demonstrations: Demonstrations | str | None = None,
         token_ids: TokenIdSpec | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
     ) -> None:
         super().__init__(env)
         if invalid_action not in INVALID_ACTIONS:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text, token_ids=token_ids,
+            candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,
         )
         self.k = self.builder.k
         self.actions = validate_actions(actions)
@@ -164,14 +177,7 @@ class LLMPriorWrapper(gym.Wrapper):
         state = make_text_state(text, info, history=self._history, example=example, actions=self.actions)
         self._slots = self.builder.build([state])[0]
         self._text = text
-        info = dict(info)
-        info.update(
-            text_observation=text,
-            prior_candidates=self._slots.candidates,
-            prior_prompt=self._slots.prompt,
-            prior_dropped=self._slots.dropped,
-        )
-        return self._slots.observation, info
+        return self._slots.observation, prior_info(info, text, self._slots)
 
     @property
     def prior_stats(self) -> dict[str, float]:
@@ -187,6 +193,7 @@ class LLMPriorWrapper(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            self.builder.seed(seed)
         self._slots = None
         self._failure = None
         observation, info = self.env.reset(seed=seed, options=options)

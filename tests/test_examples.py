@@ -16,7 +16,10 @@ import pytest
 import torch
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-SCRIPTS = ["textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env", "gflan_prior"]
+SCRIPTS = [
+    "textworld_prior", "maskable_ppo", "dqn_prior", "ppo_prior", "cql_prior_offline", "vec_env", "gflan_prior",
+    "cleanrl_dqn_prior",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +125,13 @@ def test_gflan_prior_trains_the_llm_policy_away_from_the_prior(capsys):
     assert "update 1:" in out and "update 2:" in out
     assert "KL on the rollout 0.00000 ->" in out  # the first policy is the prior
     assert kl > 0  # and the update moved it away
+
+
+def test_cleanrl_dqn_prior_over_gymnasium_async_vector_env(capsys):
+    flags = ["--fast", "--async", "--num-envs", "4", "--total-timesteps", "1600", "--episodes", "5"]
+    success = load("cleanrl_dqn_prior").main(flags)
+    out = capsys.readouterr().out
+    calls, states = re.search(r"(\d+) prior calls \(.*, ([\d.]+) states each\)", out).groups()
+    assert int(calls) == 1600 // 4 + 1 and float(states) == 4.0  # one call per vector step (and the reset)
+    assert "DQN-Prior (CleanRL-style) after 1600 steps: greedy success" in out
+    assert success >= 0.8  # measured at 1600 steps: 1.00 (seed 0 sync and async, seeds 1 and 2 sync)

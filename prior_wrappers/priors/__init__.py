@@ -5,6 +5,7 @@ from prior_wrappers.priors.cached import CachedPrior
 from prior_wrappers.priors.hf import HFPrior
 from prior_wrappers.priors.matching import CommandMatcher, normalize_command
 from prior_wrappers.priors.remote import OpenAIPrior
+from prior_wrappers.priors.semantic import SemanticCachedPrior, split_prompt
 from prior_wrappers.priors.simple import FunctionPrior, UniformPrior
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "OpenAIPrior",
     "PriorScores",
     "Proposals",
+    "SemanticCachedPrior",
     "UniformPrior",
     "normalize_command",
+    "split_prompt",
 ]

@@ -11,6 +11,7 @@ Both take many prompts at once (one per environment) so that implementations can
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,17 +45,22 @@ class PriorScores:
 class Proposals:
     """Result of :meth:`ActionPrior.propose`, one entry per prompt.
 
-    :param commands: the admissible commands of each prompt (same order as given).
-    :param counts: how many of the k samples mapped to each admissible command (floats: the ``uniform``
-        fallback spreads an invalid sample over all commands).
-    :param generations: the raw sampled texts.
-    :param invalid_rate: fraction of all samples that matched no admissible command.
+    :param commands: the admissible commands of each prompt (same order as given); for a prompt proposed
+        without an admissible list (``None``, a free-text env), the distinct generations, by count then first
+        appearance (see :func:`~prior_wrappers.priors.matching.count_free_text`).
+    :param counts: how many of the k samples mapped to each command (floats: the ``uniform`` fallback spreads
+        an invalid sample over all commands).
+    :param generations: the sampled texts (their first lines).
+    :param invalid_rate: fraction of all samples that matched no admissible command (without a list: that were
+        empty).
+    :param invalid: per prompt, how many of its samples were invalid (``None`` when the prior does not say).
     """
 
     commands: list[list[str]]
     counts: list[np.ndarray]
     generations: list[list[str]]
     invalid_rate: float
+    invalid: list[int] | None = None
 
     def logprobs(self, smoothing: float = 0.0) -> list[np.ndarray]:
         """Empirical log-prior per prompt, ``log((counts + smoothing) / sum)``; -inf where the count is 0."""
@@ -91,10 +97,15 @@ class ActionPrior(Protocol):
     def propose(
         self,
         prompts: Sequence[str],
-        admissible: Sequence[Sequence[str]],
+        admissible: Sequence[Sequence[str] | None],
         k: int = 5,
     ) -> Proposals:
-        """Sample ``k`` commands per prompt and map them to the prompt's admissible commands."""
+        """Sample ``k`` commands per prompt and map them to the prompt's admissible commands.
+
+        Priors that generate text also take ``admissible[i] = None`` (an env without an admissible list: the
+        distinct generations become the commands) and ``seed=`` (an int for one generator over the whole call,
+        or one int per prompt, so that each prompt's samples do not depend on the other prompts of the call).
+        """
         ...
 
 
@@ -178,8 +189,15 @@ def model_fingerprint(model: Any, sample: int = 1024, portable: bool = False) ->
     }
 
 
-def validate_request(prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> None:
-    """Raise a ``ValueError``/``TypeError`` that says what to fix for malformed score/propose input."""
+def validate_request(
+    prompts: Sequence[str], candidates: Sequence[Sequence[str] | None], *, free_text: bool = False
+) -> None:
+    """Raise a ``ValueError``/``TypeError`` that says what to fix for malformed score/propose input.
+
+    :param prompts: one prompt per state.
+    :param candidates: one candidate list per prompt.
+    :param free_text: allow ``None`` in place of a list (``propose`` of a generating prior: no admissible list).
+    """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings (one per state), not a single string; wrap it: [prompt]")
     if len(prompts) != len(candidates):
@@ -187,6 +205,13 @@ def validate_request(prompts: Sequence[str], candidates: Sequence[Sequence[str]]
     for i, (prompt, cands) in enumerate(zip(prompts, candidates)):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt {i} is {type(prompt).__name__}, expected str")
+        if cands is None:
+            if free_text:
+                continue
+            raise TypeError(
+                f"candidates[{i}] is None (an env without an admissible list): only propose() of a prior that "
+                "generates text (HFPrior, OpenAIPrior) can do without one"
+            )
         if isinstance(cands, str):
             raise TypeError(f"candidates[{i}] is a single string; pass a list of commands, e.g. [{cands!r}]")
         if len(cands) == 0:
@@ -237,3 +262,35 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     m = np.max(x)
     return x - (m + np.log(np.sum(np.exp(x - m))))
+
+
+def prompt_seeds(seed: int | Sequence[int] | None, n_prompts: int) -> list[int] | None:
+    """``seed`` of a ``propose`` call as one seed per prompt, or ``None`` when it is not per prompt (no seed, or
+    one int for the whole call).
+
+    :param seed: ``None``, an int, or a sequence of ints.
+    :param n_prompts: how many prompts the call has.
+    :raises ValueError: a sequence of the wrong length.
+    """
+    if seed is None or isinstance(seed, (int, np.integer)):
+        return None
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n_prompts:
+        raise ValueError(f"got {len(seeds)} seeds for {n_prompts} prompts: pass one seed per prompt (or one int)")
+    return seeds
+
+
+def propose_options(prior: Any, **options: Any) -> dict[str, Any]:
+    """The ``options`` that ``prior.propose`` takes (all of them if it takes ``**kwargs``); the others are left
+    out, so that deterministic priors (``FunctionPrior``, ``UniformPrior``) need no sampling options.
+
+    :param prior: the prior whose ``propose`` is called.
+    :param options: keyword arguments to pass when accepted.
+    """
+    try:
+        params = inspect.signature(prior.propose).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params}

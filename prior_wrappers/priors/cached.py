@@ -17,7 +17,10 @@ from prior_wrappers.priors.base import (
     Normalization,
     PriorScores,
     Proposals,
+    digest,
     prior_fingerprint,
+    prompt_seeds,
+    propose_options,
     validate_request,
 )
 
@@ -26,6 +29,14 @@ CACHE_VERSION = 1
 
 Key = tuple[str, tuple[str, ...], str]
 Entry = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+# (prompt, admissible or None, k, seed, digest of the other sampling options) -> commands, counts, generations, invalid
+ProposalKey = tuple[str, "tuple[str, ...] | None", int, int, str]
+ProposalEntry = tuple[tuple[str, ...], np.ndarray, tuple[str, ...], int]
+
+
+def _proposal_bytes(key: ProposalKey, entry: ProposalEntry) -> int:
+    texts = [key[0], *(key[1] or ()), *entry[0], *entry[2]]
+    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) + entry[1].nbytes
 
 
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
@@ -44,7 +55,13 @@ class CachedPrior:
     sent to the wrapped prior together, in one batched call.
 
     Text games revisit the same states often, so most scores are hits after a few episodes.
-    ``propose`` is stochastic and is passed through uncached.
+
+    Seeded :meth:`propose` calls are cached too, per ``(prompt, admissible list or None, k, seed, other
+    sampling options)``, when the seed is given per prompt (a sequence, as the wrappers' ``prior_mode="propose"``
+    passes it) or the call has one prompt: then a prompt's samples do not depend on the rest of the call. Misses
+    go to the wrapped prior in one call. Unseeded calls (and one int seed for several prompts) are stochastic
+    and pass through uncached. Proposals have their own LRU under the same bounds, are counted in
+    ``proposal_hits``/``proposal_misses``, and stay in memory: :meth:`save` writes scores only.
 
     A file written by :meth:`save` holds the wrapped prior's :attr:`fingerprint` (model, weights, tokenizer,
     separator, ... for ``HFPrior``; see :func:`~prior_wrappers.priors.base.prior_fingerprint`), and
@@ -70,6 +87,10 @@ class CachedPrior:
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self._proposals: OrderedDict[ProposalKey, ProposalEntry] = OrderedDict()
+        self._proposal_bytes = 0
+        self.proposal_hits = 0
+        self.proposal_misses = 0
 
     @property
     def fingerprint(self) -> str:
@@ -80,6 +101,12 @@ class CachedPrior:
     def hit_rate(self) -> float:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+    @property
+    def proposal_hit_rate(self) -> float:
+        """Share of cacheable (seeded) proposals served from the cache."""
+        total = self.proposal_hits + self.proposal_misses
+        return self.proposal_hits / total if total else 0.0
 
     @property
     def nbytes(self) -> int:
@@ -96,6 +123,10 @@ class CachedPrior:
             "bytes": self._bytes,
             "maxsize": self.maxsize,
             "max_bytes": self.max_bytes,
+            "proposal_hits": self.proposal_hits,
+            "proposal_misses": self.proposal_misses,
+            "proposal_size": len(self._proposals),
+            "proposal_hit_rate": self.proposal_hit_rate,
         }
 
     # ------------------------------------------------------------------ storage
@@ -241,9 +272,13 @@ class CachedPrior:
         return str(meta.get("fingerprint")), out
 
     def clear(self) -> None:
+        """Drop every cached score and proposal and reset the counters."""
         self._cache.clear()
         self._bytes = 0
         self.hits = self.misses = 0
+        self._proposals.clear()
+        self._proposal_bytes = 0
+        self.proposal_hits = self.proposal_misses = 0
 
     # ------------------------------------------------------------------ the prior protocol
     def score(
@@ -296,8 +331,61 @@ class CachedPrior:
             features=[r[3] for r in done] if return_features else None,  # type: ignore[misc]
         )
 
-    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5, **kwargs: Any) -> Proposals:
-        return self.prior.propose(prompts, admissible, k, **kwargs)
+    def propose(
+        self, prompts: Sequence[str], admissible: Sequence[Sequence[str] | None], k: int = 5, **kwargs: Any
+    ) -> Proposals:
+        """The wrapped prior's proposals, from the cache where the call is seeded per prompt (see the class).
+
+        :param prompts: one prompt per state.
+        :param admissible: each prompt's admissible commands, or ``None`` (free text).
+        :param k: samples per prompt.
+        :param kwargs: ``seed`` and the sampling options of the wrapped prior's ``propose``; those it does not
+            take are not passed (nor part of the key): a prior without ``seed`` is passed through uncached.
+        """
+        kwargs = propose_options(self.prior, **kwargs)
+        seed = kwargs.pop("seed", None)
+        seeds = prompt_seeds(seed, len(prompts))
+        if seeds is None and seed is not None and len(prompts) == 1:
+            seeds = [int(seed)]
+        if seeds is None:  # stochastic: nothing to key on
+            return self.prior.propose(prompts, admissible, k, **({} if seed is None else {"seed": seed}), **kwargs)
+        validate_request(prompts, admissible, free_text=True)
+        options = digest(sorted(kwargs.items()))
+        keys: list[ProposalKey] = [
+            (p, None if a is None else tuple(a), int(k), s, options) for p, a, s in zip(prompts, admissible, seeds)
+        ]
+        missing: dict[ProposalKey, list[int]] = {}
+        results: list[ProposalEntry | None] = []
+        for i, key in enumerate(keys):
+            entry = self._proposals.get(key)
+            if entry is not None:
+                self._proposals.move_to_end(key)
+                self.proposal_hits += 1
+            else:
+                self.proposal_misses += 1
+                missing.setdefault(key, []).append(i)
+            results.append(entry)
+        if missing:
+            miss = list(missing)
+            fresh = self.prior.propose([key[0] for key in miss], [None if key[1] is None else list(key[1]) for key in miss],
+                                       k, seed=[key[3] for key in miss], **kwargs)
+            for j, key in enumerate(miss):
+                invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
+                entry = (tuple(fresh.commands[j]), _frozen(fresh.counts[j], np.float64), tuple(fresh.generations[j]), int(invalid))
+                old = self._proposals.pop(key, None)
+                if old is not None:
+                    self._proposal_bytes -= _proposal_bytes(key, old)
+                self._proposals[key] = entry
+                self._proposal_bytes += _proposal_bytes(key, entry)
+                for i in missing[key]:
+                    results[i] = entry
+            while self._proposals and (len(self._proposals) > self.maxsize or self._proposal_bytes > self.max_bytes):
+                key, entry = self._proposals.popitem(last=False)
+                self._proposal_bytes -= _proposal_bytes(key, entry)
+        done = [r for r in results if r is not None]
+        invalid = [r[3] for r in done]
+        return Proposals([list(r[0]) for r in done], [r[1] for r in done], [list(r[2]) for r in done],
+                         invalid_rate=sum(invalid) / (k * len(done)), invalid=invalid)
 
     def __getattr__(self, name: str) -> Any:
         # expose the wrapped prior's attributes (tokenizer, model, ...) without re-declaring them

@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from prior_wrappers.priors.base import Proposals
+
 Fallback = Literal["drop", "uniform", "last", "raise"]
 FALLBACKS: tuple[str, ...] = ("drop", "uniform", "last", "raise")
 
@@ -91,3 +93,65 @@ def count_matches(generations: Sequence[str], admissible: Sequence[str], fallbac
         elif fallback == "raise":
             raise ValueError(f"generation {g!r} matches none of the admissible commands {list(admissible)}")
     return counts, invalid
+
+
+def first_line(generation: str) -> str:
+    """The generation's first non-empty line, whitespace collapsed: what a sampled completion proposes."""
+    return " ".join(generation.strip().split("\n", 1)[0].split()) if generation.strip() else ""
+
+
+def count_free_text(generations: Sequence[str]) -> tuple[list[str], np.ndarray, int]:
+    """Candidates of an env without an admissible list: the distinct generations and how often each came.
+
+    Generations are grouped by :func:`normalize_command` of their first line (case, punctuation and spacing do
+    not make a new command); a group's command is its first member's first line as generated (whitespace
+    collapsed), which is what the env receives. Groups are ordered by count (descending), ties by first
+    appearance, so the order is a function of the generations alone. A generation whose first line is empty
+    after normalisation is invalid.
+
+    :param generations: one prompt's sampled texts.
+    :return: ``(commands, counts, n_invalid)``.
+    """
+    order: dict[str, int] = {}  # normalised form -> index of its group, in order of first appearance
+    commands: list[str] = []
+    counts: list[int] = []
+    invalid = 0
+    for g in generations:
+        line = first_line(g)
+        key = normalize_command(line)
+        if not key:
+            invalid += 1
+            continue
+        if key not in order:
+            order[key] = len(commands)
+            commands.append(line)
+            counts.append(0)
+        counts[order[key]] += 1
+    ranked = sorted(range(len(commands)), key=lambda i: (-counts[i], i))
+    return [commands[i] for i in ranked], np.array([counts[i] for i in ranked], dtype=np.float64), invalid
+
+
+def tally_proposals(
+    generations: Sequence[Sequence[str]], admissible: Sequence[Sequence[str] | None], fallback: Fallback = "drop"
+) -> Proposals:
+    """Turn each prompt's sampled texts into :class:`~prior_wrappers.priors.base.Proposals`: counted against
+    the prompt's admissible commands (:func:`count_matches`), or, where its list is ``None`` (a free-text env),
+    as the distinct generations (:func:`count_free_text`).
+
+    :param generations: per prompt, its k sampled texts (only the first line of each is read).
+    :param admissible: per prompt, its admissible commands or ``None``.
+    :param fallback: what an invalid generation counts as when there is an admissible list.
+    """
+    commands, counts, texts, invalid = [], [], [], []
+    for gens, adm in zip(generations, admissible):
+        gens = [first_line(g) for g in gens]
+        if adm is None:
+            cmds, c, bad = count_free_text(gens)
+        else:
+            cmds, (c, bad) = list(adm), count_matches(gens, adm, fallback)
+        commands.append(cmds)
+        counts.append(c)
+        texts.append(gens)
+        invalid.append(bad)
+    total = sum(len(g) for g in texts)
+    return Proposals(commands, counts, texts, invalid_rate=sum(invalid) / max(total, 1), invalid=invalid)

@@ -31,10 +31,11 @@ from prior_wrappers.priors.base import (
     digest,
     normalize_scores,
     tokenizer_fingerprint,
+    prompt_seeds,
     validate_request,
 )
 from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
-from prior_wrappers.priors.matching import Fallback, count_matches
+from prior_wrappers.priors.matching import Fallback, tally_proposals
 
 if TYPE_CHECKING:
     import httpx
@@ -512,18 +513,21 @@ class OpenAIPrior(CandidateTokenization):
     def propose(
         self,
         prompts: Sequence[str],
-        admissible: Sequence[Sequence[str]],
+        admissible: Sequence[Sequence[str] | None],
         k: int = 5,
         *,
         temperature: float = 1.0,
         max_new_tokens: int = 10,
         fallback: Fallback = "drop",
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> Proposals:
-        """Sample ``k`` completions per prompt (one request with ``n=k``) and map each to an admissible command,
-        as :meth:`HFPrior.propose <prior_wrappers.priors.hf.HFPrior.propose>` does; ``seed`` makes it repeatable
-        on servers that honour per-request seeds (vLLM does)."""
-        validate_request(prompts, admissible)
+        """Sample ``k`` completions per prompt (one request with ``n=k``) and map each to an admissible command
+        (or, for ``None`` in ``admissible``, keep the distinct generations), as :meth:`HFPrior.propose
+        <prior_wrappers.priors.hf.HFPrior.propose>` does; ``seed`` makes it repeatable on servers that honour
+        per-request seeds (vLLM does): one int gives prompt ``i`` the seed ``seed + i``, a sequence one seed
+        per prompt."""
+        validate_request(prompts, admissible, free_text=True)
+        per_prompt = prompt_seeds(seed, len(prompts))
         if k < 1:
             raise ValueError("k must be >= 1")
         self._handshake()
@@ -538,22 +542,17 @@ class OpenAIPrior(CandidateTokenization):
                 "top_p": 1.0,
                 "max_tokens": max_new_tokens,
             }
-            if seed is not None:
-                body["seed"] = seed + i  # distinct per prompt, like one generator drawing for all prompts
+            if per_prompt is not None:
+                body["seed"] = per_prompt[i]
+            elif seed is not None:
+                body["seed"] = int(seed) + i  # distinct per prompt, like one generator drawing for all prompts
             choices = self._request("POST", "/v1/completions", body).get("choices") or []
             if len(choices) != k:
                 raise RemotePriorError(f"asked for n={k} samples, the server returned {len(choices)}")
             texts = [c.get("text") or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
             return [t.strip().split("\n", 1)[0].strip() for t in texts]  # first line, as HFPrior
 
-        generations = self._map(sample, len(prompts))
-        commands, counts, invalid = [], [], 0
-        for gens, adm in zip(generations, admissible):
-            c, bad = count_matches(gens, adm, fallback)
-            commands.append(list(adm))
-            counts.append(c)
-            invalid += bad
-        return Proposals(commands, counts, generations, invalid_rate=invalid / (k * len(prompts)))
+        return tally_proposals(self._map(sample, len(prompts)), admissible, fallback)
 
 
 def _pack_requests(

@@ -22,6 +22,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
+from prior_wrappers.priors.attention import attention_implementation, scoring_implementation
 from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.sb3.gflan_prior.llm import GFlanLLM
 from prior_wrappers.sb3.masking import masked_fill, valid_slots
@@ -186,12 +187,14 @@ class LLMActorCriticPolicy(BasePolicy):
         packed = pack_rows(rows, self._pad_id)
         dev = self.llm.device
         dtype = next(self._trunk.parameters()).dtype
-        output = self._trunk(
-            input_ids=packed.input_ids.to(dev),
-            attention_mask=additive_mask(packed.allowed.to(dev), dtype),
-            position_ids=packed.position_ids.to(dev),
-            use_cache=False,
-        )
+        # the packed rows' 4-D mask through eager/SDPA attention, never a flash kernel (which rejects it)
+        with attention_implementation(self.llm.model, scoring_implementation(self.llm.model, "dense")):
+            output = self._trunk(
+                input_ids=packed.input_ids.to(dev),
+                attention_mask=additive_mask(packed.allowed.to(dev), dtype),
+                position_ids=packed.position_ids.to(dev),
+                use_cache=False,
+            )
         hidden = output.last_hidden_state
         last = hidden[th.arange(len(rows), device=dev), th.tensor(packed.prompt_cols, device=dev) - 1]
         values = self.value_net(last.float())

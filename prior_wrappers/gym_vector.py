@@ -1,0 +1,408 @@
+"""The Gymnasium 1.x vector wrapper: ``SyncVectorEnv``/``AsyncVectorEnv`` of text envs with **one** prior call per
+vector step, the LLM in this process (CleanRL-style loops; SB3 users have :class:`~prior_wrappers.VecLLMPrior`)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv, VectorWrapper
+from gymnasium.vector.utils import batch_space
+
+from prior_wrappers.demonstrations import Demonstrations, success_recorder
+from prior_wrappers.priors.base import ActionPrior, Normalization
+from prior_wrappers.proposals import PriorMode, ProposalConfig
+from prior_wrappers.token_ids import TokenIdSpec
+from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.slots import (
+    INVALID_ACTIONS,
+    CandidateText,
+    EncoderSpec,
+    InvalidAction,
+    ResolvedAction,
+    SlotBuilder,
+    SlotOrder,
+    Slots,
+    resolve_action,
+    stack_observations,
+    validate_actions,
+)
+from prior_wrappers.text_info import PROMPT_EXAMPLE, TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
+
+__all__ = ["GymVectorLLMPrior", "SUPPORTED_AUTORESET_MODES", "make_text_gym_vector_env", "sub_env_info"]
+
+# The values of gymnasium.vector.AutoresetMode (Gymnasium >= 1.1); Gymnasium 1.0 always autoresets on the next step.
+NEXT_STEP, SAME_STEP = "NextStep", "SameStep"
+SUPPORTED_AUTORESET_MODES: tuple[str, ...] = (NEXT_STEP, SAME_STEP)
+_OWN_KEYS = (PROMPT_EXAMPLE, TEXT_OBSERVATION)  # TextInInfo's transport keys, replaced by the wrapper's own
+
+
+def autoreset_mode_of(env: VectorEnv) -> str:
+    """The vector env's autoreset mode as ``AutoresetMode``'s value (``"NextStep"``, ``"SameStep"``).
+
+    Read from ``env.metadata["autoreset_mode"]``; a vector env without the key is taken to reset on the next step,
+    as Gymnasium 1.0's do and Gymnasium's own vector wrappers assume.
+
+    :param env: a Gymnasium vector env.
+    :raises ValueError: the mode is ``DISABLED`` or unknown.
+    """
+    mode = env.metadata.get("autoreset_mode", NEXT_STEP)
+    value = getattr(mode, "value", mode)
+    if value not in SUPPORTED_AUTORESET_MODES:
+        raise ValueError(
+            f"GymVectorLLMPrior supports the autoreset modes NEXT_STEP (Gymnasium's default) and SAME_STEP, got "
+            f"{mode!r}: build the vector env with autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP "
+            "(partial resets with options['reset_mask'], which DISABLED needs, are not supported)"
+        )
+    return value
+
+
+def sub_env_info(infos: dict[str, Any], index: int) -> dict[str, Any]:
+    """One sub-env's ``info`` out of a Gymnasium vector env's batched one: each key whose ``_key`` mask is set
+    for ``index`` (nested dicts, such as ``final_info``, recursively; the masks themselves are left out).
+
+    :param infos: the batched ``info`` (``info["key"]`` arrays with ``info["_key"]`` masks).
+    :param index: the sub-env.
+    """
+    out: dict[str, Any] = {}
+    for key, value in infos.items():
+        if key.startswith("_") and key[1:] in infos:
+            continue
+        mask = infos.get(f"_{key}")
+        if mask is not None and not mask[index]:
+            continue
+        out[key] = sub_env_info(value, index) if isinstance(value, dict) else value[index]
+    return out
+
+
+@dataclass(frozen=True)
+class _TextEnvFn:
+    """Makes one sub-env in :class:`TextInInfo` (a picklable env function for ``AsyncVectorEnv``)."""
+
+    env_id: str | Callable[[], gym.Env]
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> gym.Env:
+        env = gym.make(self.env_id, **self.env_kwargs) if isinstance(self.env_id, str) else self.env_id()
+        return TextInInfo(env)
+
+
+def make_text_gym_vector_env(
+    env_id: str | Callable[[], gym.Env],
+    num_envs: int = 1,
+    *,
+    vectorization_mode: Literal["sync", "async"] = "sync",
+    autoreset_mode: Any = None,
+    env_kwargs: dict[str, Any] | None = None,
+    vector_kwargs: dict[str, Any] | None = None,
+) -> VectorEnv:
+    """``num_envs`` text envs, each in :class:`TextInInfo`, in a Gymnasium ``SyncVectorEnv`` or ``AsyncVectorEnv``,
+    ready for :class:`GymVectorLLMPrior`. Seed them as any Gymnasium vector env: ``reset(seed=s)`` gives sub-env
+    ``i`` the seed ``s + i``.
+
+    :param env_id: a registered Gymnasium id or a function that makes the env (a lambda works with ``"async"``:
+        Gymnasium sends env functions to its workers with cloudpickle).
+    :param num_envs: number of sub-envs.
+    :param vectorization_mode: ``"sync"`` (one process) or ``"async"`` (a process per sub-env; the prior stays in
+        this one).
+    :param autoreset_mode: a ``gymnasium.vector.AutoresetMode`` (or its value); ``None`` keeps Gymnasium's default,
+        ``NEXT_STEP``.
+    :param env_kwargs: keyword arguments of ``gym.make`` (with a registered id).
+    :param vector_kwargs: keyword arguments of the vector env (``context="spawn"``, ``daemon=...`` for async).
+    """
+    if vectorization_mode not in ("sync", "async"):
+        raise ValueError(f"vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}")
+    if not isinstance(env_id, str) and not callable(env_id):
+        raise TypeError(f"env_id must be a registered id or a function that makes the env, got {env_id!r}")
+    kwargs = dict(vector_kwargs or {})
+    if autoreset_mode is not None:
+        kwargs["autoreset_mode"] = autoreset_mode
+    fns = [_TextEnvFn(env_id, dict(env_kwargs or {})) for _ in range(num_envs)]
+    return (SyncVectorEnv if vectorization_mode == "sync" else AsyncVectorEnv)(fns, **kwargs)
+
+
+class GymVectorLLMPrior(VectorWrapper):
+    """Attach an LLM prior to a Gymnasium vector env of text envs with **one** prior call per vector step.
+
+    >>> import numpy as np
+    >>> from prior_wrappers import CachedPrior, FunctionPrior, GymVectorLLMPrior, make_text_gym_vector_env
+    >>> envs = GymVectorLLMPrior(make_text_gym_vector_env("prior_wrappers/OvercookedTomato-v0", 4),
+    ...                          CachedPrior(FunctionPrior(lambda prompt, commands: [0.0] * len(commands))),
+    ...                          k=8, encoder="hashing")
+    >>> obs, info = envs.reset(seed=0)           # Dict of (4, 8, ...) arrays; sub-env i is seeded 0 + i
+    >>> obs, rewards, terminations, truncations, info = envs.step(np.zeros(4, dtype=np.int64))
+    >>> envs.prior_stats["calls"]                # one for the reset, one for the step
+    2
+
+    **Spaces.** ``single_observation_space`` is :class:`~prior_wrappers.LLMPriorWrapper`'s ``Dict``
+    (``prior_logprobs`` (k,), ``action_mask`` (k,), with an encoder ``candidate_features`` (k, D) and
+    ``observation_features`` (D,)); ``observation_space`` batches it (arrays with a leading ``num_envs`` axis).
+    ``single_action_space`` is ``Discrete(k)`` (a slot index), ``action_space`` ``MultiDiscrete([k] * num_envs)``:
+    ``step`` takes an integer array of shape ``(num_envs,)``. Slots, the action contract (``invalid_action``: an
+    empty slot ``j`` runs valid slot ``j % n`` by default), history, demonstrations and failure handling (after a
+    failed step, :meth:`step` raises ``RuntimeError`` until :meth:`reset`) are those of the single-env wrapper,
+    whose observations this wrapper reproduces sub-env for sub-env.
+
+    **Info** follows Gymnasium's batched convention (``info["key"][i]`` is valid where ``info["_key"][i]``):
+    ``text_observation``, ``prior_candidates`` (each valid slot's command), ``prior_prompt`` and ``prior_dropped``
+    for every sub-env; ``command``, ``executed_slot`` and ``invalid_action`` for the sub-envs that ran a command this
+    step; ``prior_stats`` (calls, states, latency, cache hit rates) for those whose episode ended; the sub-envs' own
+    keys (``admissible_commands``, ``is_success``, ...) pass through.
+
+    **Autoreset.** ``NEXT_STEP`` (Gymnasium's default): the step that ends an episode returns its last state
+    (scored with everyone else's, for bootstrapping on truncations); on the next step that sub-env resets, its
+    action is ignored (no command runs, its ``_command`` mask is False), the reward is 0 and the observation is
+    the new episode's first, with an empty history. ``SAME_STEP``: the sub-env resets within the ending step;
+    the returned observation is the new episode's first and ``info["final_obs"][i]`` / ``info["final_info"]`` hold
+    the last state's slots and info (with the prior's keys and ``command``), scored in the same prior call.
+    ``DISABLED`` (and partial resets with ``options["reset_mask"]``) raise ``ValueError``.
+
+    Sub-envs are wrapped in :class:`~prior_wrappers.TextInInfo` (:func:`make_text_gym_vector_env` does): their
+    observation travels in ``info["text_observation"]``, so ``AsyncVectorEnv`` workers never hold a prior, and
+    envs with non-text observations work with ``actions=[...]`` and ``observation_to_text=...`` as in the
+    single-env wrapper.
+
+    :param env: a Gymnasium vector env of :class:`~prior_wrappers.TextInInfo` sub-envs.
+    :param prior: the prior, shared by all sub-envs (wrap it in ``CachedPrior`` to reuse scores).
+    :param k: number of candidate slots.
+    :param encoder: candidate features: ``"minilm"``, ``"prior"``, ``"hashing"``, a ``TextEncoder`` or ``None``.
+    :param prompt: ``Callable[[TextState], str]``; default :class:`~prior_wrappers.prompts.PromptTemplate`.
+    :param normalization: ``"token"``, ``"word"`` or ``"sum"``.
+    :param order: ``"prior"`` (slots sorted by prior) or ``"env"`` (env's order).
+    :param candidate_text: ``"joint"`` or ``"action"`` (see :class:`~prior_wrappers.LLMPriorWrapper`).
+    :param actions: names of a fixed discrete action set (the sub-envs then receive indices).
+    :param observation_to_text: turns a sub-env's raw observation into text (in this process).
+    :param invalid_action: what choosing an empty slot does: ``"cycle"``, ``"resample"`` or ``"raise"``.
+    :param history: how many previous (observation, command) pairs of its episode each sub-env's prompt shows.
+    :param seed: seed of the generator that ``invalid_action="resample"`` draws from (``reset(seed=...)``
+        re-seeds it).
+    :param builder: a ready :class:`~prior_wrappers.slots.SlotBuilder` (then the layout options are ignored).
+    :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all.
+    :param prior_mode: ``"score"`` or ``"propose"`` (sampled proposals as the prior, one ``propose`` call per
+        vector step; see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
+    :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.
+    :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the prompt's
+        and each slot's token ids (for LLM policies, :mod:`prior_wrappers.sb3.gflan_prior`).
+    :raises TypeError: the sub-envs are not in :class:`~prior_wrappers.TextInInfo`.
+    :raises ValueError: an unsupported autoreset mode.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        prior: ActionPrior,
+        k: int = 16,
+        *,
+        encoder: EncoderSpec = "minilm",
+        prompt: PromptFn | None = None,
+        normalization: Normalization = "token",
+        order: SlotOrder = "prior",
+        candidate_text: CandidateText = "joint",
+        actions: Sequence[str] | None = None,
+        observation_to_text: Callable[[Any], str] | None = None,
+        invalid_action: InvalidAction = "cycle",
+        history: int = 2,
+        seed: int | None = None,
+        builder: SlotBuilder | None = None,
+        demonstrations: Demonstrations | str | None = None,
+        prior_mode: PriorMode = "score",
+        proposals: ProposalConfig | int | None = None,
+        token_ids: TokenIdSpec | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.autoreset_mode = autoreset_mode_of(env)
+        inner = env.single_observation_space
+        if not (isinstance(inner, gym.spaces.Box) and inner.shape == (1,)):
+            raise TypeError(
+                f"GymVectorLLMPrior needs sub-envs wrapped in TextInInfo (their observations travel in "
+                f"info['text_observation']), got a vector env whose single_observation_space is {inner}; build it "
+                "with make_text_gym_vector_env(...) or wrap each env in TextInInfo in its env function"
+            )
+        if invalid_action not in INVALID_ACTIONS:
+            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+        self.builder = builder or SlotBuilder(
+            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
+            candidate_text=candidate_text, prior_mode=prior_mode, proposals=proposals, seed=seed, token_ids=token_ids,
+        )
+        self.k = self.builder.k
+        self.single_observation_space = self.builder.observation_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.single_action_space = gym.spaces.Discrete(self.k)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.invalid_action = invalid_action
+        self.actions = validate_actions(actions)
+        self.observation_to_text = observation_to_text
+        self.demonstrations = demonstrations
+        self._histories = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
+        self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
+        self._rng = np.random.default_rng(seed)
+        self._slots: list[Slots] = []
+        self._texts: list[str] = [""] * self.num_envs
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: these sub-envs reset on the next step
+        self._failure: str | None = None
+
+    @property
+    def prior_stats(self) -> dict[str, float]:
+        """Calls (one per vector step, one per reset), states scored, last latency (ms), cache hit rates so far."""
+        return self.builder.stats.as_dict()
+
+    @property
+    def prior_signature(self) -> dict[str, Any]:
+        """The observation layout: see :meth:`~prior_wrappers.slots.SlotBuilder.signature`."""
+        return self.builder.signature()
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, k)`` boolean masks of the valid slots (after a failed step: of the last states built)."""
+        if not self._slots:
+            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
+        return np.stack([s.mask for s in self._slots])
+
+    def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
+        return text_state_from_info(
+            info, history, observation_to_text=self.observation_to_text, demonstrations=self.demonstrations,
+            actions=self.actions,
+        )
+
+    def _check_ready(self, what: str) -> list[Slots]:
+        if self._failure is not None:
+            raise RuntimeError(
+                f"{self._failure}, so the wrapper has no valid slots for the sub-envs' current states; "
+                f"call reset() before {what}"
+            )
+        if not self._slots:
+            raise RuntimeError(f"call reset() before {what}")
+        return self._slots
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        array = np.asarray(actions)
+        if array.shape != (self.num_envs,):
+            raise ValueError(
+                f"step() takes one slot index per sub-env, an integer array of shape ({self.num_envs},) in "
+                f"{self.action_space}; got shape {array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"step() takes integer slot indices, got dtype {array.dtype}: {array!r}")
+        return array
+
+    def _vector_info(self, infos: dict[str, Any]) -> dict[str, Any]:
+        """The sub-envs' batched info without TextInInfo's transport keys (the wrapper writes its own)."""
+        return {key: value for key, value in infos.items() if key.lstrip("_") not in _OWN_KEYS}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset every sub-env (sub-env ``i`` gets ``seed + i``) and score all first states with one prior call.
+
+        :param seed: the vector env's seed; also re-seeds the ``"resample"`` generator.
+        :param options: passed to the sub-envs; ``options["reset_mask"]`` (partial resets) is not supported.
+        """
+        if options is not None and "reset_mask" in options:
+            raise ValueError("GymVectorLLMPrior resets all sub-envs at once; options['reset_mask'] is not supported")
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self.builder.seed(seed)
+        self._slots, self._failure = [], None
+        self._autoreset[:] = False
+        _, infos = self.env.reset(seed=seed, options=options)
+        for h in self._histories:
+            h.clear()
+        try:
+            subs = [sub_env_info(infos, i) for i in range(self.num_envs)]
+            states = [self._state(sub, ()) for sub in subs]
+            slots = self.builder.build(states)
+        except Exception as err:
+            self._failure = f"reset() failed ({type(err).__name__}: {err})"
+            raise
+        self._slots, self._texts = slots, [s.observation for s in states]
+        out = self._vector_info(infos)
+        for i, (recorder, state, sub) in enumerate(zip(self._recorders, states, subs)):
+            if recorder is not None:
+                recorder.start(state.observation, sub)
+            self._add_info(out, prior_info({}, state.observation, slots[i]), i)
+        return stack_observations([s.observation for s in slots]), out
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Run each sub-env's slot and score every resulting state (final states of ``SAME_STEP`` resets included)
+        with **one** prior call.
+
+        :param actions: an integer array of shape ``(num_envs,)``: each sub-env's slot index (ignored for the
+            sub-envs that ``NEXT_STEP`` resets on this step).
+        """
+        slots = self._check_ready("step()")
+        actions = self._check_actions(actions)
+        resolved: list[ResolvedAction | None] = [
+            None if self._autoreset[i] else resolve_action(a, slots[i], self._rng, self.invalid_action)
+            for i, a in enumerate(actions)
+        ]
+        # a sub-env that resets on this step ignores its action; it gets a valid one all the same
+        commands = [r.command if r is not None else s.candidates[0] for r, s in zip(resolved, slots)]
+        env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
+        try:  # self._slots changes only once every new state is built
+            _, rewards, terminations, truncations, infos = self.env.step(env_actions)
+            obs, out = self._after_step(resolved, terminations | truncations, rewards, infos)
+        except Exception as err:
+            self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its actions went to the envs"
+            raise
+        return obs, rewards, terminations, truncations, out
+
+    def _after_step(
+        self, resolved: list[ResolvedAction | None], dones: np.ndarray, rewards: np.ndarray, infos: dict[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        same_step = self.autoreset_mode == SAME_STEP
+        final_infos = infos.get("final_info", {})
+        states: list[TextState] = []
+        current_at: list[int] = []
+        final_at: dict[int, int] = {}  # SAME_STEP: sub-env -> its final state's index in states
+        subs = [sub_env_info(infos, i) for i in range(self.num_envs)]
+        finals: dict[int, dict[str, Any]] = {}
+        for i, r in enumerate(resolved):
+            history = self._histories[i]
+            if r is not None:
+                history.append((self._texts[i], r.command))
+                if same_step and dones[i]:
+                    finals[i] = sub_env_info(final_infos, i)
+                    final_at[i] = len(states)
+                    states.append(self._state(finals[i], history))
+                    history.clear()
+            current_at.append(len(states))
+            states.append(self._state(subs[i], history))
+            if dones[i] and not same_step:
+                history.clear()  # the next step resets this sub-env
+        built = self.builder.build(states)  # the one prior call of this vector step
+
+        out = self._vector_info(infos)
+        final_out = self._vector_info(final_infos) if final_at else {}
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i, r in enumerate(resolved):
+            state, slots = states[current_at[i]], built[current_at[i]]
+            self._add_info(out, prior_info({}, state.observation, slots), i)
+            recorder = self._recorders[i]
+            if r is None:  # NEXT_STEP: sub-env i was reset by this step; no command ran
+                if recorder is not None:
+                    recorder.start(state.observation, subs[i])
+                continue
+            executed = {"command": r.command, "executed_slot": r.slot, "invalid_action": r.invalid}
+            self._add_info(out, executed, i)
+            if i in final_at:
+                final_state, final_slots = states[final_at[i]], built[final_at[i]]
+                self._add_info(final_out, {**prior_info({}, final_state.observation, final_slots), **executed}, i)
+                final_obs[i] = final_slots.observation
+            if recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
+                reached = states[final_at[i]] if i in final_at else state
+                recorder.step(r.command, reached.observation, float(rewards[i]), bool(dones[i]), finals.get(i, subs[i]))
+                if i in final_at:
+                    recorder.start(state.observation, subs[i])
+            if dones[i]:
+                self._add_info(out, {"prior_stats": self.builder.stats.as_dict()}, i)
+        if final_at:
+            out["final_info"], out["final_obs"] = final_out, final_obs
+        self._slots = [built[j] for j in current_at]
+        self._texts = [states[j].observation for j in current_at]
+        self._autoreset = np.zeros(self.num_envs, dtype=bool) if same_step else np.asarray(dones, dtype=bool).copy()
+        return stack_observations([s.observation for s in self._slots]), out

@@ -1,0 +1,136 @@
+"""How the engine's packed rows attend: a dense additive mask, or FlexAttention with a block mask.
+
+A packed row ``[prompt | cand_1 | cand_2 | ...]`` needs a mask that is neither causal nor padding-only: each candidate
+sees the prompt (or its cached prefix) and its own earlier tokens, never another candidate. Two ways to apply it:
+
+- ``"dense"`` (default): a 4-D additive float mask ``(rows, 1, width, past + width)`` through the model's own eager or
+  SDPA attention. Every query meets every key; the mask zeroes what it must not see. Exact everywhere.
+- ``"flex"``: PyTorch's FlexAttention with a :class:`~torch.nn.attention.flex_attention.BlockMask` built from the
+  same visibility: blocks (128 x 128) that no query of the block may see are skipped, so long rows with many
+  candidates compute far fewer scores (candidates never look at each other, padding at nothing). On CUDA the kernel
+  is compiled by ``torch.compile`` on first use; on CPU it runs PyTorch's unfused reference (exact, slower than
+  ``"dense"``: the CPU path exists to test the GPU path's maths).
+
+A model loaded with a flash-attention implementation (which rejects 4-D masks) is scored through SDPA with the dense
+mask, or through FlexAttention: the engine switches the attention implementation for its own forwards only
+(:func:`attention_implementation`), so the model's other uses (``propose``'s generation) keep theirs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+
+AttentionMode = Literal["dense", "flex"]
+ATTENTION_MODES: tuple[str, ...] = ("dense", "flex")
+FLEX_IMPLEMENTATION = "prior_wrappers_flex"  # the name under which the engine registers its FlexAttention function
+DENSE_IMPLEMENTATIONS = ("eager", "sdpa")  # implementations that take a 4-D additive mask as it is
+
+_compiled_flex: Callable[..., torch.Tensor] | None = None
+
+
+def flex_available() -> bool:
+    """Whether the installed torch has FlexAttention (torch >= 2.5)."""
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _flex_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+    """The compiled kernel on CUDA (compiled once per process, shapes dynamic), the unfused reference elsewhere."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    global _compiled_flex
+    if device.type != "cuda":
+        return flex_attention
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=True)
+    return _compiled_flex
+
+
+def flex_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    softcap: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """A transformers attention function (``AttentionInterface``) over a ``BlockMask``; ``(batch, q, heads, dim)``."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    if not isinstance(attention_mask, BlockMask):
+        raise TypeError(
+            f"{FLEX_IMPLEMENTATION} takes a BlockMask, got {type(attention_mask).__name__}: it is meant for HFPrior's "
+            "scoring forwards only (HFPrior(attention='flex')), which set it for their own calls"
+        )
+    if kwargs.get("dropout", 0.0):
+        raise ValueError("FlexAttention scoring runs without attention dropout: put the model in eval mode")
+
+    def capped(score: torch.Tensor, b: Any, h: Any, q: Any, kv: Any) -> torch.Tensor:
+        return softcap * torch.tanh(score / softcap)  # type: ignore[operator]
+
+    with warnings.catch_warnings():  # the CPU reference warns that it is unfused: known, and said in the docstring
+        warnings.filterwarnings("ignore", message=".*flex_attention.*torch.compile.*")
+        out = _flex_kernel(query.device)(
+            query,
+            key,
+            value,
+            score_mod=capped if softcap else None,
+            block_mask=attention_mask,
+            scale=scaling,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_flex() -> None:
+    """Make :data:`FLEX_IMPLEMENTATION` a transformers attention implementation (idempotent)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(FLEX_IMPLEMENTATION, flex_attention_forward)
+
+
+def block_mask(visible: torch.Tensor, device: torch.device, block_size: int = 128) -> Any:
+    """A ``BlockMask`` equal to the boolean ``visible`` ``(rows, queries, keys)`` (True: the query sees the key)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    visible = visible.to(device)
+    rows, queries, keys = visible.shape
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        return visible[b, q, kv]
+
+    return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=queries, KV_LEN=keys, device=device, BLOCK_SIZE=block_size)
+
+
+def scoring_implementation(model: Any, mode: AttentionMode) -> str:
+    """The attention implementation the engine's forwards use: FlexAttention for ``"flex"``; for ``"dense"`` the
+    model's own when it takes a 4-D mask (eager, SDPA), else SDPA (never a flash kernel, which rejects 4-D masks)."""
+    if mode == "flex":
+        return FLEX_IMPLEMENTATION
+    current = getattr(model.config, "_attn_implementation", None) or "eager"
+    return current if current in DENSE_IMPLEMENTATIONS else "sdpa"
+
+
+@contextmanager
+def attention_implementation(model: Any, name: str) -> Iterator[None]:
+    """Run the model's forwards with attention implementation ``name``, restoring the model's own afterwards."""
+    config = model.config
+    current = getattr(config, "_attn_implementation", None)
+    if current == name:
+        yield
+        return
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = current
