@@ -22,6 +22,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
+from prior_wrappers.priors.hf_compat import enable_activation_checkpointing
 from prior_wrappers.priors.attention import attention_implementation, scoring_implementation
 from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.sb3.gflan_prior.llm import GFlanLLM
@@ -114,7 +115,7 @@ class LLMActorCriticPolicy(BasePolicy):
         llm.attach_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                                       target_modules=target_modules, bias="none"))
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(model)
         self.lm = model  # a submodule (so .to/.train reach it); state_dict keeps its adapters only
         self._trunk = getattr(model, model.base_model_prefix)
         self._lm_head = model.get_output_embeddings()
