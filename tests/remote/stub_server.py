@@ -53,8 +53,19 @@ class StubServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
+            in_flight = False  # this request counts in stub.in_flight until its answer is about to be written
+
+            def _done(self) -> None:
+                if self.in_flight:
+                    with stub._count_lock:
+                        stub.in_flight -= 1
+                    self.in_flight = False
+
             def _send(self, status: int, payload: Any, raw: bytes | None = None) -> None:
                 data = raw if raw is not None else json.dumps(payload).encode()
+                # no longer in flight once answered: the client may send its next request as soon as it has read
+                # this one, possibly before this handler's thread runs again
+                self._done()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -73,11 +84,11 @@ class StubServer:
                     stub.completion_requests.append(body)
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                self.in_flight = True
                 try:
                     self._complete(body)
                 finally:
-                    with stub._count_lock:
-                        stub.in_flight -= 1
+                    self._done()
 
             def _complete(self, body: dict[str, Any]) -> None:
                 if stub.delay:
