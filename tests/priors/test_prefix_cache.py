@@ -225,3 +225,25 @@ def test_candidate_trie_computes_shared_first_tokens_once_and_scores_as_chains(t
     np.testing.assert_allclose(a.features[0], b.features[0], atol=1e-5)  # "go" ends inside "go north"'s path
     np.testing.assert_array_equal(a.num_tokens[0], [len(ids) for ids in chains])
     assert a.raw_logprobs[0][0] == a.raw_logprobs[0][5]  # the duplicate is the same path
+
+
+def test_reused_workspace_memory_is_never_read_uninitialised(tiny_llama, smollm_tokenizer, monkeypatch):
+    """The tree's key/value workspace is allocated with new_empty and reused across calls. Fill every such buffer
+    with NaN: rows whose cached prefix is shorter than the batch's must still score exactly (a NaN key or value at a
+    masked position would poison the row: the padding is zeroed; without that this test fails)."""
+    allocate = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, *a, **k: allocate(self, *a, **k).fill_(float("nan")))
+    uncached = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
+    tree = HFPrior(tiny_llama, smollm_tokenizer)
+    base = "Instruction: play the game well. Walkthrough: go north, take knife, cut apple. " * 4
+    histories = [""] * 5
+    for step in range(4):  # the envs' transcripts grow by different amounts: rows of a batch have different offsets
+        prompts = []
+        for e in range(5):
+            histories[e] += f" Obs {e}.{step}: you see item {(7 * e + 3 * step) % 11}." * (1 + e % 3)
+            prompts.append(base + histories[e] + " Action:")
+        candidates = [[f"take item {e + step}", "go north", "look", f"open box {e}"] for e in range(5)]
+        a, b = uncached.score(prompts, candidates), tree.score(prompts, candidates)
+        for x, y in zip(a.raw_logprobs, b.raw_logprobs):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    assert tree.cache_info()["hit_tokens"] > 0
