@@ -53,6 +53,9 @@ class Config:
     algos: list[str] = field(default_factory=lambda: ["DQN", "PPO"])
     steps: int = 600  # environment steps per online run
     eval_at: list[int] = field(default_factory=lambda: [0, 50, 100, 200, 300, 450, 600])
+    # the uniform arm's budget, when longer than ``steps``: a ratio up to baseline_steps / (the prior arm's steps) is
+    # then measurable instead of a lower bound (the exploration schedule is kept in absolute steps)
+    baseline_steps: int | None = None
     max_episode_steps: int = 100
     k: int = 48  # slots: more than any state's admissible commands, so the baseline sees them all
     shots: int = 2
@@ -134,11 +137,14 @@ def vec_env(games: Sequence[Path], n_envs: int, with_prior: bool, res: Resources
     return VecLLMPrior(venv, **wrapper_settings(with_prior, res), seed=seed)
 
 
-def make_model(algo: str, env: VecLLMPrior, cfg: Config, seed: int) -> DQNPrior | PPOPrior:
+def make_model(algo: str, env: VecLLMPrior, cfg: Config, seed: int, budget: int | None = None) -> DQNPrior | PPOPrior:
+    """``budget``: the steps the model will learn for (default ``cfg.steps``); DQN's ε decays over the first 10% of
+    ``cfg.steps`` whatever the budget, so that a longer run explores as a ``cfg.steps`` run does, then keeps going."""
     if algo == "DQN":
         return DQNPrior(
             "CandidatePolicy", env, alpha=0.1, learning_starts=50, train_freq=1, batch_size=32, gamma=0.9,
             buffer_size=20_000, predict_with_prior=not cfg.argmax_q, seed=seed,
+            exploration_fraction=0.1 * cfg.steps / (budget or cfg.steps),
         )
     return PPOPrior(
         "CandidatePolicy", env, alpha=0.1, n_steps=32, batch_size=64, n_epochs=4, learning_rate=1e-3, gamma=0.9,
@@ -167,16 +173,26 @@ def max_score(game: Path, cfg: Config) -> float:
     return float(info["max_score"] or 1.0)
 
 
-def online_run(algo: str, with_prior: bool, seed: int, game: Path, res: Resources) -> LearningCurve:
-    """Train on one game, evaluating greedily (one episode: the game and the greedy policy are deterministic)."""
+def extended_eval_at(cfg: Config, budget: int) -> list[int]:
+    """``cfg.eval_at``, then evaluation points up to ``budget`` at 1.5, 2, 3, 4, 6, 8, 10, 15, 20, ... x ``cfg.steps``."""
+    factors = [1.5, 2, 3, 4, 6, 8] + [10 * 1.5**i for i in range(12)]
+    later = [int(cfg.steps * f) for f in factors if cfg.steps * f < budget]
+    return sorted(set(cfg.eval_at) | set(later) | {budget})
+
+
+def online_run(algo: str, with_prior: bool, seed: int, game: Path, res: Resources, budget: int | None = None) -> LearningCurve:
+    """Train on one game for ``budget`` steps (default ``cfg.steps``), evaluating greedily (one episode: the game and
+    the greedy policy are deterministic)."""
     cfg = res.cfg
+    budget = budget or cfg.steps
     torch.manual_seed(seed)
     env = vec_env([game], 1 if algo == "DQN" else cfg.ppo_envs, with_prior, res, seed)
     eval_env = vec_env([game], 1, with_prior, res, 10_000 + seed)
-    model = make_model(algo, env, cfg, seed)
+    model = make_model(algo, env, cfg, seed, budget)
     curve = LearningCurve(f"{algo}{'-Prior' if with_prior else ''}", seed)
     evaluate_into(curve, model, eval_env, 0, 1)
-    model.learn(cfg.steps, callback=EvaluateAt(curve, eval_env, [p for p in cfg.eval_at if p > 0]))
+    points = extended_eval_at(cfg, budget) if budget > cfg.steps else cfg.eval_at
+    model.learn(budget, callback=EvaluateAt(curve, eval_env, [p for p in points if p > 0]))
     env.close()
     eval_env.close()
     return curve
@@ -273,7 +289,8 @@ class RunStore:
     """Finished runs, one JSON line each, so that an interrupted benchmark resumes where it stopped (a run is reused
     only under the same settings: every ``Config`` field but the lists of what to run)."""
 
-    VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes")
+    VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes",
+               "baseline_steps")  # a longer baseline run has its own key
 
     def __init__(self, path: Path, cfg: Config) -> None:
         self.path = path
@@ -332,12 +349,14 @@ def family_task(
             for seed in cfg.seeds:
                 game = games[0]
                 for with_prior in (True, False):
-                    key = f"online/{algo}/{with_prior}/{seed}"
+                    budget = cfg.steps if with_prior else max(cfg.steps, cfg.baseline_steps or 0)
+                    key = f"online/{algo}/{with_prior}/{seed}" + (f"/{budget}" if budget != cfg.steps else "")
                     if store.get(key) is None and report_only:
                         continue
                     if store.get(key) is None:
-                        curve = online_run(algo, with_prior, seed, game, res)
-                        store.put(key, asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name})
+                        curve = online_run(algo, with_prior, seed, game, res, budget)
+                        store.put(key, asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name,
+                                                        "budget": budget})
                         res.save()
                         log(f"{curve.label} seed {seed}: success {curve.success_rate} return {curve.mean_return}")
                     out["online"].append(store.get(key))

@@ -104,13 +104,16 @@ def online_report(results: list[dict[str, Any]], cfg: Config) -> tuple[str, dict
             arms = {prior: [c for r, c in runs if r["algo"] == algo and r["prior"] == prior] for prior in (True, False)}
             if not arms[True] or not arms[False]:
                 continue
+            budget = {p: max(r.get("budget", cfg.steps) for r, _ in runs if r["algo"] == algo and r["prior"] == p)
+                      for p in arms}
             for name, threshold in THRESHOLDS.items():
-                base = summarize([steps_to(c, threshold) for c in arms[False]], cfg.steps)
-                prior = summarize([steps_to(c, threshold) for c in arms[True]], cfg.steps)
+                base = summarize([steps_to(c, threshold) for c in arms[False]], budget[False])
+                prior = summarize([steps_to(c, threshold) for c in arms[True]], budget[True])
                 ratio = ratio_text(base, prior)
                 if name == "win":
                     ratios[f"{'online' if algo == 'DQN' else 'ppo'}_steps_ratio_{family}"] = ratio.split(" ")[0]
                 rows.append([family, algo, name, base[2], prior[2], ratio])
+            # over the common budget: a longer baseline run counts only its first cfg.steps steps here
             auc = {p: np.mean([c.area_under_curve(c.mean_return, cfg.steps) for c in arms[p]]) for p in arms}
             rows.append([family, algo, "AUC", f"{auc[False]:.2f}", f"{auc[True]:.2f}", ""])
     header = ["family", "algo", "threshold", "baseline (uniform)", "with prior (SmolLM2, 2-shot)", "ratio"]
@@ -209,6 +212,8 @@ def plot(results: list[dict[str, Any]], cfg: Config, out: Path) -> None:
                         label=f"{algo}{'-Prior' if prior else ''} ({len(cs)} seeds)")
                 ax.fill_between(cs[0].steps, values.min(0), values.max(0), step="post", color=color, alpha=0.2)
             ax.set_title(f"tw-{r['preset']} ({algo})", fontsize=9)
+            if any(row.get("budget", cfg.steps) > cfg.steps for row, _ in runs):
+                ax.set_xscale("symlog", linthresh=cfg.steps)  # linear up to the common budget, log beyond
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             if i == len(cfg.algos) - 1:
@@ -229,9 +234,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
     parser.add_argument("--algos", nargs="+", choices=["DQN", "PPO"])
     parser.add_argument("--steps", type=int, help="override the online budget")
+    parser.add_argument("--baseline-steps", type=int,
+                        help="a longer budget for the uniform arm, so that a large ratio is measured, not bounded")
     parser.add_argument("--parts", nargs="+", default=["online", "offline"], choices=["online", "offline"],
                         help="online includes the generalisation runs of cfg.general_families")
     parser.add_argument("--offline-family", help="override the offline part's preset")
+    parser.add_argument("--offline-episodes", type=int, nargs="+", help="override the offline dataset sizes (episodes)")
     parser.add_argument("--game-seed", type=int, default=0, help="first seed of every generated game")
     parser.add_argument("--argmax-q", action="store_true", help="greedy evaluation by argmax Q")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs in --out, run nothing")
@@ -244,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     cfg.seeds = args.seeds or cfg.seeds
     cfg.algos = args.algos or cfg.algos
     cfg.offline_family = args.offline_family or cfg.offline_family
+    cfg.offline_episodes = sorted(args.offline_episodes or cfg.offline_episodes)
+    cfg.baseline_steps = args.baseline_steps or cfg.baseline_steps
     if args.steps:
         cfg.steps = args.steps
         cfg.eval_at = sorted({p for p in cfg.eval_at if p < args.steps} | {args.steps})
@@ -261,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     offline_text, offline_ratio = offline_report(results)
     print(f"\nconfig: {cfg}\n")
     print("Uniform play and LLM work per family\n" + uniform_report(results) + "\n")
-    print(f"Online: environment steps to each threshold (mean over seeds {cfg.seeds}, [per seed]; budget {cfg.steps})")
+    longer = f", the baseline's {cfg.baseline_steps}" if (cfg.baseline_steps or 0) > cfg.steps else ""
+    print(f"Online: environment steps to each threshold (mean over seeds {cfg.seeds}, [per seed]; budget {cfg.steps}"
+          f"{longer}; AUC over the first {cfg.steps} steps)")
     print(online_text + "\n")
     if general_text.count("\n") > 1:
         print(f"Generalisation (DQN, {cfg.general_train_games} training games, {cfg.general_unseen_games} unseen, "

@@ -48,3 +48,45 @@ def test_run_store_resumes_only_under_the_same_settings(tmp_path):
     again = RunStore(path, Config(steps=600, seeds=[5], families=["coin"]))  # what to run may change
     assert again.get("online/DQN/True/0") == {"steps": [0, 600]}
     assert RunStore(path, Config(steps=700)).get("online/DQN/True/0") is None  # how to run may not
+
+
+def _run(prior: bool, seed: int, steps: list[int], returns: list[float], budget: int | None = None) -> dict:
+    row = dict(label="x", seed=seed, steps=steps, success_rate=[float(r >= 1.0) for r in returns], mean_return=returns,
+               algo="DQN", prior=prior, game="g")
+    return row | ({"budget": budget} if budget else {})
+
+
+def test_a_longer_baseline_budget_turns_the_bound_into_a_measured_ratio_and_auc_stays_on_the_common_budget():
+    from benchmarks.challenge_runs import Config
+    from benchmarks.textworld_challenges import online_report
+
+    cfg = Config(steps=600, algos=["DQN"])
+    prior = [_run(True, s, [0, 200, 600], [0.0, 1.0, 1.0]) for s in (0, 1)]
+    # the baseline wins at 3000 in one seed and never in 6000 steps in the other: mean >= 4500, ratio >= 22.5
+    long = [_run(False, 0, [0, 600, 3000, 6000], [0.0, 0.5, 1.0, 1.0], 6000),
+            _run(False, 1, [0, 600, 3000, 6000], [0.0, 0.5, 0.5, 0.5], 6000)]
+    text, ratios = online_report([{"preset": "fam", "max_score": 1.0, "online": prior + long}], cfg)
+    assert ratios["online_steps_ratio_fam"] == ">=22.5"
+    assert "[3000, >=6000]" in text
+    won = [long[0], long[0] | {"seed": 1}]
+    assert online_report([{"preset": "fam", "max_score": 1.0, "online": prior + won}], cfg)[1][
+        "online_steps_ratio_fam"] == "15.0"  # 3000 / 200, measured
+    auc_row = next(line for line in text.splitlines() if "AUC" in line).split()
+    # over the first 600 steps only: baseline 0 until 600 -> 0.00; prior 0 for 200 steps then 1 -> 400/600
+    assert auc_row[3:5] == ["0.00", "0.67"]
+
+
+def test_extended_evaluation_points_and_exploration_kept_in_absolute_steps():
+    from benchmarks.challenge_runs import Config, extended_eval_at
+
+    cfg = Config(steps=600)
+    assert extended_eval_at(cfg, 6000) == [0, 50, 100, 200, 300, 450, 600, 900, 1200, 1800, 2400, 3600, 4800, 6000]
+    assert extended_eval_at(cfg, 1000) == [0, 50, 100, 200, 300, 450, 600, 900, 1000]
+
+
+def test_a_longer_baseline_budget_keeps_the_other_stored_runs(tmp_path):
+    from benchmarks.challenge_runs import Config, RunStore
+
+    path = tmp_path / "runs.jsonl"
+    RunStore(path, Config(steps=600)).put("online/DQN/True/0", {"steps": [0, 600]})
+    assert RunStore(path, Config(steps=600, baseline_steps=6000)).get("online/DQN/True/0") == {"steps": [0, 600]}
