@@ -15,7 +15,7 @@ from prior_wrappers.priors import (
 
 from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
 from prior_wrappers.demonstrations import Demonstration, Demonstrations
-from prior_wrappers.prompts import PromptTemplate, TextState
+from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt
 from prior_wrappers.proposals import ProposalConfig
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
 from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
@@ -43,6 +43,7 @@ __all__ = [
     "TextEncoder",
     "TextInInfo",
     "TextState",
+    "TranscriptPrompt",
     "VecLLMPrior",
     "make_text_vec_env",
     "make_text_gym_vector_env",
