@@ -13,7 +13,9 @@ process and on the same model: ``HFPrior(prefix_cache="shared", candidate_trie=F
     python benchmarks/prior_reuse.py --server --server-steps 4    # also: a local vLLM server (CPU), echo vs next_token
 
 Prints per vector step the prompt tokens, the tokens each engine computed and its wall time, then the totals,
-the max |Δ log-prob| between the engines and the tree's KV bytes against its budget; last:
+the max |Δ log-prob| between the engines and the tree's KV bytes against its budget. A step whose engines differ by
+more than ``--tolerance`` (1e-4) is scored again by a float64 copy of the model without any cache (``--reference
+always``: every step), and each engine's distance to it is printed, so that an outlier names the engine in error. Last:
 ``computed_token_ratio=<new/old> step_speedup=<old/new> max_abs_diff=<x>``.
 
 With ``--server`` a vLLM server (``make vllm``'s CPU build, started here on the same model) scores the first
@@ -25,6 +27,7 @@ computed per vector step; the line before last is ``server_computed_ratio=<after
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import sys
 import time
@@ -108,6 +111,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="engine difference that calls the reference")
+    parser.add_argument("--reference", choices=["auto", "always", "never"], default="auto",
+                        help="score steps with a float64, uncached copy: above --tolerance (auto), always or never")
     args = parser.parse_args()
 
     load = {"device": args.device, "dtype": args.dtype}
@@ -135,6 +141,8 @@ def main() -> None:
     times = {"old": [], "new": []}
     computed = {"old": [], "new": []}
     prompt_tokens, max_diff, peak_bytes = [], 0.0, 0
+    reference: HFPrior | None = None  # float64, no cache, one chain per candidate: built at the first outlier
+    ref_worst = {"old": 0.0, "new": 0.0}
     for t, step in enumerate(stream):
         states = step["states"]
         prompts, cands = [prompt(s) for s in states], [s.admissible for s in states]
@@ -153,6 +161,17 @@ def main() -> None:
         max_diff = max(max_diff, diff)
         print(f"{t:>4}{prompt_tokens[-1]:>12}{computed['old'][-1]:>14}{computed['new'][-1]:>14}"
               f"{times['old'][-1]:>9.2f}{times['new'][-1]:>9.2f}{diff:>10.1e}")
+        if args.reference == "always" or (args.reference == "auto" and diff > args.tolerance):
+            if reference is None:
+                reference = HFPrior(copy.deepcopy(new.model).double(), new.tokenizer, prefix_cache="off",
+                                    candidate_trie=False)
+            exact = reference.score(prompts, cands).raw_logprobs
+            gaps = {name: max(float(np.max(np.abs(a - b))) for a, b in zip(results[name].raw_logprobs, exact))
+                    for name in ("old", "new")}
+            for name, gap in gaps.items():
+                ref_worst[name] = max(ref_worst[name], gap)
+            print(f"      vs float64 without cache: old {gaps['old']:.1e}, new {gaps['new']:.1e}"
+                  f"{'  (above tolerance: the farther engine is in error)' if diff > args.tolerance else ''}")
 
     ratio = sum(computed["new"]) / sum(computed["old"])
     speedup = float(np.mean(times["old"]) / np.mean(times["new"]))
@@ -163,6 +182,9 @@ def main() -> None:
     print(f"tree: {info['tokens']} tokens held in {info['nodes']} nodes, {info['bytes'] / 2**20:.1f} MiB "
           f"(peak {peak_bytes / 2**20:.1f} MiB, budget {info['max_bytes'] / 2**20:.0f} MiB), {info['evictions']} evictions, "
           f"{info['prefix_passes']} prefix passes; old engine's anchor: {old.cache_info()['tokens']} tokens")
+    if reference is not None:
+        print(f"max |Δ| to the float64 reference over the steps it scored: old {ref_worst['old']:.1e}, "
+              f"new {ref_worst['new']:.1e}")
     if args.quality:
         template = PromptTemplate(history=2)
         for name, fn in (("transcript", prompt), ("template(history=2)", template)):
