@@ -351,8 +351,10 @@ def family_task(
                 for with_prior in (True, False):
                     budget = cfg.steps if with_prior else max(cfg.steps, cfg.baseline_steps or 0)
                     key = f"online/{algo}/{with_prior}/{seed}" + (f"/{budget}" if budget != cfg.steps else "")
-                    if store.get(key) is None and report_only:
-                        continue
+                    if store.get(key) is None and report_only:  # report the cfg.steps run where no longer one ran
+                        key = f"online/{algo}/{with_prior}/{seed}"
+                        if store.get(key) is None:
+                            continue
                     if store.get(key) is None:
                         curve = online_run(algo, with_prior, seed, game, res, budget)
                         store.put(key, asdict(curve) | {"algo": algo, "prior": with_prior, "game": game.name,
