@@ -11,6 +11,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # tests' own helper modules (toy envs)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_log_dir(tmp_path_factory):
+    """SB3 makes a fresh ``/tmp/SB3-<date>`` folder for every ``learn()`` without a logger (thousands in a test run):
+    point them all at one folder of the session's temporary directory (subprocesses inherit it)."""
+    import os
+
+    previous = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+    yield
+    if previous is None:
+        os.environ.pop("SB3_LOGDIR", None)
+    else:
+        os.environ["SB3_LOGDIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def smollm_dir() -> Path:
     """The embedded SmolLM2 converted to safetensors in the user cache (converted once per machine)."""
