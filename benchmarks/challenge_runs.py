@@ -72,7 +72,8 @@ class Config:
     offline_expert_prob: float = 0.5
     offline_gradient_steps: int = 1000
     offline_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    offline_prior_mass: float = 0.9  # CQL-Prior's candidates: the smallest set of commands holding this prior mass
+    offline_prior_mass: float | None = 0.9  # CQL-Prior's candidates: the smallest set holding this prior mass (None: all)
+    offline_conservative: str = "logsumexp"  # CQL-Prior's penalty: "logsumexp" or "prior_weighted" (log Σ p̃·exp Q)
     game_seed: int = 0
     argmax_q: bool = False  # greedy evaluation by argmax Q instead of the posterior's mode
 
@@ -269,7 +270,8 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
             env = single_env(game, with_prior, res)
             view = subset if with_prior else subset.with_uniform_prior()
             for seed in cfg.offline_seeds:
-                support = {"prior_mass": cfg.offline_prior_mass} if with_prior else {}  # CQL: every valid command
+                # CQL: every valid command, plain logsumexp
+                support = dict(prior_mass=cfg.offline_prior_mass, conservative=cfg.offline_conservative) if with_prior else {}
                 model = CQLPrior("CandidatePolicy", env, seed=seed, gamma=0.9, **support)
                 model.learn_offline(view, gradient_steps=cfg.offline_gradient_steps)
                 curve = LearningCurve("offline", seed)
@@ -291,10 +293,14 @@ class RunStore:
 
     VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes",
                "baseline_steps")  # a longer baseline run has its own key
+    # fields added after runs were stored: hashed only when they differ from their default, so those runs stay valid
+    ADDED = ("offline_conservative",)
 
     def __init__(self, path: Path, cfg: Config) -> None:
         self.path = path
-        settings = {k: v for k, v in asdict(cfg).items() if k not in self.VARYING}
+        defaults = asdict(Config())
+        settings = {k: v for k, v in asdict(cfg).items()
+                    if k not in self.VARYING and not (k in self.ADDED and v == defaults[k])}
         self.settings = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.done: dict[str, Any] = {}
         if path.is_file():

@@ -240,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> str:
                         help="online includes the generalisation runs of cfg.general_families")
     parser.add_argument("--offline-family", help="override the offline part's preset")
     parser.add_argument("--offline-episodes", type=int, nargs="+", help="override the offline dataset sizes (episodes)")
+    parser.add_argument("--offline-prior-mass", type=float,
+                        help="CQL-Prior's candidates: the smallest set holding this prior mass (0: every valid command)")
+    parser.add_argument("--offline-conservative", choices=["logsumexp", "prior_weighted"],
+                        help="CQL-Prior's penalty: log Σ exp Q, or log Σ p̃·exp Q (the prior as CQL's ρ)")
     parser.add_argument("--game-seed", type=int, default=0, help="first seed of every generated game")
     parser.add_argument("--argmax-q", action="store_true", help="greedy evaluation by argmax Q")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs in --out, run nothing")
@@ -253,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     cfg.algos = args.algos or cfg.algos
     cfg.offline_family = args.offline_family or cfg.offline_family
     cfg.offline_episodes = sorted(args.offline_episodes or cfg.offline_episodes)
+    if args.offline_prior_mass is not None:
+        cfg.offline_prior_mass = args.offline_prior_mass or None
+    cfg.offline_conservative = args.offline_conservative or cfg.offline_conservative
     cfg.baseline_steps = args.baseline_steps or cfg.baseline_steps
     if args.steps:
         cfg.steps = args.steps
@@ -279,8 +286,10 @@ def main(argv: Sequence[str] | None = None) -> str:
         print(f"Generalisation (DQN, {cfg.general_train_games} training games, {cfg.general_unseen_games} unseen, "
               f"{cfg.general_steps} steps): greedy success rate\n{general_text}\n")
     if offline_text:
+        support = f"prior mass {cfg.offline_prior_mass}" if cfg.offline_prior_mass else "every valid command"
         print(f"Offline, tw-{cfg.offline_family} (expert/random mix p={cfg.offline_expert_prob}, "
-              f"{cfg.offline_gradient_steps} gradient steps, seeds {cfg.offline_seeds}): greedy return\n{offline_text}\n")
+              f"{cfg.offline_gradient_steps} gradient steps, seeds {cfg.offline_seeds}; CQL-Prior's candidates: "
+              f"{support}, penalty {cfg.offline_conservative}): greedy return\n{offline_text}\n")
     write_csv(results, args.out)
     plot(results, cfg, args.out)
     print(f"wall time {time.perf_counter() - start:.0f}s; CSV and PNG in {args.out}/")
