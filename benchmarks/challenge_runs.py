@@ -34,7 +34,8 @@ from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.evaluation import LearningCurve, evaluate_into
 from prior_wrappers.priors.embedded import cache_dir
 from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, PPOPrior, collect_dataset
-from prior_wrappers.spaces import ACTION_MASK
+from prior_wrappers.sb3.masking import candidate_slots
+from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 from prior_wrappers.wrappers import LLMPriorWrapper
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -255,6 +256,29 @@ def single_env(game: Path, with_prior: bool, res: Resources) -> LLMPriorWrapper:
     return LLMPriorWrapper(text_env([game], res.cfg), **wrapper_settings(with_prior, res))
 
 
+def walkthrough_coverage(game: Path, res: Resources) -> dict[str, Any]:
+    """Along the game's walkthrough: in how many states CQL-Prior's candidate rule keeps the expert's command (a state
+    where it does not is one the greedy policy can never get past), and the prior's rank of that command."""
+    cfg = res.cfg
+    env = single_env(game, True, res)
+    obs, info = env.reset(seed=cfg.game_seed)
+    inside, ranks, sizes, done = [], [], [], False
+    while not done:
+        slot = info["prior_candidates"].index(env.unwrapped.expert_command())
+        tensors = {key: torch.as_tensor(value)[None] for key, value in obs.items()}
+        kept = candidate_slots(tensors, mass=cfg.offline_prior_mass)[0].numpy()
+        valid = obs[ACTION_MASK].astype(bool)
+        logp = obs[PRIOR_LOGPROBS]
+        inside.append(bool(kept[slot]))
+        ranks.append(1 + int(np.sum(logp[valid] > logp[slot])))
+        sizes.append(int(kept.sum()))
+        obs, _, terminated, truncated, info = env.step(slot)
+        done = terminated or truncated
+    env.close()
+    return {"states": len(inside), "inside": int(sum(inside)), "expert_ranks": ranks, "candidates": sizes,
+            "won": bool(info.get("is_success"))}
+
+
 def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]], float]:
     """CQL vs CQL-Prior on nested datasets (the first n episodes of one expert/random mixture)."""
     cfg = res.cfg
@@ -346,6 +370,9 @@ def family_task(
         if store.get(key) is None:
             store.put(key, offline_runs(games[0], res, log))
         out["offline"], out["expert_return"] = store.get(key)
+        if store.get("offline/coverage") is None and not report_only:
+            store.put("offline/coverage", walkthrough_coverage(games[0], res))
+        out["coverage"] = store.get("offline/coverage")
     else:
         out["max_score"] = max_score(games[0], cfg)
         out["uniform"] = random_play_success(games[:1], cfg, cfg.uniform_episodes, cfg.game_seed)

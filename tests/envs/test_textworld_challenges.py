@@ -168,3 +168,37 @@ def test_docstring_examples_run(challenge_games, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(challenge_games.xdg_cache_home))
     result = doctest.testmod(envs.textworld_challenges, raise_on_error=False)
     assert result.failed == 0 and result.attempted >= 7
+
+
+def test_walkthrough_coverage_counts_the_states_where_cql_priors_candidates_keep_the_experts_command(challenge_games):
+    """The offline benchmark's diagnostic: a prior that favours the walkthrough keeps it in every state; one that puts
+    its mass elsewhere cuts it from CQL-Prior's prior-mass candidates (while the rank it reports is the prior's)."""
+    from benchmarks.challenge_runs import Config, Resources, walkthrough_coverage
+    from envs.textworld_env import TextWorldEnv
+    from prior_wrappers import FunctionPrior, HashingEncoder
+
+    game = challenge_games["cooking-easy"]
+    env = TextWorldEnv([game], observe_state=False)
+    env.reset(seed=0)
+    walkthrough, done = [], False
+    while not done:
+        walkthrough.append(env.expert_command())
+        *_, terminated, truncated, _ = env.step(walkthrough[-1])
+        done = terminated or truncated
+    env.close()
+
+    def coverage(fn):
+        res = Resources(Config(offline_prior_mass=0.9), "cooking-easy", FunctionPrior(fn, name=fn.__name__),
+                        HashingEncoder(), None, None)  # type: ignore[arg-type]
+        return walkthrough_coverage(game, res)
+
+    def favours(prompt, cands):
+        return [5.0 if c in walkthrough else 0.0 for c in cands]
+
+    def dislikes(prompt, cands):
+        return [-20.0 if c in walkthrough else 0.0 for c in cands]
+
+    good, bad = coverage(favours), coverage(dislikes)
+    assert good["won"] and bad["won"] and good["states"] == bad["states"] == len(walkthrough)
+    assert good["inside"] == good["states"] and set(good["expert_ranks"]) == {1}
+    assert bad["inside"] == 0 and min(bad["expert_ranks"]) > 1
