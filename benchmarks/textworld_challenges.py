@@ -16,6 +16,8 @@ expert's return.
     python benchmarks/textworld_challenges.py                          # the full run (see README for its wall time)
     python benchmarks/textworld_challenges.py --game-seed 7            # games nobody tuned on
     python benchmarks/textworld_challenges.py --families cooking coin --parts online
+    python benchmarks/textworld_challenges.py --families cooking-easy --algos DQN --baseline-steps 6000  # measured ratios
+    python benchmarks/textworld_challenges.py --parts offline --offline-family cooking --offline-episodes 1 2 4 8 16
 
 Every finished run is kept in ``<out>/textworld_challenges_runs-*.jsonl``: a rerun with the same settings resumes
 where the last one stopped (and only reports, if everything is there). Writes ``<out>/textworld_challenges_*.csv``
