@@ -312,26 +312,40 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
 
 # ----------------------------------------------------------------------------------------------------- a family
 class RunStore:
-    """Finished runs, one JSON line each, so that an interrupted benchmark resumes where it stopped (a run is reused
-    only under the same settings: every ``Config`` field but the lists of what to run)."""
+    """Finished runs, one JSON line each, so that an interrupted benchmark resumes where it stopped. A run is reused
+    only under the same settings: the ``Config`` fields its part (``"online"``, which includes generalisation, or
+    ``"offline"``) depends on, but not the lists of what to run."""
 
     VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes",
                "baseline_steps")  # a longer baseline run has its own key
+    ONLINE_ONLY = ("steps", "eval_at", "ppo_envs", "uniform_episodes", "general_train_games", "general_unseen_games",
+                   "general_steps", "argmax_q")  # and offline_* are the offline part's only
     # fields added after runs were stored: hashed only when they differ from their default, so those runs stay valid
     ADDED = ("offline_conservative",)
 
-    def __init__(self, path: Path, cfg: Config) -> None:
+    def __init__(self, path: Path, cfg: Config, part: str = "online") -> None:
+        if part not in ("online", "offline"):
+            raise ValueError(f"part must be 'online' or 'offline', got {part!r}")
         self.path = path
-        defaults = asdict(Config())
-        settings = {k: v for k, v in asdict(cfg).items()
-                    if k not in self.VARYING and not (k in self.ADDED and v == defaults[k])}
-        self.settings = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.settings = self.settings_hash(cfg, part)
         self.done: dict[str, Any] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
                 record = json.loads(line)
                 if record.get("settings") == self.settings:
                     self.done[record["key"]] = record["value"]
+
+    @classmethod
+    def settings_hash(cls, cfg: Config, part: str) -> str:
+        defaults = asdict(Config())
+
+        def relevant(name: str) -> bool:
+            if name in cls.VARYING or (name in cls.ADDED and getattr(cfg, name) == defaults[name]):
+                return False
+            return name not in cls.ONLINE_ONLY if part == "offline" else not name.startswith("offline_")
+
+        settings = {k: v for k, v in asdict(cfg).items() if relevant(k)}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def get(self, key: str) -> Any:
         return self.done.get(key)
@@ -351,7 +365,8 @@ def family_task(
     new: the report then covers the finished runs only."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    store = RunStore(out_dir / f"textworld_challenges_runs-{preset}{'-offline' if offline else ''}.jsonl", cfg)
+    store = RunStore(out_dir / f"textworld_challenges_runs-{preset}{'-offline' if offline else ''}.jsonl", cfg,
+                     "offline" if offline else "online")
 
     def log(text: str) -> None:
         print(f"[{preset}{' offline' if offline else ''} {time.perf_counter() - start:5.0f}s] {text}", flush=True)

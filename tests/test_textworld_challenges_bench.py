@@ -96,6 +96,21 @@ def test_a_field_added_later_keeps_the_stored_runs_while_it_has_its_default(tmp_
     from benchmarks.challenge_runs import Config, RunStore
 
     path = tmp_path / "runs.jsonl"
-    RunStore(path, Config()).put("offline/x", 1)
-    assert RunStore(path, Config(offline_conservative="logsumexp")).get("offline/x") == 1
-    assert RunStore(path, Config(offline_conservative="prior_weighted")).get("offline/x") is None
+    RunStore(path, Config(), "offline").put("offline/x", 1)
+    assert RunStore(path, Config(offline_conservative="logsumexp"), "offline").get("offline/x") == 1
+    assert RunStore(path, Config(offline_conservative="prior_weighted"), "offline").get("offline/x") is None
+
+
+def test_each_part_is_keyed_by_the_settings_it_depends_on_only(tmp_path):
+    from benchmarks.challenge_runs import Config, RunStore
+
+    online, offline = tmp_path / "on.jsonl", tmp_path / "off.jsonl"
+    RunStore(online, Config(), "online").put("online/DQN/True/0", 1)
+    RunStore(offline, Config(), "offline").put("offline/x", 2)
+    # the offline family or its gradient steps do not change an online run, nor the online budget an offline one
+    assert RunStore(online, Config(offline_family="cooking", offline_gradient_steps=5), "online").get("online/DQN/True/0") == 1
+    assert RunStore(offline, Config(steps=60, eval_at=[0, 60]), "offline").get("offline/x") == 2
+    # what they share does
+    assert RunStore(online, Config(k=8), "online").get("online/DQN/True/0") is None
+    assert RunStore(offline, Config(k=8), "offline").get("offline/x") is None
+    assert RunStore(offline, Config(offline_family="cooking"), "offline").get("offline/x") is None
