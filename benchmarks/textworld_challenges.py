@@ -218,8 +218,13 @@ def plot(results: list[dict[str, Any]], cfg: Config, out: Path) -> None:
                         label=f"{algo}{'-Prior' if prior else ''} ({len(cs)} seeds)")
                 ax.fill_between(cs[0].steps, values.min(0), values.max(0), step="post", color=color, alpha=0.2)
             ax.set_title(f"tw-{r['preset']} ({algo})", fontsize=9)
-            if any(row.get("budget", cfg.steps) > cfg.steps for row, _ in runs):
-                ax.set_xscale("symlog", linthresh=cfg.steps)  # linear up to the common budget, log beyond
+            longest = max([row.get("budget", cfg.steps) for row, _ in runs if row["algo"] == algo] or [cfg.steps])
+            if longest > cfg.steps:  # linear up to the common budget, logarithmic beyond
+                ax.set_xscale("symlog", linthresh=cfg.steps)
+                ticks = [0, cfg.steps // 2, cfg.steps] + [t for t in (2 * cfg.steps, 5 * cfg.steps, 10 * cfg.steps,
+                                                                       20 * cfg.steps) if t <= longest]
+                ax.set_xticks(ticks, [f"{t:,}" for t in ticks], fontsize=7)
+                ax.axvline(cfg.steps, color="tab:blue", lw=0.8, ls=":")  # where the prior arm's budget ends
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             if i == len(cfg.algos) - 1:
