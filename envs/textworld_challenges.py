@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,13 @@ def _generate(challenge: str, settings: dict[str, Any], game_seed: int, path: Pa
         options.seeds = game_seed
         options.path = str(scratch / path.name)
         options.force_recompile = True
-        game = make(settings=dict(settings), options=options)
-        compiled = Path(compile_game(game, options))
+        with warnings.catch_warnings():  # generation noise, not the user's concern:
+            # jericho on TextWorld's scratch copy while it records the walkthrough
+            warnings.filterwarnings("ignore", message=".*is not fully supported.*")
+            # the text grammar reusing an adjective for lack of variation
+            warnings.filterwarnings("ignore", message="Not enough variation.*")
+            game = make(settings=dict(settings), options=options)
+            compiled = Path(compile_game(game, options))
         os.replace(compiled.with_suffix(".json"), path.with_suffix(".json"))
         os.replace(compiled, path)
     finally:

@@ -202,3 +202,14 @@ def test_walkthrough_coverage_counts_the_states_where_cql_priors_candidates_keep
     assert good["won"] and bad["won"] and good["states"] == bad["states"] == len(walkthrough)
     assert good["inside"] == good["states"] and set(good["expert_ranks"]) == {1}
     assert bad["inside"] == 0 and min(bad["expert_ranks"]) > 1
+
+
+def test_generating_a_game_prints_no_other_librarys_warnings(tmp_path):
+    """TextWorld's grammar fallbacks and jericho's note on the scratch game are generation noise (coin collector
+    triggers both)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [game] = make_challenge_games("coin", 1, seed=0, cache_dir=tmp_path)
+    assert game.is_file()
