@@ -57,6 +57,7 @@ class Config:
     # the uniform arm's budget, when longer than ``steps``: a ratio up to baseline_steps / (the prior arm's steps) is
     # then measurable instead of a lower bound (the exploration schedule is kept in absolute steps)
     baseline_steps: int | None = None
+    prior_steps: int | None = None  # the same for the prior arm
     max_episode_steps: int = 100
     k: int = 48  # slots: more than any state's admissible commands, so the baseline sees them all
     shots: int = 2
@@ -317,7 +318,7 @@ class RunStore:
     ``"offline"``) depends on, but not the lists of what to run."""
 
     VARYING = ("families", "seeds", "algos", "general_families", "general_seeds", "offline_seeds", "offline_episodes",
-               "baseline_steps")  # a longer baseline run has its own key
+               "baseline_steps", "prior_steps")  # a longer run has its own key
     ONLINE_ONLY = ("steps", "eval_at", "ppo_envs", "uniform_episodes", "general_train_games", "general_unseen_games",
                    "general_steps", "argmax_q")  # and offline_* are the offline part's only
     # fields added after runs were stored: hashed only when they differ from their default, so those runs stay valid
@@ -397,7 +398,7 @@ def family_task(
             for seed in cfg.seeds:
                 game = games[0]
                 for with_prior in (True, False):
-                    budget = cfg.steps if with_prior else max(cfg.steps, cfg.baseline_steps or 0)
+                    budget = max(cfg.steps, (cfg.prior_steps if with_prior else cfg.baseline_steps) or 0)
                     key = f"online/{algo}/{with_prior}/{seed}" + (f"/{budget}" if budget != cfg.steps else "")
                     if store.get(key) is None and report_only:  # report the cfg.steps run where no longer one ran
                         key = f"online/{algo}/{with_prior}/{seed}"

@@ -247,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, help="override the online budget")
     parser.add_argument("--baseline-steps", type=int,
                         help="a longer budget for the uniform arm, so that a large ratio is measured, not bounded")
+    parser.add_argument("--prior-steps", type=int, help="a longer budget for the prior arm (as --baseline-steps)")
     parser.add_argument("--parts", nargs="+", default=["online", "offline"], choices=["online", "offline"],
                         help="online includes the generalisation runs of cfg.general_families")
     parser.add_argument("--offline-family", help="override the offline part's preset")
@@ -272,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         cfg.offline_prior_mass = args.offline_prior_mass or None
     cfg.offline_conservative = args.offline_conservative or cfg.offline_conservative
     cfg.baseline_steps = args.baseline_steps or cfg.baseline_steps
+    cfg.prior_steps = args.prior_steps or cfg.prior_steps
     if args.steps:
         cfg.steps = args.steps
         cfg.eval_at = sorted({p for p in cfg.eval_at if p < args.steps} | {args.steps})
@@ -290,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     print(f"\nconfig: {cfg}\n")
     print("Uniform play and LLM work per family\n" + uniform_report(results) + "\n")
     longer = f", the baseline's {cfg.baseline_steps}" if (cfg.baseline_steps or 0) > cfg.steps else ""
+    longer += f", the prior arm's {cfg.prior_steps}" if (cfg.prior_steps or 0) > cfg.steps else ""
     print(f"Online: environment steps to each threshold (mean over seeds {cfg.seeds}, [per seed]; budget {cfg.steps}"
           f"{longer}; AUC over the first {cfg.steps} steps)")
     print(online_text + "\n")

@@ -90,6 +90,7 @@ def test_a_longer_baseline_budget_keeps_the_other_stored_runs(tmp_path):
     path = tmp_path / "runs.jsonl"
     RunStore(path, Config(steps=600)).put("online/DQN/True/0", {"steps": [0, 600]})
     assert RunStore(path, Config(steps=600, baseline_steps=6000)).get("online/DQN/True/0") == {"steps": [0, 600]}
+    assert RunStore(path, Config(steps=600, prior_steps=2400)).get("online/DQN/True/0") == {"steps": [0, 600]}
 
 
 def test_a_field_added_later_keeps_the_stored_runs_while_it_has_its_default(tmp_path):
