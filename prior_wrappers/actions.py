@@ -19,6 +19,12 @@ InvalidAction = Literal["cycle", "resample", "raise"]
 INVALID_ACTIONS: tuple[str, ...] = ("cycle", "resample", "raise")
 
 
+def check_invalid_action(invalid_action: str) -> None:
+    """Raise ``ValueError`` unless ``invalid_action`` is one of :data:`INVALID_ACTIONS`."""
+    if invalid_action not in INVALID_ACTIONS:
+        raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+
+
 def validate_actions(actions: Sequence[str] | None) -> list[str] | None:
     """Check the ``actions=[...]`` names of a fixed discrete action set: distinct non-empty strings.
 
@@ -118,8 +124,7 @@ def resolve_action(
     :param rng: the generator ``"resample"`` draws from.
     :param invalid_action: ``"cycle"``, ``"resample"`` or ``"raise"``.
     """
-    if invalid_action not in INVALID_ACTIONS:
-        raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+    check_invalid_action(invalid_action)
     index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)  # type: ignore[arg-type]
     k = len(slots.observation[ACTION_MASK])
     if not 0 <= index < k:

@@ -19,7 +19,6 @@ from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.slots import (
-    INVALID_ACTIONS,
     CandidateText,
     EncoderSpec,
     InvalidAction,
@@ -27,6 +26,7 @@ from prior_wrappers.slots import (
     SlotBuilder,
     SlotOrder,
     Slots,
+    check_invalid_action,
     resolve_action,
     stack_observations,
     validate_actions,
@@ -222,8 +222,7 @@ class GymVectorLLMPrior(VectorWrapper):
                 f"info['text_observation']), got a vector env whose single_observation_space is {inner}; build it "
                 "with make_text_gym_vector_env(...) or wrap each env in TextInInfo in its env function"
             )
-        if invalid_action not in INVALID_ACTIONS:
-            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+        check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
             candidate_text=candidate_text, prior_mode=prior_mode, proposals=proposals, seed=seed, token_ids=token_ids,

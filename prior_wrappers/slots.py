@@ -24,6 +24,7 @@ from prior_wrappers.actions import (  # noqa: F401  (re-exported: what envs retu
     INVALID_ACTIONS,
     InvalidAction,
     ResolvedAction,
+    check_invalid_action,
     make_text_state,
     resolve_action,
     validate_actions,

@@ -19,12 +19,12 @@ from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
-    INVALID_ACTIONS,
     InvalidAction,
     ResolvedAction,
     SlotBuilder,
     SlotOrder,
     Slots,
+    check_invalid_action,
     resolve_action,
     stack_observations,
     validate_actions,
@@ -124,8 +124,7 @@ class VecLLMPrior(VecEnvWrapper):
                 "VecLLMPrior needs envs wrapped in TextInInfo (SB3 vector envs cannot carry str observations); "
                 "build the vector env with make_text_vec_env(...)"
             )
-        if invalid_action not in INVALID_ACTIONS:
-            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+        check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
             candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,

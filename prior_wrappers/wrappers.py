@@ -17,11 +17,11 @@ from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
-    INVALID_ACTIONS,
     InvalidAction,
     SlotBuilder,
     SlotOrder,
     Slots,
+    check_invalid_action,
     make_text_state,
     resolve_action,
     validate_actions,
@@ -147,8 +147,7 @@ class LLMPriorWrapper(gym.Wrapper):
         proposals: ProposalConfig | int | None = None,
     ) -> None:
         super().__init__(env)
-        if invalid_action not in INVALID_ACTIONS:
-            raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, got {invalid_action!r}")
+        check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
             prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
             candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,
