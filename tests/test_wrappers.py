@@ -515,3 +515,18 @@ def test_nan_encoder_features_never_reach_observations():
     env = LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=4, encoder=NaNEncoder())
     with pytest.raises(ValueError, match=r"NaN/inf features .*Action: wait"):
         env.reset(seed=0)
+
+
+def test_every_wrapper_rejects_an_unknown_invalid_action_setting_with_the_same_message():
+    from prior_wrappers import GymVectorLLMPrior, make_text_gym_vector_env
+
+    builds = [
+        lambda: LLMPriorWrapper(CorridorTextEnv(), UniformPrior(), k=4, encoder=None, invalid_action="ignore"),
+        lambda: VecLLMPrior(make_text_vec_env(CorridorTextEnv, 1), UniformPrior(), k=4, encoder=None,
+                            invalid_action="ignore"),
+        lambda: GymVectorLLMPrior(make_text_gym_vector_env(CorridorTextEnv, 1), UniformPrior(), k=4, encoder=None,
+                                  invalid_action="ignore"),
+    ]
+    for build in builds:
+        with pytest.raises(ValueError, match=r"invalid_action must be one of \('cycle', 'resample', 'raise'\), got 'ignore'"):
+            build()
