@@ -28,6 +28,8 @@ _BANNER_LINE = re.compile(r"^[^A-Za-z0-9]*[^A-Za-z0-9\s][^A-Za-z0-9]*$")
 _PROMPT_TAIL = re.compile(r"\n>[^\n]*$")
 # The Z-machine reads at most this many bytes of a command (jericho's INPUT_BUFFER_SIZE).
 _ZMACHINE_INPUT_BYTES = 198
+# Z-machine story files, which textworld plays through jericho (a .ulx or .tw-pddl game has other engines).
+_ZMACHINE_GAME = re.compile(r"\.z[1-8]$", re.IGNORECASE)
 
 
 def default_cache_dir() -> Path:
@@ -36,13 +38,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "prior_wrappers" / "textworld"
 
 
-def _fit_input_buffer(command: str) -> str:
-    """Cut ``command`` to the Z-machine's input buffer at a character boundary (jericho cuts at a byte and
-    then fails to decode a split UTF-8 character)."""
-    encoded = command.encode("utf-8")
-    if len(encoded) <= _ZMACHINE_INPUT_BYTES:
-        return command
-    return encoded[:_ZMACHINE_INPUT_BYTES].decode("utf-8", errors="ignore")
+def _fit_input_buffer(command: str, zmachine: bool) -> str:
+    """``command`` as the game's interpreter should read it, cut to the Z-machine's input buffer at a character
+    boundary (jericho cuts at a byte and then fails to decode a split UTF-8 character).
+
+    On a Z-machine game (``zmachine=True``) a backslash is doubled: jericho's interpreter, dumb-frotz, reads a
+    backslash as the start of a hot key (``\\U`` undo, ``\\N`` restart, ``\\X`` quit), which segfaults or hangs
+    inside jericho; a doubled one is a literal backslash. The cut never splits such a pair.
+    """
+    pieces, size = [], 0
+    for char in command:
+        piece = "\\\\" if zmachine and char == "\\" else char
+        size += len(piece.encode("utf-8"))
+        if size > _ZMACHINE_INPUT_BYTES:
+            break
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def clean_textworld_text(text: str) -> str:
@@ -224,7 +235,9 @@ class TextWorldEnv(TextEnv):
         text = normalize_command(command)
         if self._ended:  # TextWorld ignores commands once a game is over; say so instead of replaying its text
             return "The game is over.", 0.0, True, False, self._info(self._last_infos)
-        text = match_command(text, self._last_infos.get("admissible_commands") or []) or _fit_input_buffer(text)
+        text = match_command(text, self._last_infos.get("admissible_commands") or []) or _fit_input_buffer(
+            text, zmachine=_ZMACHINE_GAME.search(self._game_file or "") is not None
+        )
         obs, score, done, infos = self._game.step(text)
         self._last_infos = infos
         self._steps += 1

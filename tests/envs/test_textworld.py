@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import doctest
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +97,35 @@ def test_step_cap_truncates_and_invalid_commands_reach_the_parser(textworld_game
     assert not truncated
     obs, reward, terminated, truncated, info = env.step("look")
     assert truncated and not terminated and info["admissible_commands"]
+
+
+_HOT_KEYS_SCRIPT = r"""
+import sys
+from envs.textworld_env import TextWorldEnv
+env = TextWorldEnv(sys.argv[1], max_episode_steps=100)
+env.reset(seed=0)
+for command in ["\\U"] * 5 + ["\\N", "\\X", "\\R", "\\P", "\\D", "look \\", "x" * 197 + "\\U"]:
+    env.step(command)
+print(repr(env.step("look")[0]))
+env.close()
+"""
+
+
+def test_backslashes_are_literal_not_interpreter_hot_keys(textworld_games):
+    """dumb-frotz (jericho) reads a backslash as a hot key: undo past the start segfaults, restart and quit hang.
+    A random command from the action space (check_env's) contains one now and then, so each must reach the game as a
+    literal backslash. Run in a child process: the bug kills its process."""
+    from envs.textworld_env import _fit_input_buffer
+
+    assert _fit_input_buffer("a\\U", zmachine=True) == "a\\\\U"
+    assert _fit_input_buffer("a\\U", zmachine=False) == "a\\U"
+    assert _fit_input_buffer("x" * 197 + "\\U", zmachine=True) == "x" * 197  # a pair is never cut in two
+    root = Path(envs.textworld_env.__file__).parent.parent
+    game = str(textworld_games["games"][1])
+    child = subprocess.run([sys.executable, "-c", _HOT_KEYS_SCRIPT, game], capture_output=True, text=True,
+                           timeout=120, cwd=root)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "-=" in child.stdout  # the room's description: the game is still where it was
 
 
 def test_games_cycle_in_a_seeded_order_and_can_be_picked(textworld_games):
