@@ -63,9 +63,13 @@ def embedded_encoder_path() -> Path:
 
 
 def converted_model_dir(gguf_path: Path) -> Path:
-    """Where the safetensors copy of ``gguf_path`` lives (keyed by file name, size and mtime)."""
+    """Where the safetensors copy of ``gguf_path`` lives: keyed by file name, size and mtime, and by the major
+    version of transformers, which writes it (5.x saves a tokenizer that 4.x cannot load)."""
+    import transformers
+
     st = gguf_path.stat()
-    return cache_dir() / "models" / f"{gguf_path.stem}-{st.st_size}-{int(st.st_mtime)}"
+    major = transformers.__version__.split(".")[0]
+    return cache_dir() / "models" / f"{gguf_path.stem}-{st.st_size}-{int(st.st_mtime)}-transformers{major}"
 
 
 def ensure_converted(gguf_path: Path) -> Path:

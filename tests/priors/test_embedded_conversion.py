@@ -38,3 +38,20 @@ def test_real_gguf_conversion_on_a_cold_cache_dir(tmp_path, monkeypatch, smollm_
     start = time.perf_counter()
     assert embedded.ensure_converted(gguf) == target
     assert time.perf_counter() - start < 1.0 and (target / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_the_converted_copy_is_kept_per_transformers_major_version(tmp_path, monkeypatch):
+    """transformers 5 saves a tokenizer that 4.x cannot load ("Tokenizer class TokenizersBackend does not exist"):
+    a copy converted under one major version must not be served to another (both are within our range)."""
+    import transformers
+
+    monkeypatch.setenv("PRIOR_WRAPPERS_CACHE", str(tmp_path))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(transformers, "__version__", "4.56.0")
+    old = embedded.converted_model_dir(gguf)
+    monkeypatch.setattr(transformers, "__version__", "5.25.0")
+    new = embedded.converted_model_dir(gguf)
+    assert old != new and old.parent == new.parent == tmp_path / "models"
+    monkeypatch.setattr(transformers, "__version__", "5.40.1.dev0")
+    assert embedded.converted_model_dir(gguf) == new  # minor releases share one copy
