@@ -184,6 +184,45 @@ def test_cached_proposals_hit_on_repeated_states_and_are_keyed_by_seed_and_k():
     assert cached.proposal_hits >= 5 and info["prior_stats"]["cache_hit_rate"] == cached.proposal_hit_rate
 
 
+class ScoringWalker(ScriptedProposer):
+    """``random_walker`` that also scores (every command alike), so that a cache holds both kinds of entry."""
+
+    def __init__(self) -> None:
+        super().__init__(random_walker().fn)
+
+    def score(self, prompts, candidates, **kwargs):
+        return FunctionPrior(lambda prompt, commands: [0.0] * len(commands)).score(prompts, candidates, **kwargs)
+
+
+def test_saved_cache_restores_seeded_proposals_and_refuses_malformed_ones(tmp_path):
+    cached = CachedPrior(ScoringWalker())
+    cached.score(["p"], [["go east", "wait"]])
+    first = cached.propose(["p", "q"], [["go east", "wait"], None], 4, seed=[1, 2])
+    cached.save(tmp_path / "cache.npz")
+
+    inner = ScoringWalker()
+    restored = CachedPrior(inner)
+    assert restored.load(tmp_path / "cache.npz") == 3  # one score entry, two proposal entries
+    again = restored.propose(["p", "q"], [["go east", "wait"], None], 4, seed=[1, 2])
+    assert inner.calls == [] and restored.proposal_hits == 2  # served from the file, the prior never asked
+    assert again.commands == first.commands and again.generations == first.generations
+    assert all(np.array_equal(a, b) for a, b in zip(again.counts, first.counts))
+    assert again.invalid == first.invalid and restored.cache_info()["proposal_size"] == 2
+    assert restored.nbytes == cached.nbytes
+
+    # a file whose proposal lost a count is refused with the cache's clear error, not half loaded
+    import json
+
+    with np.load(tmp_path / "cache.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["proposals"][0][6] = meta["proposals"][0][6][:-1]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="proposal 0 has 2 commands but 1 counts"):
+        CachedPrior(ScoringWalker()).load(tmp_path / "bad.npz")
+
+
 def test_vector_wrapper_makes_one_propose_call_per_vector_step():
     prior = random_walker()
     venv = VecLLMPrior(make_text_vec_env(lambda: FreeTextCorridor(max_steps=3), 3), prior, k=4, encoder=None,

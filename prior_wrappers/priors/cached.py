@@ -61,7 +61,7 @@ class CachedPrior:
     passes it) or the call has one prompt: then a prompt's samples do not depend on the rest of the call. Misses
     go to the wrapped prior in one call. Unseeded calls (and one int seed for several prompts) are stochastic
     and pass through uncached. Proposals have their own LRU under the same bounds, are counted in
-    ``proposal_hits``/``proposal_misses``, and stay in memory: :meth:`save` writes scores only.
+    ``proposal_hits``/``proposal_misses``; :meth:`save` writes them next to the scores.
 
     A file written by :meth:`save` holds the wrapped prior's :attr:`fingerprint` (model, weights, tokenizer,
     separator, ... for ``HFPrior``; see :func:`~prior_wrappers.priors.base.prior_fingerprint`), and
@@ -142,9 +142,21 @@ class CachedPrior:
             key, entry = self._cache.popitem(last=False)
             self._bytes -= _entry_bytes(key, entry)
 
+    def _put_proposal(self, key: ProposalKey, entry: ProposalEntry) -> None:
+        old = self._proposals.pop(key, None)
+        if old is not None:
+            self._proposal_bytes -= _proposal_bytes(key, old)
+        self._proposals[key] = entry
+        self._proposal_bytes += _proposal_bytes(key, entry)
+
+    def _evict_proposals(self) -> None:
+        while self._proposals and (len(self._proposals) > self.maxsize or self._proposal_bytes > self.max_bytes):
+            key, entry = self._proposals.popitem(last=False)
+            self._proposal_bytes -= _proposal_bytes(key, entry)
+
     def save(self, path: str | Path) -> None:
-        """Write the cached scores to ``path`` (an ``.npz`` archive whatever its name), so later runs and other
-        seeds reuse them. The write is atomic: a crash leaves the previous file intact."""
+        """Write the cached scores and seeded proposals to ``path`` (an ``.npz`` archive whatever its name), so
+        later runs and other seeds reuse them. The write is atomic: a crash leaves the previous file intact."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         items = list(self._cache.items())
@@ -154,6 +166,13 @@ class CachedPrior:
             "version": CACHE_VERSION,
             "fingerprint": self.fingerprint,
             "keys": [[k[0], list(k[1]), k[2]] for k, _ in items],
+            # (prompt, admissible or null, k, seed, options digest, commands, counts, generations, invalid)
+            "proposals": [
+                [prompt, None if admissible is None else list(admissible), int(k), int(seed), options,
+                 list(commands), counts.tolist(), list(generations), int(invalid)]
+                for (prompt, admissible, k, seed, options), (commands, counts, generations, invalid)
+                in self._proposals.items()
+            ],
         }
 
         def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -181,7 +200,7 @@ class CachedPrior:
             tmp.unlink(missing_ok=True)
 
     def load(self, path: str | Path, *, check_fingerprint: bool = True) -> int:
-        """Add the entries saved by :meth:`save`; returns how many.
+        """Add the scores and proposals saved by :meth:`save`; returns how many entries (both kinds).
 
         :param path: a file written by :meth:`save`.
         :param check_fingerprint: refuse a file written for a prior with another fingerprint (its scores would
@@ -193,8 +212,7 @@ class CachedPrior:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no CachedPrior cache file at {str(path)!r} (write one with CachedPrior.save)")
-        entries = self._read(path)
-        meta_fingerprint, keys_entries = entries
+        meta_fingerprint, keys_entries, proposals = self._read(path)
         if check_fingerprint and meta_fingerprint != self.fingerprint:
             raise ValueError(
                 f"the cache file {str(path)!r} holds scores of the prior {meta_fingerprint!r}, but this CachedPrior "
@@ -204,10 +222,13 @@ class CachedPrior:
         for key, entry in keys_entries:
             self._put(key, entry)
         self._evict()
-        return len(keys_entries)
+        for proposal_key, proposal in proposals:
+            self._put_proposal(proposal_key, proposal)
+        self._evict_proposals()
+        return len(keys_entries) + len(proposals)
 
     @staticmethod
-    def _read(path: Path) -> tuple[str, list[tuple[Key, Entry]]]:
+    def _read(path: Path) -> tuple[str, list[tuple[Key, Entry]], list[tuple[ProposalKey, ProposalEntry]]]:
         def bad(why: str) -> ValueError:
             return ValueError(
                 f"{str(path)!r} is not a CachedPrior cache file ({why}): it may be truncated or corrupted, written by "
@@ -269,7 +290,24 @@ class CachedPrior:
                 feats,
             )
             out.append((key, entry))
-        return str(meta.get("fingerprint")), out
+        proposals: list[tuple[ProposalKey, ProposalEntry]] = []
+        for i, raw in enumerate(meta.get("proposals", [])):  # files written before proposals were saved have none
+            try:
+                prompt, admissible, k, seed, options, commands, counts, generations, invalid = raw
+                proposal_key: ProposalKey = (
+                    str(prompt), None if admissible is None else tuple(str(a) for a in admissible), int(k), int(seed),
+                    str(options),
+                )
+                proposal: ProposalEntry = (
+                    tuple(str(c) for c in commands), _frozen(np.asarray(counts, dtype=np.float64), np.float64),
+                    tuple(str(g) for g in generations), int(invalid),
+                )
+            except (TypeError, ValueError):
+                raise bad(f"malformed proposal {i}") from None
+            if len(proposal[0]) != len(proposal[1]):
+                raise bad(f"proposal {i} has {len(proposal[0])} commands but {len(proposal[1])} counts")
+            proposals.append((proposal_key, proposal))
+        return str(meta.get("fingerprint")), out, proposals
 
     def clear(self) -> None:
         """Drop every cached score and proposal and reset the counters."""
@@ -372,16 +410,10 @@ class CachedPrior:
             for j, key in enumerate(miss):
                 invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
                 entry = (tuple(fresh.commands[j]), _frozen(fresh.counts[j], np.float64), tuple(fresh.generations[j]), int(invalid))
-                old = self._proposals.pop(key, None)
-                if old is not None:
-                    self._proposal_bytes -= _proposal_bytes(key, old)
-                self._proposals[key] = entry
-                self._proposal_bytes += _proposal_bytes(key, entry)
+                self._put_proposal(key, entry)
                 for i in missing[key]:
                     results[i] = entry
-            while self._proposals and (len(self._proposals) > self.maxsize or self._proposal_bytes > self.max_bytes):
-                key, entry = self._proposals.popitem(last=False)
-                self._proposal_bytes -= _proposal_bytes(key, entry)
+            self._evict_proposals()
         done = [r for r in results if r is not None]
         invalid = [r[3] for r in done]
         return Proposals([list(r[0]) for r in done], [r[1] for r in done], [list(r[2]) for r in done],
