@@ -41,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the 
 from envs import TextWorldChallengeEnv, challenge_splits  # noqa: E402
 from prior_wrappers import Demonstrations, HFPrior  # noqa: E402
 from prior_wrappers.demonstrations import token_counter  # noqa: E402
-from prior_wrappers.priors.base import normalize_scores  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt  # noqa: E402
 from prior_wrappers.slots import make_text_state  # noqa: E402
 

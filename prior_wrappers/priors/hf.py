@@ -30,11 +30,9 @@ import torch
 from prior_wrappers.priors.base import (
     Normalization,
     PriorScores,
-    Proposals,
     digest,
     model_fingerprint,
     normalize_scores,
-    prompt_seeds,
     tokenizer_fingerprint,
     validate_request,
 )
@@ -47,6 +45,7 @@ from prior_wrappers.priors.attention import (
     register_flex,
     scoring_implementation,
 )
+from prior_wrappers.priors.generation import ProposalSampling
 from prior_wrappers.priors.hf_compat import (
     cache_from_layers,
     cache_kwarg,
@@ -56,7 +55,6 @@ from prior_wrappers.priors.hf_compat import (
     prefilled_cache,
     quiet_loading,
 )
-from prior_wrappers.priors.matching import Fallback, tally_proposals
 from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
@@ -90,7 +88,7 @@ class _Segment:
         self.nodes, self.paths = candidate_nodes(self.contexts, self.candidate_ids, share)
 
 
-class HFPrior(CandidateTokenization):
+class HFPrior(CandidateTokenization, ProposalSampling):
     """LLM action prior from a transformers causal language model.
 
     >>> prior = HFPrior.default()                      # embedded SmolLM2-135M-Instruct, offline
@@ -541,140 +539,6 @@ class HFPrior(CandidateTokenization):
     def _model_fingerprint(self) -> dict[str, Any]:
         """The model part of :attr:`fingerprint` (a subclass whose model carries adapters gives its base's)."""
         return model_fingerprint(self.model)
-
-    # ------------------------------------------------------------------ proposing
-    def _prompt_caches(self, encoded: list[list[int]], k: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each prompt's keys/values, left-padded to a common length and repeated ``k`` times (rows: prompt 0 x k,
-        prompt 1 x k, ...), with the hidden state at each prompt's last token, the attention mask and the
-        positions of those last tokens. With ``prefix_cache="tree"`` a prompt's cached prefix (instruction,
-        demonstrations, ...) is reused and its new tokens are stored, as scoring does; otherwise the prompts are
-        computed in one left-padded forward."""
-        dev, longest = self.device, max(len(e) for e in encoded)
-        mask = torch.zeros((len(encoded), longest), dtype=torch.long, device=dev)
-        for i, e in enumerate(encoded):
-            mask[i, longest - len(e) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
-        last = positions[:, -1:].repeat_interleave(k, dim=0)
-        if self.kv_cache is None:
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.tokenizer.eos_token_id or 0)
-            padded = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
-            for i, e in enumerate(encoded):
-                padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
-            out = forward_with_cache(self._base, None, input_ids=padded.to(dev), attention_mask=mask,
-                                     position_ids=positions, use_cache=True)
-            layers, hidden = cache_layers(output_cache(out)), out.last_hidden_state[:, -1]
-        else:  # one prompt at a time, each from its longest cached prefix
-            rows, hiddens = [], []
-            for ids in encoded:
-                held = self.kv_cache.match(ids, len(ids) - 1)
-                start = held.length
-                cached = cache_from_layers([(a[None], b[None]) for a, b in held.layers()]) if start else None
-                out = forward_with_cache(self._base, cached, kwarg=self._cache_kwarg, use_cache=True,
-                                         input_ids=torch.tensor([ids[start:]], device=dev),
-                                         position_ids=torch.arange(start, len(ids), device=dev)[None])
-                full = cache_layers(output_cache(out))
-                self.kv_cache.insert(ids, [(a[0, :, start:], b[0, :, start:]) for a, b in full], start=start)
-                self.computed_tokens += len(ids) - start
-                self.hit_tokens += start
-                rows.append(full)
-                hiddens.append(out.last_hidden_state[:, -1])
-            layers = []
-            for layer in range(len(rows[0])):
-                shape = list(rows[0][layer][0].shape)
-                shape[0], shape[2] = len(encoded), longest
-                keys, values = rows[0][layer][0].new_zeros(shape), rows[0][layer][1].new_zeros(shape)
-                for i, full in enumerate(rows):
-                    n = full[layer][0].shape[2]
-                    keys[i, :, longest - n :], values[i, :, longest - n :] = full[layer][0][0], full[layer][1][0]
-                layers.append((keys, values))
-            hidden = torch.cat(hiddens)
-        past = cache_from_layers([(a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)) for a, b in layers])
-        return past, hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, dim=0), last
-
-    @torch.inference_mode()
-    def propose(
-        self,
-        prompts: Sequence[str],
-        admissible: Sequence[Sequence[str] | None],
-        k: int = 5,
-        *,
-        temperature: float = 1.0,
-        max_new_tokens: int = 10,
-        fallback: Fallback = "drop",
-        seed: int | Sequence[int] | None = None,
-    ) -> Proposals:
-        """Sample ``k`` completions per prompt (stopping at a newline) and map each to an admissible command
-        (see :class:`~prior_wrappers.priors.matching.CommandMatcher`). ``fallback`` says what an invalid
-        generation counts as; the invalid rate is reported either way. Where ``admissible[i]`` is ``None`` (an
-        env without an admissible list) the distinct generations become prompt ``i``'s commands
-        (:func:`~prior_wrappers.priors.matching.count_free_text`).
-
-        Sampling is plain ancestral sampling from ``softmax(logits / temperature)`` over the whole vocabulary
-        (no top-k/top-p, whatever the model's generation config says), with a KV cache. Each prompt is computed
-        once and its cache shared by its ``k`` samples.
-
-        :param prompts: one prompt per state.
-        :param admissible: each prompt's admissible commands, or ``None``.
-        :param k: samples per prompt.
-        :param temperature: softmax temperature (> 0).
-        :param max_new_tokens: tokens sampled at most per completion.
-        :param fallback: what a generation that matches no command counts as (``"drop"``, ``"uniform"``, ...).
-        :param seed: with a seed, samples come from a local ``torch.Generator``: the same seed gives the same
-            proposals and torch's global RNG (which SB3 seeds and draws from) is left untouched. One int seeds
-            one generator for the whole call; one int per prompt gives each prompt its own generator, so that
-            its samples are those of ``propose([prompt], ..., seed=its_seed)`` whatever else shares the call (up
-            to float rounding of batched logits): what caching proposals per state needs. Without a seed,
-            samples draw from torch's global RNG, as ``model.generate`` does.
-        """
-        validate_request(prompts, admissible, free_text=True)
-        if k < 1:
-            raise ValueError("k must be >= 1")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        per_prompt = prompt_seeds(seed, len(prompts))
-        generators: list[torch.Generator | None] = [None]
-        if seed is not None:
-            generators = [torch.Generator(device=self.device) for _ in (per_prompt or [seed])]
-            for g, s in zip(generators, per_prompt or [seed]):
-                g.manual_seed(int(s))
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        eos_id = tok.eos_token_id
-        dev = self.device
-        encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
-        past, hidden, mask, step_positions = self._prompt_caches(encoded, k)
-        finished = torch.zeros(len(mask), dtype=torch.bool, device=dev)
-        sampled: list[torch.Tensor] = []
-        for step in range(max_new_tokens):
-            logits = self._lm_head(hidden).float()
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
-            probs = torch.softmax(logits / temperature, dim=-1)
-            if len(generators) > 1:  # one generator per prompt draws that prompt's k rows
-                nxt = torch.cat([torch.multinomial(probs[i * k : (i + 1) * k], 1, generator=g)
-                                 for i, g in enumerate(generators)]).squeeze(-1)
-            else:
-                nxt = torch.multinomial(probs, 1, generator=generators[0]).squeeze(-1)
-            nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
-            sampled.append(nxt)
-            if eos_id is not None:
-                finished |= nxt == eos_id
-            # a completion ends at its first newline (only its first line is matched): stop once all have one
-            newline = torch.tensor(["\n" in t for t in tok.batch_decode(nxt[:, None])], device=dev)
-            finished |= newline
-            if bool(finished.all()) or step == max_new_tokens - 1:
-                break
-            step_positions = step_positions + 1
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = forward_with_cache(
-                self._base, past, input_ids=nxt[:, None], attention_mask=mask, position_ids=step_positions, use_cache=True
-            )
-            past = output_cache(out)
-            hidden = out.last_hidden_state[:, -1]
-        texts = tok.batch_decode(torch.stack(sampled, dim=1).cpu(), skip_special_tokens=True)
-        return tally_proposals([texts[i * k : (i + 1) * k] for i in range(len(prompts))], admissible, fallback)
 
 
 @torch.inference_mode()

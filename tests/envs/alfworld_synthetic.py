@@ -36,7 +36,7 @@ _LOCATIONS = {
 
 
 def _problem(goal_object: str, goal_receptacle: str) -> str:
-    objects = [f"agent1 - agent", f"{_APPLE} - object", f"{_MUG} - object"]
+    objects = ["agent1 - agent", f"{_APPLE} - object", f"{_MUG} - object"]
     objects += ["AppleType - otype", "MugType - otype"]
     objects += ["CounterTopType - rtype", "CabinetType - rtype", "ShelfType - rtype"]
     objects += [f"{r} - receptacle" for r in (_COUNTER, _CABINET, _SHELF)]

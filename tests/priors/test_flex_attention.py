@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from prior_wrappers.priors import HFPrior
 from prior_wrappers.priors.attention import FLEX_IMPLEMENTATION, flex_available, scoring_implementation

@@ -23,7 +23,7 @@ from prior_wrappers.sb3 import (
     collect_expert_mixture,
 )
 from prior_wrappers.sb3.masking import MASKED_VALUE
-from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 
 
 def make_env(**kwargs):
