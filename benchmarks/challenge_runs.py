@@ -76,6 +76,8 @@ class Config:
     offline_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     offline_prior_mass: float | None = 0.9  # CQL-Prior's candidates: the smallest set holding this prior mass (None: all)
     offline_conservative: str = "logsumexp"  # CQL-Prior's penalty: "logsumexp" or "prior_weighted" (log Σ p̃·exp Q)
+    # CQL-Prior's candidates also take the data's support: π_b(a|s) ≥ τ·max π_b (discrete BCQ's rule); None: off
+    offline_behavior_threshold: float | None = None
     game_seed: int = 0
     argmax_q: bool = False  # greedy evaluation by argmax Q instead of the posterior's mode
 
@@ -296,7 +298,8 @@ def offline_runs(game: Path, res: Resources, log) -> tuple[list[dict[str, Any]],
             view = subset if with_prior else subset.with_uniform_prior()
             for seed in cfg.offline_seeds:
                 # CQL: every valid command, plain logsumexp
-                support = dict(prior_mass=cfg.offline_prior_mass, conservative=cfg.offline_conservative) if with_prior else {}
+                support = dict(prior_mass=cfg.offline_prior_mass, conservative=cfg.offline_conservative,
+                               behavior_threshold=cfg.offline_behavior_threshold) if with_prior else {}
                 model = CQLPrior("CandidatePolicy", env, seed=seed, gamma=0.9, **support)
                 model.learn_offline(view, gradient_steps=cfg.offline_gradient_steps)
                 curve = LearningCurve("offline", seed)
@@ -322,7 +325,7 @@ class RunStore:
     ONLINE_ONLY = ("steps", "eval_at", "ppo_envs", "uniform_episodes", "general_train_games", "general_unseen_games",
                    "general_steps", "argmax_q")  # and offline_* are the offline part's only
     # fields added after runs were stored: hashed only when they differ from their default, so those runs stay valid
-    ADDED = ("offline_conservative",)
+    ADDED = ("offline_conservative", "offline_behavior_threshold")
 
     def __init__(self, path: Path, cfg: Config, part: str = "online") -> None:
         if part not in ("online", "offline"):

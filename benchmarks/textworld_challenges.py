@@ -18,6 +18,8 @@ expert's return.
     python benchmarks/textworld_challenges.py --families cooking coin --parts online
     python benchmarks/textworld_challenges.py --families cooking-easy --algos DQN --baseline-steps 6000  # measured ratios
     python benchmarks/textworld_challenges.py --parts offline --offline-family cooking --offline-episodes 1 2 4 8 16
+    python benchmarks/textworld_challenges.py --parts offline --offline-family cooking --offline-episodes 1 4 16 \
+        --offline-behavior-threshold 0.3                                # CQL-Prior with the data's support
 
 Every finished run is kept in ``<out>/textworld_challenges_runs-*.jsonl``: a rerun with the same settings resumes
 where the last one stopped (and only reports, if everything is there). Writes ``<out>/textworld_challenges_*.csv``
@@ -254,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--offline-episodes", type=int, nargs="+", help="override the offline dataset sizes (episodes)")
     parser.add_argument("--offline-prior-mass", type=float,
                         help="CQL-Prior's candidates: the smallest set holding this prior mass (0: every valid command)")
+    parser.add_argument("--offline-behavior-threshold", type=float, metavar="TAU",
+                        help="CQL-Prior's candidates also take the data's support (discrete BCQ's rule, e.g. 0.3)")
     parser.add_argument("--offline-conservative", choices=["logsumexp", "prior_weighted"],
                         help="CQL-Prior's penalty: log Σ exp Q, or log Σ p̃·exp Q (the prior as CQL's ρ)")
     parser.add_argument("--game-seed", type=int, default=0, help="first seed of every generated game")
@@ -272,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.offline_prior_mass is not None:
         cfg.offline_prior_mass = args.offline_prior_mass or None
     cfg.offline_conservative = args.offline_conservative or cfg.offline_conservative
+    cfg.offline_behavior_threshold = args.offline_behavior_threshold
     cfg.baseline_steps = args.baseline_steps or cfg.baseline_steps
     cfg.prior_steps = args.prior_steps or cfg.prior_steps
     if args.steps:
@@ -301,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> str:
               f"{cfg.general_steps} steps): greedy success rate\n{general_text}\n")
     if offline_text:
         support = f"prior mass {cfg.offline_prior_mass}" if cfg.offline_prior_mass else "every valid command"
+        if cfg.offline_behavior_threshold:
+            support += f" ∪ the data's support (π_b ≥ {cfg.offline_behavior_threshold}·max)"
         print(f"Offline, tw-{cfg.offline_family} (expert/random mix p={cfg.offline_expert_prob}, "
               f"{cfg.offline_gradient_steps} gradient steps, seeds {cfg.offline_seeds}; CQL-Prior's candidates: "
               f"{support}, penalty {cfg.offline_conservative}): greedy return\n{offline_text}\n")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Literal, TypeVar
 
 import torch as th
 from torch.nn import functional as F
 
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples
 
 from prior_wrappers.sb3.dqn_prior import DQNPrior
-from prior_wrappers.sb3.masking import masked_logsumexp
+from prior_wrappers.sb3.masking import masked_logsumexp, valid_slots
 from prior_wrappers.sb3.offline_dataset import OfflineDataset
 from prior_wrappers.sb3.policies import DQNPriorPolicy
 from prior_wrappers.spaces import PRIOR_LOGPROBS
@@ -80,7 +81,8 @@ class CQLPrior(DQNPrior):
     the penalty pushes down, with equal weight, every action that greedy evaluation can take, the condition of
     CQL's lower bound on that policy's value. A prior-based cut (top-k or mass) removes the actions the prior ranks low from the policy
     itself: when the prior is wrong about the data (the benchmark's ``prior_top_k=2`` lost the data's good
-    action), no amount of data brings them back. ``conservative="prior_weighted"`` (log Σ p̃·exp Q) barely pushes
+    action), no amount of data brings them back, unless ``behavior_threshold`` adds the data's own support
+    (discrete BCQ's rule) to the candidates. ``conservative="prior_weighted"`` (log Σ p̃·exp Q) barely pushes
     down the actions the prior dislikes, so an unseen one keeps whatever Q the network extrapolates and greedy
     acting may take it; and a data action the prior dislikes is pushed up until it beats the prior's favourites
     by about −log p̃(a_data|s) (up to ~30 at ``LOGPROB_MIN``). The prior still informs the default through the
@@ -104,6 +106,11 @@ class CQLPrior(DQNPrior):
     :param conservative: ``"logsumexp"`` (default): log Σ exp Q(s, a) over the candidates and a_data, CQL(H);
         ``"prior_weighted"``: log Σ p̃(a|s)·exp Q(s, a), p̃ the prior renormalised over the same set, CQL(ρ)
         with the prior as ρ (see above for when it fits).
+    :param behavior_threshold: τ in (0, 1] to add the data's support to the candidates, as discrete BCQ does
+        (Fujimoto et al., 2019): an imitation network π_b, trained by cross-entropy on the data actions next to Q,
+        and every valid slot with π_b(a|s) ≥ τ·max π_b(·|s) joins the prior's candidates (acting and
+        bootstrapping). A prior-based cut then never removes what the data did, however low the prior ranks it.
+        ``None`` (default): the candidates are the prior's alone.
     :param batch_size: minibatch size of each gradient step (reference: 128).
     :param kwargs: every other argument of :class:`DQNPrior` (``prior_mass``, ``prior_top_k``,
         ``prior_min_logprob``, ``alpha``, ``target``, ``learning_rate``, ``gamma``, ``tau``, ``seed``, ...).
@@ -116,9 +123,14 @@ class CQLPrior(DQNPrior):
         cql_weight: float = 5.0,
         include_data_action: bool = True,
         conservative: Conservative = "logsumexp",
+        behavior_threshold: float | None = None,
         batch_size: int = 128,
         **kwargs: Any,
     ) -> None:
+        if behavior_threshold is not None:
+            if not 0 < behavior_threshold <= 1:
+                raise ValueError(f"behavior_threshold must be in (0, 1] (or None), got {behavior_threshold}")
+            kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), "behavior_cloning": True}
         if cql_weight < 0:
             raise ValueError(f"cql_weight must be >= 0, got {cql_weight}")
         if conservative not in ("logsumexp", "prior_weighted"):
@@ -136,7 +148,20 @@ class CQLPrior(DQNPrior):
         self.cql_weight = cql_weight
         self.include_data_action = include_data_action
         self.conservative = conservative
+        self.behavior_threshold = behavior_threshold
         super().__init__(policy, env, batch_size=batch_size, **kwargs)
+
+    def candidates(self, obs: PyTorchObs) -> th.Tensor:
+        """The prior's candidates, and with ``behavior_threshold`` τ every valid slot the data's behaviour policy
+        takes with π_b(a|s) ≥ τ·max π_b(·|s)."""
+        candidates = super().candidates(obs)
+        if self.behavior_threshold is None:
+            return candidates
+        with th.no_grad():
+            log_pi_b = self.policy.behavior_net(obs).log_softmax(dim=1)  # type: ignore[union-attr]
+        # π_b(a|s) / max_a' π_b(a'|s) ≥ τ  ⟺  log π_b(a|s) − max log π_b ≥ log τ
+        supported = log_pi_b - log_pi_b.max(dim=1, keepdim=True).values >= math.log(self.behavior_threshold)
+        return candidates | (supported & valid_slots(obs))
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
         td_loss, q_values = self._td_loss(replay_data)
@@ -151,7 +176,13 @@ class CQLPrior(DQNPrior):
         )
         self._record("train/td_loss", td_loss.item())
         self._record("train/cql_loss", cql_loss.item())
-        return td_loss + self.cql_weight * cql_loss
+        loss = td_loss + self.cql_weight * cql_loss
+        if self.behavior_threshold is not None:
+            # the imitation network of discrete BCQ: −mean log π_b(a_data|s), over the valid slots
+            behavior_loss = F.cross_entropy(self.policy.behavior_net(obs), replay_data.actions.long().flatten())  # type: ignore[union-attr]
+            self._record("train/behavior_loss", behavior_loss.item())
+            loss = loss + behavior_loss
+        return loss
 
     def learn_offline(
         self: SelfCQLPrior,

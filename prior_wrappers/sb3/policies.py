@@ -145,10 +145,14 @@ class DQNPriorPolicy(DQNPolicy):
     :param normalize_images: unused (no images), kept for SB3's signature.
     :param optimizer_class: optimizer (default ``AdamW``, the reference's).
     :param optimizer_kwargs: keyword arguments for the optimizer, excluding the learning rate.
+    :param behavior_cloning: also build ``behavior_net``, a second :class:`CandidateQNetwork` whose per-slot outputs
+        are logits of the data's behaviour policy (discrete BCQ's imitation network), trained by the same optimizer;
+        :class:`~prior_wrappers.sb3.CQLPrior` sets it for ``behavior_threshold``.
     """
 
     q_net: CandidateQNetwork
     q_net_target: CandidateQNetwork
+    behavior_net: CandidateQNetwork | None
 
     def __init__(
         self,
@@ -162,7 +166,9 @@ class DQNPriorPolicy(DQNPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
+        behavior_cloning: bool = False,
     ) -> None:
+        self.behavior_cloning = behavior_cloning
         super().__init__(
             observation_space,
             action_space,
@@ -176,9 +182,26 @@ class DQNPriorPolicy(DQNPolicy):
             optimizer_kwargs,
         )
 
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.behavior_net = None
+        if self.behavior_cloning:
+            self.behavior_net = self.make_q_net()
+            self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+                [*self.q_net.parameters(), *self.behavior_net.parameters()], lr=lr_schedule(1), **self.optimizer_kwargs
+            )
+
     def make_q_net(self) -> CandidateQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return CandidateQNetwork(**net_args).to(self.device)
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        if self.behavior_net is not None:
+            self.behavior_net.set_training_mode(mode)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "behavior_cloning": self.behavior_cloning}
 
 
 class CandidateActorCriticPolicy(ActorCriticPolicy):

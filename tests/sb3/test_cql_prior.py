@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from candidate_env import CandidateChainEnv
+from candidate_env import CandidateChainEnv, success_rate
 
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update
@@ -146,6 +146,71 @@ def test_prior_weighted_loss_over_the_prior_mass_candidates_by_hand():
     assert model._loss(batch).item() == pytest.approx(td + 2.0 * (row1 + row2) / 2, rel=1e-6)
 
 
+class _FixedLogits(th.nn.Module):
+    """Stands in for the imitation network (a module of the policy): fixed logits, whatever the observation."""
+
+    def __init__(self, logits: list[list[float]]) -> None:
+        super().__init__()
+        self.logits = th.tensor(logits)
+
+    def forward(self, obs):
+        return self.logits
+
+
+def test_behavior_support_joins_the_prior_candidates_by_hand():
+    env = CandidateChainEnv(k=4, feature_dim=None)
+    model = CQLPrior("CandidatePolicy", env, prior_top_k=1, behavior_threshold=0.5, seed=0, device="cpu")
+    assert model.policy.behavior_net is not None
+    assert {id(p) for p in model.policy.behavior_net.parameters()} <= {
+        id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}  # it trains
+    mask = th.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=th.int8)
+    obs = {PRIOR_LOGPROBS: th.log(th.tensor([[0.5, 0.3, 0.1, 0.1], [0.1, 0.2, 0.7, 1.0]])), ACTION_MASK: mask}
+    # π_b: row 1 [0.1, 0.2, 0.6, 0.1] → ratios to the max [1/6, 1/3, 1, 1/6] → {2} at τ = 0.5;
+    #      row 2 [0.4, 0.35, 0.25] on its valid slots → ratios [1, 0.875, 0.625] → {0, 1, 2}
+    model.policy.behavior_net = _FixedLogits([[math.log(0.1), math.log(0.2), math.log(0.6), math.log(0.1)],
+                                              [math.log(0.4), math.log(0.35), math.log(0.25), MASKED_VALUE]])
+    # the prior's top 1: {0} and {2}; with the data's support: {0, 2} and {0, 1, 2}
+    assert model.candidates(obs).tolist() == [[True, False, True, False], [True, True, True, False]]
+    model.behavior_threshold = 0.9  # only each row's most likely data action: {2} and {0}
+    assert model.candidates(obs).tolist() == [[True, False, True, False], [True, False, True, False]]
+    model.behavior_threshold = None
+    assert model.candidates(obs).tolist() == [[True, False, False, False], [False, False, True, False]]
+
+    # the loss: TD + β·CQL over the candidates (and a_data) + the imitation term −mean log π_b(a_data|s)
+    model.behavior_threshold = 0.5
+    batch = DictReplayBufferSamples(observations=obs, actions=th.tensor([[2], [1]]), next_observations=obs,
+                                    dones=th.tensor([[1.0], [1.0]]), rewards=th.tensor([[0.0], [0.0]]))
+    model.q_net = _FixedQ([[1.0, 2.0, 3.0, 4.0], [0.5, 1.0, 1.5, MASKED_VALUE]])
+    model.q_net_target = _FixedQ([[0.0] * 4, [0.0] * 4])
+    td = ((3.0 - 0.5) + 0.5 * 1.0**2) / 2  # Huber of Q(s, a_data) = 3 and 1 against the terminal targets 0
+    imitation = -(math.log(0.6) + math.log(0.35)) / 2  # data actions 2 and 1
+    # S = candidates ∪ {a_data}: {0, 2} and {0, 1, 2} with the data's support; {0, 2} and {1, 2} without
+    cql = (math.log(math.e + math.e**3) - 3.0 + math.log(math.exp(0.5) + math.e + math.exp(1.5)) - 1.0) / 2
+    assert model._loss(batch).item() == pytest.approx(td + 5.0 * cql + imitation, rel=1e-5)
+    assert model._train_logs["train/behavior_loss"][-1] == pytest.approx(imitation, rel=1e-6)
+    model.behavior_threshold = None
+    cql = (math.log(math.e + math.e**3) - 3.0 + math.log(math.e + math.exp(1.5)) - 1.0) / 2
+    assert model._loss(batch).item() == pytest.approx(td + 5.0 * cql, rel=1e-5)
+
+
+def test_behavior_support_recovers_the_data_action_a_misleading_prior_cuts():
+    """The prior ranks the correct command last, so its top-1 cut never acts on it (success 0, whatever the data);
+    with the data's support (expert episodes in the data) CQL-Prior acts on it and wins."""
+
+    def train(seed: int, **kwargs) -> float:
+        env = CandidateChainEnv(k=6, min_valid=3, length=4, feature_dim=8, prior_strength=-2.0)
+        data = collect_expert_mixture(env, lambda obs, info: env.expert_slot(), n_episodes=8, success_ratio=0.5,
+                                      seed=seed)
+        model = CQLPrior("CandidatePolicy", env, prior_top_k=1, seed=seed, device="cpu", **kwargs)
+        model.learn_offline(data, gradient_steps=500, log_interval=0)
+        return success_rate(model, env, 20)
+
+    assert [train(seed) for seed in (0, 1)] == [0.0, 0.0]
+    with_support = [train(seed, behavior_threshold=0.3) for seed in (0, 1)]
+    print(f"misleading prior, top-1 ∪ data support: success {with_support}")
+    assert min(with_support) >= 0.7  # measured 0.85 and 0.85
+
+
 def test_cql_defaults_and_option_checks():
     model = CQLPrior("CandidatePolicy", make_env(), device="cpu")
     assert (model.conservative, model.prior_mass, model.prior_top_k, model.prior_min_logprob) == (
@@ -158,6 +223,9 @@ def test_cql_defaults_and_option_checks():
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="prior_mass"):
             CQLPrior("CandidatePolicy", make_env(), prior_mass=bad, device="cpu")
+        with pytest.raises(ValueError, match="behavior_threshold"):
+            CQLPrior("CandidatePolicy", make_env(), behavior_threshold=bad, device="cpu")
+    assert model.behavior_threshold is None and model.policy.behavior_net is None
 
 
 def _q_data_over_training(steps: int, stop_above: float, **cql_kwargs) -> tuple[CQLPrior, list[float]]:

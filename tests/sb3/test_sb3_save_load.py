@@ -14,6 +14,7 @@ CASES = [
     (DQNPrior, dict(learning_starts=50, alpha=0.2, target="soft", prior_top_k=3)),
     (CQLPrior, dict(learning_starts=50, cql_weight=2.0, include_data_action=False)),  # a non-default survives
     (CQLPrior, dict(learning_starts=50, conservative="prior_weighted", prior_mass=0.9)),
+    (CQLPrior, dict(learning_starts=50, prior_top_k=1, behavior_threshold=0.3)),  # with its imitation network
     (PPOPrior, dict(n_steps=64, batch_size=32, n_epochs=1, alpha=0.3)),
 ]
 
