@@ -163,8 +163,9 @@ def offline_report(results: list[dict[str, Any]]) -> tuple[str, str]:
     text = table(["episodes", "transitions", "CQL-Prior", "CQL"], lines)
     cover = result.get("coverage")
     if cover:
-        text += (f"\nthe walkthrough's command is among CQL-Prior's candidates in {cover['inside']} of its {cover['states']} "
-                 f"states (prior's rank of it: {cover['expert_ranks']}; candidates kept: {cover['candidates']})")
+        text += (f"\nthe walkthrough's command is among the prior's candidates in {cover['inside']} of its {cover['states']} "
+                 f"states (prior's rank of it: {cover['expert_ranks']}; candidates kept: {cover['candidates']}; the "
+                 "data's support, where on, adds to them)")
     text += f"\nexpert return {result['expert_return']:.1f}, threshold 90% = {threshold:.2f}; smallest dataset: " + \
         ", ".join(f"{arm} {smallest.get(arm, f'>{sizes[-1]}')}" for arm in ("CQL-Prior", "CQL"))
     base, prior = smallest.get("CQL"), smallest.get("CQL-Prior")
