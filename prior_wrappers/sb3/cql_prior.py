@@ -158,28 +158,35 @@ class CQLPrior(DQNPrior):
         if self.behavior_threshold is None:
             return candidates
         with th.no_grad():
-            log_pi_b = self.policy.behavior_net(obs).log_softmax(dim=1)  # type: ignore[union-attr]
+            return self._with_data_support(obs, candidates, self.policy.behavior_net(obs))  # type: ignore[union-attr]
+
+    def _with_data_support(self, obs: PyTorchObs, candidates: th.Tensor, behavior_logits: th.Tensor) -> th.Tensor:
+        log_pi_b = behavior_logits.detach().log_softmax(dim=1)
         # π_b(a|s) / max_a' π_b(a'|s) ≥ τ  ⟺  log π_b(a|s) − max log π_b ≥ log τ
-        supported = log_pi_b - log_pi_b.max(dim=1, keepdim=True).values >= math.log(self.behavior_threshold)
+        supported = log_pi_b - log_pi_b.max(dim=1, keepdim=True).values >= math.log(self.behavior_threshold)  # type: ignore[arg-type]
         return candidates | (supported & valid_slots(obs))
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
         td_loss, q_values = self._td_loss(replay_data)
         # β · mean[ log Σ_j w_j·exp Q(s, a_j) − Q(s, a_data) ], a_j over the candidates at s (and a_data)
         obs = replay_data.observations
+        candidates, behavior_logits = super().candidates(obs), None
+        if self.behavior_threshold is not None:  # one forward of π_b serves the candidates and its own loss
+            behavior_logits = self.policy.behavior_net(obs)  # type: ignore[union-attr]
+            candidates = self._with_data_support(obs, candidates, behavior_logits)
         cql_loss = cql_penalty(
             q_values,
             replay_data.actions,
-            self.candidates(obs),
+            candidates,
             include_data_action=self.include_data_action,
             log_prior=obs[PRIOR_LOGPROBS] if self.conservative == "prior_weighted" else None,  # type: ignore[index]
         )
         self._record("train/td_loss", td_loss.item())
         self._record("train/cql_loss", cql_loss.item())
         loss = td_loss + self.cql_weight * cql_loss
-        if self.behavior_threshold is not None:
+        if behavior_logits is not None:
             # the imitation network of discrete BCQ: −mean log π_b(a_data|s), over the valid slots
-            behavior_loss = F.cross_entropy(self.policy.behavior_net(obs), replay_data.actions.long().flatten())  # type: ignore[union-attr]
+            behavior_loss = F.cross_entropy(behavior_logits, replay_data.actions.long().flatten())
             self._record("train/behavior_loss", behavior_loss.item())
             loss = loss + behavior_loss
         return loss
