@@ -4,6 +4,7 @@ slot ordering and feature encoding happen, shared by the single-env and the vect
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -189,6 +190,7 @@ class SlotBuilder:
             self.observation_space = spaces.Dict({**self.observation_space.spaces, **token_ids.spaces(k)})
         self.stats = PriorStats()
         self._invalid_total = 0.0
+        self._warned_dropped = False
 
     def seed(self, seed: int | None) -> None:
         """Seed the proposals: a state's k samples are drawn with :func:`~prior_wrappers.proposals.state_seed`
@@ -290,7 +292,22 @@ class SlotBuilder:
             kept = log_softmax(logp[chosen]) if len(chosen) < len(logp) else logp[chosen]
             feats = np.asarray(scores.features[i], dtype=np.float32)[chosen] if self.prior_features else None
             layouts.append(([state.admissible[j] for j in chosen], kept, len(logp) - len(chosen), feats, {}))
+        self._warn_dropped(max(len(s.admissible) for s in states))
         return layouts
+
+    def _warn_dropped(self, most: int) -> None:
+        """Say once that commands beyond the k slots are unreachable: no algorithm can choose them."""
+        if most <= self.k or self._warned_dropped:
+            return
+        self._warned_dropped = True
+        warnings.warn(
+            f"a state has {most} admissible commands but only k={self.k} slots: the {most - self.k} the prior ranks "
+            f"lowest get no slot, so no algorithm can ever choose them (a wrong prior can hide the right command "
+            f"this way). Pass k >= the most admissible commands your env lists (here at least {most}); "
+            "info['prior_dropped'] counts the dropped commands at every step. Said once per wrapper.",
+            UnreachableCommandsWarning,
+            stacklevel=2,
+        )
 
     def _propose(self, states: Sequence[TextState], prompts: list[str]) -> list[Layout]:
         """One ``propose`` call, each state seeded by its prompt (:func:`~prior_wrappers.proposals.state_seed`)."""
@@ -318,6 +335,12 @@ class SlotBuilder:
         if self.order == "prior":
             return by_prior[: self.k]
         return np.sort(by_prior[: self.k])
+
+
+class UnreachableCommandsWarning(UserWarning):
+    """A state had more admissible commands than the wrapper has slots (``k``): the prior's lowest ones were
+    dropped and no algorithm can choose them. Silence it with ``warnings.filterwarnings("ignore",
+    category=UnreachableCommandsWarning)`` where a top-k cut is intended."""
 
 
 def check_scores(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from toy_text_env import CorridorTextEnv
 
 from prior_wrappers import CachedPrior, FunctionPrior, LLMPriorWrapper, UniformPrior, VecLLMPrior, make_text_vec_env
 from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder
+from prior_wrappers.slots import UnreachableCommandsWarning
 from prior_wrappers.spaces import LOGPROB_MIN
 
 
@@ -54,10 +57,31 @@ def test_wrapped_env_passes_gymnasium_and_sb3_checkers(encoder):
 def test_more_commands_than_slots_keeps_top_k_by_prior():
     prior = FunctionPrior(lambda p, c: [float(len(x)) for x in c])  # longer = likelier
     env = LLMPriorWrapper(CorridorTextEnv(), prior, k=2, encoder=None)
-    obs, info = env.reset(seed=0)
+    with pytest.warns(UnreachableCommandsWarning, match=r"3 admissible commands but only k=2 slots.*at least 3"):
+        obs, info = env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per wrapper, not at every step
+        env.step(0)
     assert info["prior_candidates"] == ["go east", "go west"]  # 'wait' dropped (shortest)
     assert info["prior_dropped"] == 1
     np.testing.assert_allclose(np.exp(obs["prior_logprobs"]).sum(), 1.0, atol=1e-6)  # renormalised over kept
+
+
+def test_enough_slots_never_warn_about_unreachable_commands():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreachableCommandsWarning)
+        LLMPriorWrapper(CorridorTextEnv(), east_prior(), k=3, encoder=None).reset(seed=0)
+        vec = VecLLMPrior(make_text_vec_env(CorridorTextEnv, n_envs=2), east_prior(), k=3, encoder=None)
+        vec.reset()
+
+
+def test_vec_wrapper_warns_once_about_unreachable_commands():
+    vec = VecLLMPrior(make_text_vec_env(CorridorTextEnv, n_envs=2), east_prior(), k=2, encoder=None)
+    with pytest.warns(UnreachableCommandsWarning, match="k=2"):
+        vec.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreachableCommandsWarning)
+        vec.step(np.zeros(2, dtype=int))
 
 
 def test_env_order_keeps_env_order():
