@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from prior_wrappers.prompts import format_examples, one_line
+from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, format_examples, one_line
 
 # Observations are never shortened below this many characters to meet the token budget: fewer examples then.
 MIN_OBSERVATION_CHARS = 100
@@ -65,6 +65,10 @@ class Demonstration:
         :meth:`Demonstrations.check_no_leakage`.
     :param success: whether the episode was won.
     :param episode_return: its undiscounted return.
+    :param admissible: the admissible commands of each step (``info["admissible_commands"]`` when the command
+        was chosen), one tuple per step; empty when unknown (e.g. episodes recorded before 0.3). Priors learned
+        from demonstrations (:class:`~prior_wrappers.priors.BCPrior`) use them as the alternatives the expert
+        did not take.
     """
 
     task: str
@@ -73,6 +77,14 @@ class Demonstration:
     source: str = ""
     success: bool = True
     episode_return: float = 0.0
+    admissible: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.admissible and len(self.admissible) != len(self.steps):
+            raise ValueError(
+                f"admissible has {len(self.admissible)} command lists for {len(self.steps)} steps: give one per "
+                "step, or none"
+            )
 
     def render(self, max_observation_chars: int = 400) -> str:
         """The episode in the prompt's own format (``Task:``, then ``Observation:`` / ``Action:`` lines, see
@@ -90,7 +102,43 @@ class Demonstration:
 
     def cut(self, n_steps: int) -> Demonstration:
         """The first ``n_steps`` steps only (what the budget keeps of an episode too long to show whole)."""
-        return Demonstration(self.task, self.steps[:n_steps], "", self.source, self.success, self.episode_return)
+        return Demonstration(self.task, self.steps[:n_steps], "", self.source, self.success, self.episode_return,
+                             self.admissible[:n_steps])
+
+    def decision_points(
+        self, prompt: PromptFn | None = None, *, history: int = 2, example: str | None = None
+    ) -> list[DecisionPoint]:
+        """Each step as the wrappers would show it to a prior: the prompt (``prompt`` of a :class:`TextState`
+        with the ``history`` previous steps and ``example``), the admissible commands and the expert's command.
+
+        :param prompt: the prompt function; default :class:`~prior_wrappers.prompts.PromptTemplate`.
+        :param history: previous (observation, command) pairs kept, as the wrappers' ``history=``.
+        :param example: the state's example text (``None``: no in-context example).
+        """
+        prompt = prompt or PromptTemplate()
+        points = []
+        for i, (observation, command) in enumerate(self.steps):
+            admissible = list(dict.fromkeys(self.admissible[i])) if self.admissible else []
+            past = self.steps[max(0, i - history):i] if history > 0 else ()
+            state = TextState(observation, admissible, self.task, tuple(past), example)
+            points.append(DecisionPoint(prompt(state), tuple(admissible), command, self.source))
+        return points
+
+
+@dataclass(frozen=True)
+class DecisionPoint:
+    """One step of a demonstration as a prior sees it.
+
+    :param prompt: the prompt the wrappers would build for the step's state.
+    :param admissible: the step's admissible commands (empty when the demonstration did not record them).
+    :param command: the expert's command.
+    :param source: the demonstration's source (game).
+    """
+
+    prompt: str
+    admissible: tuple[str, ...]
+    command: str
+    source: str = ""
 
 
 class Demonstrations:
@@ -202,6 +250,13 @@ class Demonstrations:
         """The sources of the episodes that :meth:`text` shows."""
         return set(self._build()[1])
 
+    def decision_points(
+        self, prompt: PromptFn | None = None, *, history: int = 2, example: str | None = None
+    ) -> list[DecisionPoint]:
+        """Every step of every episode of the pool (not only the shown ones) as a prior sees it: see
+        :meth:`Demonstration.decision_points`. What priors learned from demonstrations train on."""
+        return [p for e in self.episodes for p in e.decision_points(prompt, history=history, example=example)]
+
     # ----- growing the pool -----------------------------------------------------------------------------------
     def add(self, demo: Demonstration) -> bool:
         """Add one successful episode to the pool (needs ``learn_from_successes=True``); :meth:`text` may change
@@ -269,8 +324,10 @@ class Demonstrations:
             options = {"game_index": i % len(games)} if games and len(games) > 1 else None
             observation, info = env.reset(seed=seed + i, options=options)
             task, steps, total, done = str(info.get("task", "")), [], 0.0, False
+            admissible: list[tuple[str, ...]] = []
             while not done and len(steps) < max_steps:
                 command = expert()
+                admissible.append(tuple(info.get("admissible_commands") or ()))
                 next_observation, reward, terminated, truncated, info = env.step(command)
                 steps.append((observation, command))
                 total += float(reward)
@@ -278,7 +335,8 @@ class Demonstrations:
                 observation = next_observation
             source = info.get("game_file") or f"{env_id}:{seed + i}"
             success = bool(info.get("is_success", False))
-            episodes.append(Demonstration(task, tuple(steps), observation, str(source), success, total))
+            episodes.append(Demonstration(task, tuple(steps), observation, str(source), success, total,
+                                          tuple(admissible) if all(admissible) else ()))
         if not any(e.success for e in episodes):
             raise RuntimeError(f"the expert of {env_id} won none of {n_episodes} episodes (max_steps={max_steps})")
         return cls(episodes, seed=seed, **kwargs)

@@ -198,3 +198,26 @@ def test_the_prefix_cache_computes_the_demonstrations_once(tiny_llama, smollm_to
     cached = _tokens_computed(tiny_llama, smollm_tokenizer, True, demos)
     assert without > 5 * n_demo_tokens  # every state's prompt holds the demonstrations
     assert without - cached >= 4 * n_demo_tokens  # with the cache, they are computed once, not five times
+
+
+def test_decision_points_are_the_prompts_the_wrapper_shows_with_their_admissible_commands():
+    env = LLMPriorWrapper(CorridorTextEnv(length=5), east_prior(), k=4, encoder=None, history=2)
+    _, info = env.reset(seed=0)
+    steps, admissible, prompts, commands = [], [], [], ["go east", "wait", "go east", "go west", "go east"]
+    for command in commands:
+        prompts.append(info["prior_prompt"])
+        admissible.append(tuple(env.unwrapped._info()["admissible_commands"]))
+        observation = info["text_observation"]
+        _, _, _, _, info = env.step(info["prior_candidates"].index(command))
+        steps.append((observation, command))
+    demo = Demonstration("reach the exit", tuple(steps), admissible=tuple(admissible))
+    points = demo.decision_points(history=2, example=CorridorTextEnv.prompt_example)
+    assert [p.prompt for p in points] == prompts
+    assert [p.command for p in points] == commands
+    assert points[1].admissible == ("go east", "go west", "wait", "look at the painting")
+    no_history = demo.decision_points(history=0)
+    assert "Action: wait" in points[2].prompt and "Action: wait" not in no_history[2].prompt
+    assert Demonstrations([demo]).decision_points(history=2, example=CorridorTextEnv.prompt_example) == points
+    assert demo.cut(2).admissible == tuple(admissible[:2])
+    with pytest.raises(ValueError, match="one per step"):
+        Demonstration("t", steps, admissible=tuple(admissible[:2]))
