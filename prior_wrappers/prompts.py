@@ -164,3 +164,48 @@ class TranscriptPrompt:
         lines += [self._turn(obs, act) for obs, act in state.history[start:]]
         lines.append(self._current(state.observation))
         return "\n".join(lines)
+
+
+_EXAMPLE_HEADERS = ("Example:\n", "Example 1:\n")
+_STATE_STARTS = ("Task:", "Observation:")
+
+
+def strip_examples(prompt: str, *, omitted: str = TranscriptPrompt.omitted) -> str:
+    """``prompt`` without its in-context example block: what :class:`PromptTemplate` and :class:`TranscriptPrompt`
+    render with ``use_example=False`` for the same state (a prompt without examples comes back unchanged).
+
+    The block is the ``Example:`` (or ``Example 1:``) line that follows the instruction, the example text, and
+    the blank line after it. It ends where the state begins: at the first blank line followed by the ``Task:``
+    line, or, in a prompt without a task, at the first blank line followed by an ``Observation:`` line (or
+    TranscriptPrompt's ``omitted`` line). Blank lines inside the state's own observations (TextWorld has them)
+    are never reached, since they come after that point; blank lines inside the example text are fine unless a
+    ``Task:`` line follows one (or, without a task, an ``Observation:`` line), as in an example written with a
+    blank line between its steps. The episodes of :func:`format_examples` and
+    :meth:`~prior_wrappers.demonstrations.Demonstrations.text` (observations on one line) and the envs'
+    ``prompt_example`` texts have none. A prompt in another format comes back unchanged.
+
+    >>> state = TextState("You see a bowl.", ["take bowl"], task="eat", example="Observation: a\\nAction: b")
+    >>> strip_examples(PromptTemplate()(state)) == PromptTemplate(use_example=False)(state)
+    True
+
+    :param prompt: a prompt built by :class:`PromptTemplate` or :class:`TranscriptPrompt`.
+    :param omitted: TranscriptPrompt's line for dropped turns (another state start in a prompt without a task).
+    """
+    header = -1
+    for h in _EXAMPLE_HEADERS:
+        at = prompt.find("\n" + h)
+        if at >= 0 and (header < 0 or at < header):
+            header = at
+    if header < 0:
+        return prompt
+    starts = (*_STATE_STARTS, omitted) if omitted else _STATE_STARTS
+    if any(prompt.startswith(s) or f"\n{s}" in prompt[: header + 1] for s in starts):
+        return prompt  # the "Example" line is part of the state (an observation), not an example block
+    body = header + 1
+    end = prompt.find("\n\nTask:", body)
+    if end < 0:
+        found = [i for i in (prompt.find(f"\n\n{s}", body) for s in starts[1:]) if i >= 0]
+        end = min(found) if found else -1
+    if end < 0:
+        return prompt
+    return prompt[:header] + "\n" + prompt[end + 2 :]
