@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # torch==2.13.0 is the local CPU wheel; override e.g. `make test TORCH_SPEC=torch` for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,textworld,alfworld,textworld-express,scienceworld,babyai,gflan
+EXTRAS ?= dev,textworld,alfworld,textworld-express,scienceworld,babyai,gflan,lora
 STAMP := $(VENV)/.installed-$(shell echo '$(TORCH_SPEC) $(EXTRAS) $(CONSTRAINTS)' | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 # vLLM (CPU build) for the remote-prior tests, in its own venv in the user cache dir: it pins its own torch and

@@ -2,6 +2,12 @@
 
 from prior_wrappers.priors import (
     ActionPrior,
+    AdaptedPrior,
+    BCPrior,
+    LoraSettings,
+    fit_lora,
+    load_adapter,
+    save_adapter,
     CachedPrior,
     CommandMatcher,
     FunctionPrior,
@@ -20,6 +26,7 @@ from prior_wrappers.proposals import ProposalConfig
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
 from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
 from prior_wrappers.wrappers import LLMPriorWrapper
+from prior_wrappers.slots import UnreachableCommandsWarning
 
 __version__ = "0.2.0"
 
@@ -31,6 +38,12 @@ _register_envs()
 
 __all__ = [
     "ActionPrior",
+    "AdaptedPrior",
+    "BCPrior",
+    "LoraSettings",
+    "fit_lora",
+    "load_adapter",
+    "save_adapter",
     "CachedEncoder",
     "Demonstration",
     "Demonstrations",
@@ -44,6 +57,7 @@ __all__ = [
     "TextInInfo",
     "TextState",
     "TranscriptPrompt",
+    "UnreachableCommandsWarning",
     "VecLLMPrior",
     "make_text_vec_env",
     "make_text_gym_vector_env",

@@ -191,6 +191,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         dtype: torch.dtype | str | None = None,
         device: str | torch.device | None = None,
         local_files_only: bool | None = None,
+        adapter: str | Path | None = None,
         **kwargs: Any,
     ) -> HFPrior:
         """Load a causal LM like transformers does: a hub id, a local directory, or a GGUF file.
@@ -199,6 +200,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         :param dtype: default bf16 on CUDA, fp32 on CPU.
         :param device: default ``cuda`` when available, else ``cpu``.
         :param local_files_only: default True for local paths (nothing is downloaded behind your back).
+        :param adapter: a LoRA adapter directory saved by :func:`~prior_wrappers.priors.adaptation.save_adapter`,
+            loaded over the model (refused if trained for another base): returns an
+            :class:`~prior_wrappers.priors.adaptation.AdaptedPrior`.
         :param kwargs: forwarded to :class:`HFPrior` (``separator``, ``token_budget``, ...).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -227,7 +231,11 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)
-        return cls(model, tokenizer, **kwargs)
+        if adapter is None:
+            return cls(model, tokenizer, **kwargs)
+        from prior_wrappers.priors.adaptation import load_adapter
+
+        return load_adapter(cls(model, tokenizer, **kwargs), adapter, copy_model=False)  # the model is ours to adapt
 
     @classmethod
     def default(cls, **kwargs: Any) -> HFPrior:
