@@ -17,14 +17,17 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 
 from prior_wrappers.sb3.masking import (
     candidate_slots,
+    PRIOR_FLOOR,
+    check_prior_floor,
+    floored_log_prior,
     masked_fill,
-    masked_log_softmax,
     masked_logsumexp,
     masked_max,
     sample_masked,
 )
 from prior_wrappers.sb3.policies import DQNPriorPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.sb3.prior_trust import PriorTrust, Trust, check_trust
 from prior_wrappers.sb3.signature import PriorSignatureMixin
 from prior_wrappers.spaces import PRIOR_LOGPROBS
 
@@ -72,7 +75,20 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         valid slots, in the prior's order, holding at least this fraction of the prior's mass over the valid
         slots (top-p). ``0.9`` keeps one slot where the prior puts 0.9 on it and many where it is unsure;
         ``None`` (default) or ``1.0`` keeps every valid slot. Combined with the other rules, a slot must pass all.
-    :param predict_with_prior: ``predict(deterministic=True)`` takes argmax (Q + α·log p) instead of argmax Q.
+    :param prior_floor: λ, the share of the uniform distribution over the candidates mixed into the prior that
+        acting uses (and the ``soft`` target and ``predict_with_prior``): p̃ = (1 − λ)·p + λ/n (see
+        :func:`~prior_wrappers.sb3.masking.floored_log_prior`). It keeps a wrong prior from trapping the
+        learner: a command the prior puts 12 nats down is otherwise never tried (α = 0.1 and rewards in [0, 1]
+        span at most 10 nats of Q/α), so its value is never learned, while the ``max`` target bootstraps from
+        it. ``0`` is the reference's pure posterior.
+    :param prior_trust: the probability that a training episode explores with the prior; the others sample
+        softmax(Q/α) alone, as the same algorithm with ``UniformPrior`` does. ``"adaptive"`` (default) follows
+        the two kinds' recent episode returns (probability matching, each kind at least 5% of the episodes; see
+        :class:`~prior_wrappers.sb3.prior_trust.PriorTrust`; logged as ``rollout/prior_trust``): a correct prior
+        soon acts in most episodes, a wrong one in few. Whole episodes, since a way to a reward that takes
+        several commands the prior rules out is found only by an episode that leaves the prior at every step.
+        ``1.0``: every episode with the prior (the reference). ``predict`` always uses the prior.
+    :param predict_with_prior: ``predict(deterministic=True)`` takes argmax (Q + α·log p̃) instead of argmax Q.
     :param learning_rate: learning rate, constant or a schedule of the remaining progress (reference: 5e-4).
     :param buffer_size: size of the replay buffer.
     :param learning_starts: steps collected before learning starts; these actions are sampled from the prior.
@@ -114,6 +130,8 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         prior_top_k: int | None = None,
         prior_min_logprob: float | None = None,
         prior_mass: float | None = None,
+        prior_floor: float = PRIOR_FLOOR,
+        prior_trust: Trust = "adaptive",
         predict_with_prior: bool = False,
         learning_rate: float | Schedule = 5e-4,
         buffer_size: int = 100_000,
@@ -159,6 +177,9 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         self.prior_top_k = prior_top_k
         self.prior_min_logprob = prior_min_logprob
         self.prior_mass = prior_mass
+        self.prior_floor = check_prior_floor(prior_floor)
+        self.prior_trust = check_trust(prior_trust)
+        self._prior_trust: PriorTrust | None = None
         self.predict_with_prior = predict_with_prior
         super().__init__(
             policy,
@@ -204,17 +225,52 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             mass=self.prior_mass,
         )
 
+    def acting_log_prior(self, obs: PyTorchObs, candidates: th.Tensor) -> th.Tensor:
+        """log p̃(a|s) over the candidates: the prior with its floor (``prior_floor``), what acting samples from."""
+        return floored_log_prior(obs[PRIOR_LOGPROBS], candidates, self.prior_floor)  # type: ignore[index]
+
     # ------------------------------------------------------------------ acting
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self.num_timesteps >= learning_starts:
-            action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
-            return action, action
-        # Warm-up: with Q ≡ 0 the posterior is the prior itself (uniform over candidates for UniformPrior).
         obs, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
-        action = sample_masked(obs[PRIOR_LOGPROBS], self.candidates(obs)).cpu().numpy()
+        candidates = self.candidates(obs)
+        if self._prior_trust is None or self._prior_trust.n_envs != n_envs:
+            self._prior_trust = PriorTrust(self.prior_trust, n_envs, seed=self.seed)
+        # an episode without the prior explores as the same algorithm with UniformPrior does
+        with_prior = th.as_tensor(self._prior_trust.with_prior, device=candidates.device).unsqueeze(1)
+        log_prior = self.acting_log_prior(obs, candidates)
+        log_prior = th.where(with_prior, log_prior, th.zeros_like(log_prior))
+        if self.num_timesteps < learning_starts:
+            # Warm-up: with Q ≡ 0 the posterior is the prior itself (uniform over candidates without it).
+            action = sample_masked(log_prior, candidates)
+        else:
+            self.policy.set_training_mode(False)
+            with th.no_grad():
+                q_values = self.q_net(obs)
+            action = self._explore(q_values, log_prior, candidates)
+        action = action.cpu().numpy()
         return action, action
+
+    def _store_transition(self, replay_buffer: ReplayBuffer, buffer_action: np.ndarray, new_obs: Any,
+                          reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if self._prior_trust is not None:
+            self._prior_trust.step(reward, dones)
+            if np.any(dones):
+                self.logger.record("rollout/prior_trust", self._prior_trust.probability())
+
+    def _explore(self, q_values: th.Tensor, log_prior: th.Tensor, candidates: th.Tensor) -> th.Tensor:
+        """An exploring action per row: the posterior's sample (or argmax Q), then ε uniform over the candidates."""
+        if self.sampling == "posterior":
+            # P(a|s) ∝ p̃(a|s)·exp(Q(s,a)/α), over the candidates (p̃: the prior with its floor)
+            action = sample_masked(q_values / self.alpha + log_prior, candidates)
+        else:
+            action = masked_fill(q_values, candidates).argmax(dim=1)
+        explore = th.rand(action.shape, device=action.device) < self.exploration_rate
+        if explore.any():  # ε: uniform over the candidates
+            action = th.where(explore, sample_masked(th.zeros_like(q_values), candidates), action)
+        return action
 
     def predict(
         self,
@@ -223,25 +279,18 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Greedy (``deterministic=True``) or exploring action for an observation, batched or not."""
+        """Greedy (``deterministic=True``) or exploring action (with the prior) for an observation, batched or not."""
         self.policy.set_training_mode(False)
         obs, vectorized = self.policy.obs_to_tensor(observation)
         with th.no_grad():
             q_values = self.q_net(obs)
         candidates = self.candidates(obs)
-        log_prior = obs[PRIOR_LOGPROBS]
+        log_prior = self.acting_log_prior(obs, candidates)
         if deterministic:
             scores = q_values + self.alpha * log_prior if self.predict_with_prior else q_values
             action = masked_fill(scores, candidates).argmax(dim=1)
         else:
-            if self.sampling == "posterior":
-                # P(a|s) ∝ p_LLM(a|s)·exp(Q(s,a)/α), over the candidates
-                action = sample_masked(q_values / self.alpha + log_prior, candidates)
-            else:
-                action = masked_fill(q_values, candidates).argmax(dim=1)
-            explore = th.rand(action.shape, device=action.device) < self.exploration_rate
-            if explore.any():  # ε: uniform over the candidates
-                action = th.where(explore, sample_masked(th.zeros_like(q_values), candidates), action)
+            action = self._explore(q_values, log_prior, candidates)
         action = action.cpu().numpy()
         if not vectorized:
             action = action.squeeze(axis=0)
@@ -253,8 +302,8 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         next_q_values = self.q_net_target(next_observations)
         candidates = self.candidates(next_observations)
         if self.target == "soft":
-            # V(s') = α · log Σ_{a'} p̃(a'|s') · exp(Q_target(s', a') / α), p̃ = p renormalised over the candidates
-            log_prior = masked_log_softmax(next_observations[PRIOR_LOGPROBS], candidates)  # type: ignore[index]
+            # V(s') = α · log Σ_{a'} p̃(a'|s') · exp(Q_target(s', a') / α), p̃ the acting prior over the candidates
+            log_prior = self.acting_log_prior(next_observations, candidates)
             values = self.alpha * masked_logsumexp(next_q_values / self.alpha + log_prior, candidates)
         elif self.double_q:
             # a* = argmax_{a'} Q(s', a'),  V(s') = Q_target(s', a*)
@@ -320,4 +369,4 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_train_logs"]
+        return [*super()._excluded_save_params(), "_train_logs", "_prior_trust"]

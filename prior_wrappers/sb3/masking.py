@@ -25,6 +25,12 @@ Two masks are used, and "valid" is kept apart from "supported by the prior":
 
   The prior's favourite valid slot passes every rule, so a state with a valid slot always has a candidate.
   Ties in the prior are broken by the slot index (the lower slot first), for all three rules.
+
+A third notion, the *floored prior* (:func:`floored_log_prior`), is what the algorithms act on and regularise
+towards: the prior renormalised over the candidates and mixed with the uniform distribution over them,
+p̃ = (1 − λ)·p + λ/n. A wrong prior can then slow a learner but not trap it: every candidate keeps a
+probability of at least λ/n of being tried (DQN-Prior's posterior sampling, PPO-Prior's initial policy), so
+its value is learned, and the ``max`` target never bootstraps from a command the learner would never take.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 
 # Finite rather than -inf: 0 * MASKED_VALUE stays 0 (entropies, expectations), and softmax gives exactly 0.
 MASKED_VALUE = -1e8
+
+# The default prior_floor of DQN-Prior, CQL-Prior and PPO-Prior, chosen on the misleading-prior chain of
+# benchmarks/misleading_prior.py (development seeds)
+PRIOR_FLOOR = 0.1
 
 # prior mass is compared within this tolerance: the prior arrives in float32, so p = [0.6, 0.3, 0.1] holds
 # "0.9" in its first two slots whatever the rounding of exp(log 0.6) + exp(log 0.3)
@@ -87,6 +97,34 @@ def _prior_order(log_prior: th.Tensor, valid: th.Tensor) -> th.Tensor:
     """Slot indices ``(batch, K)`` by decreasing prior, valid slots first, ties to the lower slot."""
     keys = masked_fill(log_prior.double(), valid)
     return th.sort(keys, dim=-1, descending=True, stable=True).indices
+
+
+def floored_log_prior(log_prior: th.Tensor, candidates: th.Tensor, floor: float) -> th.Tensor:
+    """log p̃ over the candidates, p̃ = (1 − ``floor``)·p + ``floor``/n with p the prior renormalised over the
+    ``n`` candidates of the row; :data:`MASKED_VALUE` off the candidates. ``floor=0`` is the renormalised prior,
+    ``floor=1`` the uniform distribution over the candidates.
+
+    :param log_prior: ``(batch, K)`` the observation's prior log-probabilities.
+    :param candidates: ``(batch, K)`` boolean candidate slots.
+    :param floor: λ in [0, 1].
+    """
+    log_p = masked_log_softmax(log_prior, candidates)
+    if floor <= 0.0:
+        return log_p
+    n = candidates.sum(dim=-1, keepdim=True).clamp(min=1).to(log_p.dtype)
+    # log((1 − λ)·p + λ/n), computed as a logsumexp of the two terms so that p ≈ 0 stays exact
+    mixed = th.logaddexp(log_p + th.log1p(th.tensor(-floor, dtype=log_p.dtype)) if floor < 1.0 else
+                         th.full_like(log_p, float("-inf")), th.log(floor / n).expand_as(log_p))
+    return masked_fill(mixed, candidates)
+
+
+def check_prior_floor(floor: float) -> float:
+    """``floor`` as a float in [0, 1], or a ``ValueError`` that says what it is."""
+    if not 0.0 <= float(floor) <= 1.0:
+        raise ValueError(
+            f"prior_floor is the share of the uniform distribution mixed into the prior, in [0, 1]; got {floor}"
+        )
+    return float(floor)
 
 
 def masked_fill(values: th.Tensor, mask: th.Tensor) -> th.Tensor:

@@ -23,7 +23,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from prior_wrappers.sb3.masking import masked_fill, valid_slots
+from prior_wrappers.sb3.masking import check_prior_floor, floored_log_prior, masked_fill, valid_slots
 from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, OBSERVATION_FEATURES, PRIOR_LOGPROBS
 
 
@@ -220,6 +220,9 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
     :param activation_fn: activation function (default ``Tanh``, SB3's).
     :param ortho_init: orthogonal initialisation as in SB3 (output gains 0.01 for logits, 1 for the value).
     :param residual_prior: add the prior log-probabilities to the logits.
+    :param prior_floor: with ``residual_prior``, the logits add log p̃ = log((1 − λ)·p + λ/n) over the valid
+        slots instead of log p (see :func:`~prior_wrappers.sb3.masking.floored_log_prior`; ``PPOPrior`` sets it
+        to its own ``prior_floor``); ``0``: log p.
     :param features_extractor_class: builds the per-slot rows (default :class:`CandidateInputs`).
     :param features_extractor_kwargs: keyword arguments for it.
     :param normalize_images: unused (no images), kept for SB3's signature.
@@ -236,6 +239,7 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         activation_fn: type[nn.Module] = nn.Tanh,
         ortho_init: bool = True,
         residual_prior: bool = True,
+        prior_floor: float = 0.0,
         features_extractor_class: type[BaseFeaturesExtractor] = CandidateInputs,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -248,6 +252,7 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         if unused_sde_kwargs.get("use_sde"):
             raise ValueError("gSDE is for continuous actions; candidate slots are discrete")
         self.residual_prior = residual_prior
+        self.prior_floor = check_prior_floor(prior_floor)
         super().__init__(
             observation_space,
             action_space,
@@ -280,14 +285,16 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         for key in ("use_sde", "log_std_init", "squash_output", "full_std", "use_expln"):
             data.pop(key, None)
-        data.update(residual_prior=self.residual_prior)
+        data.update(residual_prior=self.residual_prior, prior_floor=self.prior_floor)
         return data
 
     def _logits(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
         logits = self.action_net(rows).squeeze(-1)
+        valid = valid_slots(obs)
         if self.residual_prior:
-            logits = logits + obs[PRIOR_LOGPROBS]
-        return masked_fill(logits, valid_slots(obs))
+            log_prior = obs[PRIOR_LOGPROBS]
+            logits = logits + (floored_log_prior(log_prior, valid, self.prior_floor) if self.prior_floor else log_prior)
+        return masked_fill(logits, valid)
 
     def _values(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
         valid = valid_slots(obs).unsqueeze(-1).to(rows.dtype)

@@ -14,18 +14,20 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 
-from prior_wrappers.sb3.masking import candidate_slots, masked_log_softmax
+from prior_wrappers.sb3.masking import PRIOR_FLOOR, candidate_slots, check_prior_floor, floored_log_prior
 from prior_wrappers.sb3.policies import CandidateActorCriticPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
+from prior_wrappers.sb3.prior_trust import PriorTrustVecEnv, Trust, check_trust, uniform_logprobs
 from prior_wrappers.sb3.signature import PriorSignatureMixin
-from prior_wrappers.spaces import PRIOR_LOGPROBS
+from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 
 SelfPPOPrior = TypeVar("SelfPPOPrior", bound="PPOPrior")
 
 
-def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor) -> th.Tensor:
+def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor, floor: float = 0.0) -> th.Tensor:
     """KL(π ‖ p̃)(s) = Σ_{valid a} π(a|s)·[log π(a|s) − log p̃(a|s)], p̃ the prior renormalised over the valid
-    slots; ``(batch,)``.
+    slots and mixed with ``floor`` of the uniform distribution over them (see
+    :func:`~prior_wrappers.sb3.masking.floored_log_prior`); ``(batch,)``.
 
     A valid slot at ``LOGPROB_MIN`` (a command the prior gives almost no mass) counts with log p̃ ≈ −30: π may
     put mass on it, at a finite price of π(a)·(log π(a) + 30) nats, never an infinite KL.
@@ -33,8 +35,9 @@ def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor) 
     :param log_pi: ``(batch, K)`` normalised log-probabilities of the policy (0 probability off ``valid``).
     :param prior_logprobs: ``(batch, K)`` the observation's prior log-probabilities.
     :param valid: ``(batch, K)`` boolean valid slots.
+    :param floor: λ in [0, 1], the share of the uniform distribution in p̃.
     """
-    log_prior = masked_log_softmax(prior_logprobs, valid)
+    log_prior = floored_log_prior(prior_logprobs, valid, floor)
     terms = log_pi.exp() * (log_pi - log_prior)
     return th.where(valid, terms, th.zeros_like(terms)).sum(dim=-1)
 
@@ -61,6 +64,16 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
     :param env: the environment to learn from: a prior-wrapped env (``LLMPriorWrapper`` / ``VecLLMPrior``).
     :param alpha: α, weight of KL(π ‖ p_LLM); a float, or a schedule of the remaining progress (1 → 0) for
         annealing, e.g. ``stable_baselines3.common.utils.LinearSchedule(0.5, 0.0, 1.0)``.
+    :param prior_floor: λ: the prior that the KL pulls towards, and that the residual policy starts from, is
+        p̃ = (1 − λ)·p + λ/n over the candidates, so a command the prior all but rules out keeps a probability
+        of about λ/n of being tried and a price of at most log(n/λ) nats in the KL (the policy's own
+        ``prior_floor``, set from this); ``0`` is the plain prior.
+    :param prior_trust: the probability that a training episode is collected with the prior; in the others the
+        observations carry a uniform prior (log 1/n over the valid slots), so the policy acts and is trained there
+        as PPO with ``UniformPrior`` (see :class:`~prior_wrappers.sb3.prior_trust.PriorTrustVecEnv`). ``"adaptive"``
+        (default) follows the two kinds' recent episode returns (each kind at least 5% of the episodes; logged as
+        ``rollout/prior_trust``); ``1.0``: every episode with the prior. Evaluation (``predict``) always sees
+        the env's prior.
     :param learning_rate: learning rate, constant or a schedule of the remaining progress.
     :param n_steps: steps per environment per update (rollout buffer size is ``n_steps * n_envs``).
     :param batch_size: minibatch size.
@@ -92,6 +105,8 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         policy: str | type[CandidateActorCriticPolicy],
         env: GymEnv | str,
         alpha: float | Schedule = 0.1,
+        prior_floor: float = PRIOR_FLOOR,
+        prior_trust: Trust = "adaptive",
         learning_rate: float | Schedule = 3e-4,
         n_steps: int = 2048,
         batch_size: int = 64,
@@ -118,6 +133,18 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         if isinstance(alpha, (int, float)) and alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
+        self.prior_floor = check_prior_floor(prior_floor)
+        self.prior_trust = check_trust(prior_trust)
+        self.trusts_prior = True  # whether the policy acts with the prior: the trust's last verdict (saved)
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if isinstance(policy_class, type) and issubclass(policy_class, CandidateActorCriticPolicy):
+            given = (policy_kwargs or {}).get("prior_floor", self.prior_floor)
+            if given != self.prior_floor:
+                raise ValueError(
+                    f"policy_kwargs prior_floor={given} differs from PPOPrior(prior_floor={self.prior_floor}): the "
+                    "policy must start from the prior that the KL pulls towards; set PPOPrior's prior_floor only"
+                )
+            policy_kwargs = {**(policy_kwargs or {}), "prior_floor": self.prior_floor}
         super().__init__(
             policy,
             env,
@@ -146,6 +173,33 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         )
         self._remember_prior_signature()
 
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
+                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, Any]:
+        if self.env is not None and self.prior_trust != 1.0 and not isinstance(self.env, PriorTrustVecEnv):
+            self.env = PriorTrustVecEnv(self.env, self.prior_trust, seed=self.seed)
+            self._last_obs = None  # type: ignore[assignment]  # collected again through the wrapper
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        super()._update_info_buffer(infos, dones)
+        if isinstance(self.env, PriorTrustVecEnv) and dones is not None and np.any(dones):
+            self.trusts_prior = self.env.trust.prefers_prior()
+            self.logger.record("rollout/prior_trust", self.env.trust.probability())
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``; while the training episodes without the prior do better (:attr:`trusts_prior`
+        False), the policy acts as in them, on a uniform ``prior_logprobs``."""
+        if not self.trusts_prior and isinstance(observation, dict):
+            observation = {**observation, PRIOR_LOGPROBS: np.apply_along_axis(
+                uniform_logprobs, -1, np.asarray(observation[ACTION_MASK]))}
+        return super().predict(observation, state, episode_start, deterministic)
+
     def candidates(self, obs: PyTorchObs) -> th.Tensor:
         """Boolean ``(batch, K)``: the slots the policy acts on and the KL sums over (all the valid slots)."""
         return candidate_slots(obs)  # type: ignore[arg-type]
@@ -153,7 +207,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
     def kl_prior(self, obs: PyTorchObs) -> th.Tensor:
         """KL(π(·|s) ‖ p̃(·|s)) of the current policy over the candidate slots, ``(batch,)``."""
         log_pi = self.policy.get_distribution(obs).distribution.logits
-        return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs))  # type: ignore[index]
+        return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs), self.prior_floor)  # type: ignore[index]
 
     def evaluate_policy(
         self, obs: PyTorchObs, actions: th.Tensor, kl_grad: bool
@@ -219,7 +273,9 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
                 # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the candidate (= valid) slots
-                kl_prior = kl_to_prior(log_pi, observations[PRIOR_LOGPROBS], self.candidates(observations)).mean()
+                kl_prior = kl_to_prior(
+                    log_pi, observations[PRIOR_LOGPROBS], self.candidates(observations), self.prior_floor
+                ).mean()
                 kl_priors.append(kl_prior.item())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
                     loss = loss + alpha * kl_prior

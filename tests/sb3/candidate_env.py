@@ -5,8 +5,11 @@ correct. The correct command's features carry a fixed direction ``signal`` (so a
 it), the others are noise. A wrong command ends the episode (``wrong="terminate"``) or leaves the agent where it
 is (``wrong="stay"``). Reaching the end pays 1 and sets ``is_success``.
 
-The prior is ``softmax(prior_strength · [slot is correct])`` over the valid slots: ``prior_strength=0`` is
-``UniformPrior``, a positive value an informative LLM, a negative one a misleading LLM.
+The prior is ``softmax(prior_strength · [slot is correct or a decoy])`` over the valid slots: ``prior_strength=0``
+is ``UniformPrior``, a positive value an informative LLM, a negative one a misleading LLM. ``decoys`` wrong
+slots share the correct slot's prior: with a misleading prior the correct command is then one of several
+equally unlikely ones, not a unique outlier that a Q-network fed with log p could pick by extrapolation.
+``room_signals`` marks the correct command by a different feature direction at each position.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class CandidateChainEnv(gym.Env):
         max_steps: int | None = None,
         min_valid: int = 2,
         emit_prior_stats: bool = False,
+        decoys: int = 0,
+        room_signals: bool = False,
     ) -> None:
         self.k = k
         self.feature_dim = feature_dim
@@ -48,10 +53,14 @@ class CandidateChainEnv(gym.Env):
         self.max_steps = max_steps or (length if wrong == "terminate" else 3 * length)
         self.min_valid = min_valid
         self.emit_prior_stats = emit_prior_stats
+        self.decoys = decoys
         self.observation_space = prior_observation_space(k, feature_dim)
         self.action_space = gym.spaces.Discrete(k)
-        signal = np.random.default_rng(12345).normal(size=feature_dim or 1)
-        self.signal = (signal / np.linalg.norm(signal)).astype(np.float32)
+        # one direction marks the correct command everywhere, or (room_signals) one direction per position: then a
+        # randomly initialised network does not pick the right command in every room by luck, it must learn them
+        signals = np.random.default_rng(12345).normal(size=(length if room_signals else 1, feature_dim or 1))
+        self.signals = (signals / np.linalg.norm(signals, axis=1, keepdims=True)).astype(np.float32)
+        self.signal = self.signals[0]
         self.calls = 0
         self.pos = self.t = self.correct = 0
         self.n_valid = k
@@ -62,7 +71,11 @@ class CandidateChainEnv(gym.Env):
         self.n_valid = int(rng.integers(self.min_valid, self.k + 1))
         is_correct = np.zeros(self.n_valid, dtype=bool)
         is_correct[rng.integers(self.n_valid)] = True
-        scores = self.prior_strength * is_correct
+        marked = is_correct.copy()
+        if self.decoys:
+            wrong = np.flatnonzero(~is_correct)
+            marked[rng.choice(wrong, size=min(self.decoys, wrong.size), replace=False)] = True
+        scores = self.prior_strength * marked
         # valid slots first, sorted by descending prior (ties keep the random order)
         order = np.argsort(-scores, kind="stable")
         is_correct, scores = is_correct[order], scores[order]
@@ -77,7 +90,7 @@ class CandidateChainEnv(gym.Env):
         if self.feature_dim:
             feats = np.zeros((self.k, self.feature_dim), dtype=np.float32)
             feats[: self.n_valid] = rng.normal(scale=0.5, size=(self.n_valid, self.feature_dim))
-            feats[self.correct] += 1.5 * self.signal
+            feats[self.correct] += 1.5 * self.signals[min(self.pos, len(self.signals) - 1)]
             obs[CANDIDATE_FEATURES] = feats
             position = np.zeros(self.feature_dim, dtype=np.float32)
             position[self.pos % self.feature_dim] = 1.0

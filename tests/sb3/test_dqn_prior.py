@@ -43,12 +43,14 @@ def env():
 
 
 def test_acting_frequencies_match_the_posterior(env):
-    model = DQNPrior("CandidatePolicy", env, alpha=0.5, seed=0, device="cpu")
+    model = DQNPrior("CandidatePolicy", env, alpha=0.5, prior_floor=0.2, seed=0, device="cpu")
     obs = one_obs(env)
     th.nn.init.normal_(model.q_net.q_net[-1].weight, std=0.5)  # make Q matter
     with th.no_grad():
         q = model.q_net(model.policy.obs_to_tensor(obs)[0])[0, :5].numpy().astype(np.float64)
-    logits = q / 0.5 + obs[PRIOR_LOGPROBS][:5]
+    prior = np.exp(obs[PRIOR_LOGPROBS][:5].astype(np.float64))
+    floored = 0.8 * prior / prior.sum() + 0.2 / 5  # the prior with its floor, over the 5 valid slots
+    logits = q / 0.5 + np.log(floored)
     posterior = np.exp(logits - logits.max())
     posterior /= posterior.sum()
     assert posterior.min() > 0.01 and posterior.max() < 0.9  # both Q and the prior shape it
@@ -145,11 +147,21 @@ def test_a_valid_command_at_logprob_min_can_win_the_argmax_and_the_target():
     assert model.next_state_values(obs_t).item() == pytest.approx(1.0)
     model.double_q = True
     assert model.next_state_values(obs_t).item() == pytest.approx(1.0)
-    # its posterior weight p·exp(Q/α) = e^-30·e^10 is ~0: sampling almost never picks it
+    # without a floor its posterior weight p·exp(Q/α) = e^-30·e^10 is ~0: sampling never picks it, though its Q
+    # is the highest and the max target bootstraps from it (the trap of a wrong prior)
     model.double_q = False
+    model.prior_floor = 0.0
     th.manual_seed(0)
     actions, _ = model.predict(batch_of(obs, 2000), deterministic=False)
     assert not (actions == slot).any() and (actions < 4).all()
+    # the default floor gives it p̃ ≥ 0.1/4, and its Q then wins most draws: (0.025·e^10) against 0.225·e^(0..3)
+    model.prior_floor = 0.1
+    p = np.full(4, 0.9 / 3 + 0.025)
+    p[slot] = 0.025
+    weights = p * np.exp(np.array([0.0, 0.1, 0.2, 0.3]) / 0.1)
+    weights[slot] = 0.025 * np.exp(10.0)
+    actions, _ = model.predict(batch_of(obs, 2000), deterministic=False)
+    assert (actions == slot).mean() == pytest.approx(weights[slot] / weights.sum(), abs=0.03)
 
 
 def test_learning_never_steps_into_an_empty_slot():
@@ -178,7 +190,7 @@ def test_max_soft_and_double_targets_match_hand_computation(env):
     q_target = th.tensor([[1.0, 2.0, 0.5, 99.0], [-1.0, 99.0, 99.0, 99.0]])
     q_online = th.tensor([[3.0, 1.0, 2.0, 99.0], [0.0, 99.0, 99.0, 99.0]])
     env4 = CandidateChainEnv(k=4, feature_dim=None)
-    model = DQNPrior("CandidatePolicy", env4, alpha=0.5, seed=0, device="cpu")
+    model = DQNPrior("CandidatePolicy", env4, alpha=0.5, prior_floor=0.0, seed=0, device="cpu")
     model.q_net_target, model.q_net = _FixedQ(q_target), _FixedQ(q_online)
 
     assert model.next_state_values(next_obs).flatten().tolist() == [2.0, -1.0]
@@ -188,6 +200,12 @@ def test_max_soft_and_double_targets_match_hand_computation(env):
     row1 = 0.5 * math.log(0.5 * math.exp(1.0 / 0.5) + 0.3 * math.exp(2.0 / 0.5) + 0.2 * math.exp(0.5 / 0.5))
     assert soft[0].item() == pytest.approx(row1, rel=1e-5)
     assert soft[1].item() == pytest.approx(-1.0, rel=1e-5)  # a single candidate with p = 1
+    # with a floor the soft target weighs by the acting prior p̃ = 0.8·p + 0.2/3
+    model.prior_floor = 0.2
+    w = [0.8 * p + 0.2 / 3 for p in (0.5, 0.3, 0.2)]
+    floored = 0.5 * math.log(w[0] * math.exp(1.0 / 0.5) + w[1] * math.exp(2.0 / 0.5) + w[2] * math.exp(0.5 / 0.5))
+    assert model.next_state_values(next_obs).flatten()[0].item() == pytest.approx(floored, rel=1e-5)
+    model.prior_floor = 0.0
 
     model.target, model.double_q = "max", True
     # online argmax is slot 0 (3.0), evaluated by the target network: 1.0
@@ -201,7 +219,7 @@ def test_soft_target_renormalises_the_prior_over_the_top_k():
     }
     q_target = th.tensor([[1.0, 2.0, 0.5, 99.0]])
     model = DQNPrior("CandidatePolicy", CandidateChainEnv(k=4, feature_dim=None), alpha=0.5, target="soft",
-                     prior_top_k=2, seed=0, device="cpu")
+                     prior_top_k=2, prior_floor=0.0, seed=0, device="cpu")
     model.q_net_target = model.q_net = _FixedQ(q_target)
     # candidates {0, 1} keep mass 0.8: p̃ = [0.5, 0.3] / 0.8 = [0.625, 0.375]
     expected = 0.5 * math.log(0.625 * math.exp(1.0 / 0.5) + 0.375 * math.exp(2.0 / 0.5))

@@ -23,8 +23,9 @@ def make_env(**kwargs):
 
 
 def test_alpha_zero_makes_exactly_the_updates_of_ppo():
+    # without the floor and with every episode under the prior: the policy and the data are PPO's own
     ppo = PPO(CandidateActorCriticPolicy, make_env(), **SMALL).learn(192)
-    ppo_prior = PPOPrior("CandidatePolicy", make_env(), alpha=0.0, **SMALL).learn(192)
+    ppo_prior = PPOPrior("CandidatePolicy", make_env(), alpha=0.0, prior_floor=0.0, prior_trust=1.0, **SMALL).learn(192)
     theirs, ours = ppo.policy.state_dict(), ppo_prior.policy.state_dict()
     assert theirs.keys() == ours.keys()
     for name in theirs:
@@ -48,6 +49,7 @@ def test_the_kl_term_adds_alpha_times_the_gradient_of_the_kl():
     kwargs = dict(
         n_steps=64, batch_size=64, n_epochs=1, learning_rate=lr, max_grad_norm=1e9, seed=0, device="cpu",
         policy_kwargs=dict(residual_prior=False, optimizer_class=th.optim.SGD),  # π far from the prior
+        prior_floor=0.0, prior_trust=1.0,  # the hand-written KL is to the plain prior, on the env's observations
     )
     start = PPOPrior("CandidatePolicy", make_env(), alpha=alpha, **kwargs)
     theta0 = {n: v.clone() for n, v in start.policy.state_dict().items()}
@@ -78,7 +80,8 @@ def test_policy_acts_and_kl_sums_over_the_candidate_slots():
     n_valid = int(obs[ACTION_MASK].sum())
     obs[PRIOR_LOGPROBS][:n_valid] = np.log(np.r_[[0.7, 0.3], np.full(n_valid - 2, np.exp(LOGPROB_MIN))])
     obs[PRIOR_LOGPROBS][n_valid - 1] = LOGPROB_MIN
-    model = PPOPrior("CandidatePolicy", env, policy_kwargs=dict(residual_prior=False), seed=0, device="cpu")
+    model = PPOPrior("CandidatePolicy", env, policy_kwargs=dict(residual_prior=False), prior_floor=0.0, seed=0,
+                     device="cpu")
     obs_t, _ = model.policy.obs_to_tensor(obs)
     with th.no_grad():
         probs = model.policy.get_distribution(obs_t).distribution.probs[0].numpy().astype(np.float64)
@@ -102,7 +105,12 @@ def test_residual_policy_starts_at_the_prior_and_masks_empty_slots(feature_dim):
     probs = model.policy.get_distribution(obs_t).distribution.probs[0].detach().numpy()
     valid = obs[ACTION_MASK] == 1
     assert np.all(probs[~valid] == 0.0)
-    np.testing.assert_allclose(probs[valid], np.exp(obs[PRIOR_LOGPROBS][valid]), atol=0.02)
+    # the prior with the default floor: 0.9·p + 0.1/n over the valid slots
+    p = np.exp(obs[PRIOR_LOGPROBS][valid].astype(np.float64))
+    np.testing.assert_allclose(probs[valid], 0.9 * p / p.sum() + 0.1 / valid.sum(), atol=0.02)
+    plain = PPOPrior("CandidatePolicy", env, prior_floor=0.0, seed=0, device="cpu")
+    plain_probs = plain.policy.get_distribution(obs_t).distribution.probs[0].detach().numpy()
+    np.testing.assert_allclose(plain_probs[valid], p, atol=0.02)
     th.manual_seed(0)
     batch = {k: np.repeat(v[None], 3000, axis=0) for k, v in obs.items()}
     actions, _ = model.predict(batch, deterministic=False)
@@ -132,11 +140,11 @@ def test_logged_kl_prior_is_the_mean_kl_of_the_rollout():
     with th.no_grad():
         probs = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0]).distribution.probs.numpy()
     expected = []
-    for row in range(64):
+    for row in range(64):  # the KL's target is the prior with its floor, 0.9·p + 0.1/n
         valid = obs[ACTION_MASK][row] == 1
         p = np.exp(obs[PRIOR_LOGPROBS][row][valid].astype(np.float64))
         pi = probs[row][valid].astype(np.float64)
-        expected.append(np.sum(pi * np.log(pi / (p / p.sum()))))
+        expected.append(np.sum(pi * np.log(pi / (0.9 * p / p.sum() + 0.1 / valid.sum()))))
     assert np.mean(expected) > 0.05
     assert model.logger.name_to_value["train/kl_prior"] == pytest.approx(np.mean(expected), rel=1e-4)
 

@@ -12,6 +12,7 @@ from prior_wrappers.sb3 import cql_penalty, kl_to_prior
 from prior_wrappers.sb3.masking import (
     MASKED_VALUE,
     candidate_slots,
+    floored_log_prior,
     masked_log_softmax,
     masked_logsumexp,
     masked_max,
@@ -202,3 +203,31 @@ def test_prior_weighted_cql_gradient_is_the_prior_weighted_softmax_minus_the_dat
     # ∂/∂Q_a = w_a − 1[a = a_data]: the data action the prior dislikes (0.1) is pushed up by 1 − w_2 ≈ 0.95
     np.testing.assert_allclose(q.grad.numpy()[0], w - np.array([0.0, 0.0, 1.0]), rtol=1e-5)
     assert 1 - w[2] > 0.94
+
+
+def test_floored_log_prior_mixes_the_renormalised_prior_with_uniform_over_the_candidates():
+    # prior over 4 slots; slot 3 is valid but not a candidate, slot 4 empty: p renormalised over 0-2 is [.6, .3, .1]
+    prior = th.tensor([[math.log(0.3), math.log(0.15), math.log(0.05), math.log(0.5), LOGPROB_MIN]])
+    candidates = th.tensor([[True, True, True, False, False]])
+    floored = floored_log_prior(prior, candidates, 0.3)
+    expected = 0.7 * np.array([0.6, 0.3, 0.1]) + 0.3 / 3  # [0.52, 0.31, 0.17]
+    assert floored[0, :3].exp().numpy() == pytest.approx(expected, rel=1e-5)
+    assert floored[0, 3:].tolist() == [MASKED_VALUE, MASKED_VALUE]
+    # 0: the renormalised prior; 1: uniform over the candidates
+    assert floored_log_prior(prior, candidates, 0.0)[0, :3].exp().numpy() == pytest.approx([0.6, 0.3, 0.1], rel=1e-5)
+    assert floored_log_prior(prior, candidates, 1.0)[0, :3].exp().numpy() == pytest.approx([1 / 3] * 3, rel=1e-6)
+    # a command the prior rules out (log p = -30) keeps floor/n, exactly
+    ruled_out = th.tensor([[0.0, LOGPROB_MIN, LOGPROB_MIN, LOGPROB_MIN]])
+    low = floored_log_prior(ruled_out, th.ones(1, 4, dtype=th.bool), 0.1)[0, 1].item()
+    assert low == pytest.approx(math.log(0.1 / 4 + 0.9 * math.exp(LOGPROB_MIN)), rel=1e-6)
+
+
+def test_kl_to_prior_with_a_floor_pulls_towards_the_floored_prior():
+    pi = np.array([0.5, 0.3, 0.2])
+    log_pi = th.tensor([[math.log(0.5), math.log(0.3), math.log(0.2)]])
+    prior = th.tensor([[math.log(0.9), math.log(0.1), LOGPROB_MIN]])
+    valid = th.ones(1, 3, dtype=th.bool)
+    p = 0.8 * np.array([0.9, 0.1, math.exp(LOGPROB_MIN)]) / (1 + math.exp(LOGPROB_MIN)) + 0.2 / 3
+    expected = float(np.sum(pi * np.log(pi / p)))
+    assert kl_to_prior(log_pi, prior, valid, floor=0.2).item() == pytest.approx(expected, rel=1e-5)
+    assert expected < 1.0 < kl_to_prior(log_pi, prior, valid).item()  # without the floor the ruled-out slot costs 5+ nats

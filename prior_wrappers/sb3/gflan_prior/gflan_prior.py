@@ -52,6 +52,10 @@ class GFlanPrior(PPOPrior):
     :param n_epochs: epochs over the rollout buffer per update.
     :param gamma: discount factor.
     :param device: ``"auto"``: the LLM's device; anything else must be it.
+    :param prior_floor: as :class:`PPOPrior`, but ``0`` by default: the policy is the LLM itself and starts at
+        the unfloored prior whatever the KL's target, so a floor would only change what the KL pulls towards.
+    :param prior_trust: as :class:`PPOPrior`, but ``1.0`` by default: the LLM policy scores the prompt's token
+        ids, not ``prior_logprobs``, so an episode "without the prior" would change only the KL's target.
     :param kwargs: the other :class:`PPOPrior` parameters (``gae_lambda``, ``clip_range``, ``ent_coef``,
         ``vf_coef``, ``max_grad_norm``, ``target_kl``, ``policy_kwargs``, ``seed``, ``verbose``, ...).
     """
@@ -70,6 +74,8 @@ class GFlanPrior(PPOPrior):
         n_epochs: int = 4,
         gamma: float = 0.99,
         device: th.device | str = "auto",
+        prior_floor: float = 0.0,
+        prior_trust: float = 1.0,
         **kwargs: Any,
     ) -> None:
         self.llm = llm
@@ -80,7 +86,8 @@ class GFlanPrior(PPOPrior):
                 raise ValueError(f"device={device!r} but the LLM is on {llm.device}: move the LLM, or leave device='auto'")
             self.base_model_fingerprint = llm.fingerprint
         super().__init__(policy, env, alpha=alpha, learning_rate=learning_rate, n_steps=n_steps,
-                         batch_size=batch_size, n_epochs=n_epochs, gamma=gamma, device=device, **kwargs)
+                         batch_size=batch_size, n_epochs=n_epochs, gamma=gamma, device=device,
+                         prior_floor=prior_floor, prior_trust=prior_trust, **kwargs)
         if llm is not None:
             self._check_tokenizer(llm)
 
