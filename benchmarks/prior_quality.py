@@ -14,10 +14,25 @@ includes what the shared-prefix cache saves on the demonstrations.
     python benchmarks/prior_quality.py --families cooking tomato --shots 0 2 --model path/to/model
     python benchmarks/prior_quality.py --fast --families tomato         # keyword prior, no model (tests)
     python benchmarks/prior_quality.py --quick --propose 8 16           # also k=8/16 sampled proposals per state
+    python benchmarks/prior_quality.py --families cooking --shots 0 2 --history 2 --train-games 2 16
+
+**Prior sources.** Next to the prompt settings, each family with distinct games compares where a prior's knowledge
+can come from, every source given the walkthroughs of the same ``N`` training games (``--train-games``, seeds from
+``--game-seed``; the evaluation games are never among them) and scored on the same states (history
+``--source-history``, token normalisation):
+
+- ``zero``: the LLM zero-shot (the env's ``prompt_example``), no walkthrough (``N`` = 0);
+- ``prompt``: the LLM with 2 of the ``N`` walkthroughs in its prompt (what fits ``--max-demo-tokens``);
+- ``bc``: :class:`~prior_wrappers.BCPrior`, a MiniLM + MLP scorer trained on the ``N`` walkthroughs, no LLM;
+- ``lora``: the LLM adapted to the ``N`` walkthroughs with :func:`~prior_wrappers.fit_lora` (zero-shot prompts);
+- ``product``: ``lora`` and ``bc`` multiplied (log-probabilities added, renormalised).
+
+with each one's training time (seconds at ``--threads`` torch threads). Overcooked has one kitchen (every "game" is
+the same), so it has no unseen games to measure a trained source on and gets the prompt settings only.
 
 Writes ``<out>/prior_quality.csv`` (default ``results/``, git-ignored), prints a table, the per-state scoring time
-with 0/1/2 shots and the best setting of each family, and ends with ``prior_mrr_<family>=<x> ...`` (the best
-setting's MRR).
+with 0/1/2 shots, the sources side by side and the best setting of each family, and ends with
+``prior_mrr_<family>=<x> ...`` (the best setting's or source's MRR).
 """
 
 from __future__ import annotations
@@ -39,14 +54,16 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from envs import CHALLENGE_PRESETS, OvercookedSalad, TextWorldChallengeEnv, make_challenge_games  # noqa: E402
 from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
-from prior_wrappers import Demonstrations, FunctionPrior, HFPrior  # noqa: E402
-from prior_wrappers.demonstrations import approximate_token_count, token_counter  # noqa: E402
-from prior_wrappers.priors.base import ActionPrior, normalize_scores  # noqa: E402
+from prior_wrappers import BCPrior, Demonstrations, FunctionPrior, HFPrior, fit_lora  # noqa: E402
+from prior_wrappers.demonstrations import Demonstration, approximate_token_count, token_counter  # noqa: E402
+from prior_wrappers.encoders import HashingEncoder  # noqa: E402
+from prior_wrappers.priors.base import ActionPrior, log_softmax, normalize_scores  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
 
 from propose_setting import propose_setting  # noqa: E402
 
 NORMALIZATIONS = ("token", "word", "sum")
+SOURCES = ("zero", "prompt", "bc", "lora", "product")
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class FamilySpec:
     name: str
     make_env: Callable[[int, int], gym.Env]
     max_steps: int = 100
+    distinct_games: bool = True  # False: every seed plays the same game (no unseen games for a trained source)
 
 
 def textworld_family(preset: str) -> FamilySpec:
@@ -70,7 +88,8 @@ def textworld_family(preset: str) -> FamilySpec:
 
 
 def overcooked_family(name: str, recipe: str) -> FamilySpec:
-    return FamilySpec(name, lambda first_seed, n_games: OvercookedSalad(recipe=recipe), max_steps=50)
+    return FamilySpec(name, lambda first_seed, n_games: OvercookedSalad(recipe=recipe), max_steps=50,
+                      distinct_games=False)
 
 
 class GameBySeed(gym.Wrapper):
@@ -237,9 +256,10 @@ def score_setting(prior: ActionPrior, states: Sequence[ExpertState], example: st
     prior = fresh(prior)
     template = PromptTemplate(history=history)
     per_norm: dict[str, list] = {n: [] for n in NORMALIZATIONS}
+    token_logprobs: list[np.ndarray] = []
     seconds, tokens = [], []
     computed: list[int] = []  # tokens through the model per forward (what the prefix cache saves)
-    model = getattr(prior, "model", None)
+    model = prior.model if isinstance(prior, HFPrior) else None
     hook = model.get_input_embeddings().register_forward_hook(
         lambda module, inputs, output: computed.append(int(inputs[0].numel()))) if model is not None else None
     for s in states:
@@ -252,6 +272,8 @@ def score_setting(prior: ActionPrior, states: Sequence[ExpertState], example: st
         for norm in NORMALIZATIONS:
             logp = normalize_scores(scores.raw_logprobs[0], scores.num_tokens[0], s.admissible, norm)
             per_norm[norm].append(expert_metrics(logp, expert))
+            if norm == "token":
+                token_logprobs.append(logp)
     if hook is not None:
         hook.remove()
     return {
@@ -260,11 +282,107 @@ def score_setting(prior: ActionPrior, states: Sequence[ExpertState], example: st
         "s_first": float(seconds[0]),
         "tokens_first": tokens[0],
         "tokens_per_state": float(np.median(tokens[1:])) if len(tokens) > 1 else float(tokens[0]),
+        "logprobs": token_logprobs,
     }
 
 
 def log(message: str = "") -> None:
     print(message, flush=True)
+
+
+def with_expert_admissible(demos: Demonstrations) -> list[Demonstration]:
+    """The pool's episodes with each step's expert command among its admissible commands (TextWorld's walkthrough
+    sometimes takes a command the admissible list spells differently; the expert did take it, so it was valid)."""
+    episodes = []
+    for e in demos.episodes:
+        admissible = tuple(a if c in a else (*a, c) for a, (_, c) in zip(e.admissible, e.steps)) if e.admissible else ()
+        episodes.append(Demonstration(e.task, e.steps, e.final_observation, e.source, e.success, e.episode_return,
+                                      admissible))
+    return episodes
+
+
+def lora_epochs(points: int) -> int:
+    """4 passes over a few walkthroughs' steps, 2 over many (a fixed rule: the CPU cost grows with the data)."""
+    return 4 if points <= 64 else 2
+
+
+def source_row(base: dict[str, Any], source: str, n_games: int, train_s: float, result: dict[str, Any],
+               metrics: Metrics | None = None) -> dict[str, Any]:
+    m = metrics or result["metrics"]["token"]
+    return {**base, "source": source, "train_games": n_games, "train_s": train_s, "normalization": "token",
+            "top1": m.top1, "top3": m.top3, "mrr": m.mrr, "p_expert": m.p_expert,
+            "s_per_state": result.get("s_per_state", float("nan")), "invalid_rate": float("nan"),
+            "tokens_per_state": result.get("tokens_per_state", float("nan")),
+            "tokens_first_state": result.get("tokens_first", float("nan"))}
+
+
+def run_sources(prior: ActionPrior, spec: FamilySpec, states: Sequence[ExpertState], env_example: str | None,
+                base: dict[str, Any], args: argparse.Namespace, count: Callable[[str], int]) -> list[dict[str, Any]]:
+    """The prior sources of one family (see the module docstring), every trained one on the same walkthroughs."""
+    h, rows = args.source_history, []
+    sources = [s for s in args.sources if not (s in ("lora",) and not isinstance(prior, HFPrior))]
+    if "lora" in args.sources and "lora" not in sources:
+        log("  lora: skipped (needs an HFPrior; --fast uses a keyword prior)")
+    eval_sources = {s.source for s in states}
+    if "zero" in sources:
+        result = score_setting(prior, states, env_example, h)
+        rows.append(source_row({**base, "shots": 0, "history": h, "demo_tokens": 0,
+                                "s_first_state": result["s_first"]}, "zero", 0, 0.0, result))
+        log(f"  source zero: MRR {rows[-1]['mrr']:.2f}")
+    for n_games in args.train_games:
+        demo_env = spec.make_env(args.game_seed, n_games)
+        demos = Demonstrations.from_expert(demo_env, n_games, seed=args.game_seed, max_steps=spec.max_steps,
+                                           shots=min(2, n_games), max_tokens=args.max_demo_tokens, count_tokens=count)
+        demo_env.close()
+        demos.check_no_leakage(eval_sources)
+        episodes = with_expert_admissible(demos)
+        points = sum(len(e.steps) for e in episodes)
+        log(f"  {n_games} training games: {len(episodes)} won walkthroughs, {points} decision points")
+        scored: dict[str, dict[str, Any]] = {}
+        costs: dict[str, float] = {}
+        shown = {**base, "history": h, "demo_tokens": 0}
+        if "prompt" in sources:
+            example = demos.text()
+            scored["prompt"] = score_setting(prior, states, example, h)
+            costs["prompt"] = 0.0
+            rows.append(source_row({**shown, "shots": min(2, n_games), "demo_tokens": count(example),
+                                    "s_first_state": scored["prompt"]["s_first"]}, "prompt", n_games, 0.0,
+                                   scored["prompt"]))
+        if "bc" in sources or "product" in sources:
+            bc = BCPrior(encoder=HashingEncoder(256) if args.fast else None, seed=args.game_seed)
+            start = time.perf_counter()
+            bc.fit(episodes, history=h)
+            costs["bc"] = time.perf_counter() - start
+            scored["bc"] = score_setting(bc, states, env_example, h)
+            if "bc" in sources:
+                rows.append(source_row({**shown, "shots": 0, "s_first_state": scored["bc"]["s_first"]}, "bc",
+                                       n_games, costs["bc"], scored["bc"]))
+        if "lora" in sources or ("product" in sources and isinstance(prior, HFPrior)):
+            epochs = args.lora_epochs or lora_epochs(points)
+            start = time.perf_counter()
+            adapted = fit_lora(prior, episodes, example=env_example, history=h, epochs=epochs, seed=args.game_seed,
+                               batch_size=args.lora_batch_size, progress=sys.stderr.isatty())
+            costs["lora"] = time.perf_counter() - start
+            scored["lora"] = score_setting(adapted, states, env_example, h)
+            del adapted
+            if "lora" in sources:
+                rows.append(source_row({**shown, "shots": 0, "s_first_state": scored["lora"]["s_first"]}, "lora",
+                                       n_games, costs["lora"], scored["lora"]))
+        if "product" in sources:
+            llm = "lora" if "lora" in scored else "prompt" if "prompt" in scored else None
+            if llm is None:
+                llm_result = score_setting(prior, states, env_example, h)  # no trained LLM source: the zero-shot one
+                scored["zero"], costs["zero"], llm = llm_result, 0.0, "zero"
+            per_state = []
+            for s, a, b in zip(states, scored[llm]["logprobs"], scored["bc"]["logprobs"]):
+                per_state.append(expert_metrics(log_softmax(a + b), s.admissible.index(s.expert)))
+            rows.append(source_row({**shown, "shots": 0, "s_first_state": float("nan")}, f"product({llm},bc)",
+                                   n_games, costs[llm] + costs["bc"], {}, Metrics.mean(per_state)))
+        for r in rows:
+            if r["train_games"] == n_games:
+                log(f"  source {r['source']} on {n_games} games: MRR {r['mrr']:.2f}, top-1 {r['top1']:.2f}, "
+                    f"trained in {r['train_s']:.0f}s")
+    return rows
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -305,7 +423,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 log(f"  shots={shots} history={history}: {result['s_per_state']:.2f} s/state, "
                     f"{result['tokens_per_state']:.0f} tokens computed per state (first state "
                     f"{result['s_first']:.2f} s, {result['tokens_first']} tokens; demonstrations {demo_tokens} tokens)")
-                base = {"family": name, "shots": shots, "history": history, "states": len(states),
+                base = {"family": name, "source": "llm", "train_games": args.demo_games if shots else 0,
+                        "train_s": 0.0, "shots": shots, "history": history, "states": len(states),
                         "mean_admissible": float(np.mean(n_adm)), "uniform_top1": uniform.top1,
                         "uniform_top3": uniform.top3, "uniform_mrr": uniform.mrr, "uniform_p_expert": uniform.p_expert,
                         "demo_tokens": demo_tokens, "s_first_state": result["s_first"]}
@@ -325,6 +444,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                  "mrr": got["mrr"], "p_expert": got["p_expert"], "s_per_state": got["s_per_state"],
                                  "s_first_state": got["s_first"], "invalid_rate": got["invalid_rate"],
                                  "tokens_per_state": float("nan"), "tokens_first_state": float("nan")})
+        if args.sources and args.train_games and spec.distinct_games:
+            base = {"family": name, "states": len(states), "mean_admissible": float(np.mean(n_adm)),
+                    "uniform_top1": uniform.top1, "uniform_top3": uniform.top3, "uniform_mrr": uniform.mrr,
+                    "uniform_p_expert": uniform.p_expert}
+            rows += run_sources(prior, spec, states, env_example, base, args, count)
+        elif args.sources and args.train_games:
+            log("  prior sources: skipped (every game of this family is the same: no unseen game to measure on)")
         eval_env.close()
         if demo_env is not None:
             demo_env.close()
@@ -335,17 +461,18 @@ def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "prior_quality.csv"
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         for r in rows:
             writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()})
 
-    header = f"{'family':<14}{'shots':>6}{'hist':>5}  {'norm':<6}{'states':>7}{'adm':>6}   " \
+    header = f"{'family':<14}{'source':<19}{'N':>3}{'shots':>6}{'hist':>5}  {'norm':<6}{'states':>7}{'adm':>6}   " \
              f"{'top1':>5} {'top3':>5} {'MRR':>5} {'p(e)':>5}   uniform {'top1':>5} {'top3':>5} {'MRR':>5} {'p(e)':>5}"
     log("\n" + header)
     log("-" * len(header))
     for r in rows:
-        log(f"{r['family']:<14}{r['shots']:>6}{r['history']:>5}  {r['normalization']:<6}{r['states']:>7}"
+        log(f"{r['family']:<14}{r['source']:<19}{r['train_games']:>3}{r['shots']:>6}{r['history']:>5}  "
+            f"{r['normalization']:<6}{r['states']:>7}"
             f"{r['mean_admissible']:>6.1f}   {r['top1']:>5.2f} {r['top3']:>5.2f} {r['mrr']:>5.2f} {r['p_expert']:>5.2f}"
             f"           {r['uniform_top1']:>5.2f} {r['uniform_top3']:>5.2f} {r['uniform_mrr']:>5.2f} "
             f"{r['uniform_p_expert']:>5.2f}")
@@ -356,12 +483,24 @@ def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
             f"rate {np.mean([r['invalid_rate'] for r in same]):.2f}")
     log("\nScoring time per state (median over families of the median over states; one call per state, the first "
         "state of a setting computes the demonstrations):")
-    for shots in sorted({r["shots"] for r in rows}):
-        same = [r for r in rows if r["shots"] == shots and r["normalization"] == rows[0]["normalization"]]
+    grid = [r for r in rows if r["source"] == "llm"]
+    for shots in sorted({r["shots"] for r in grid}):
+        same = [r for r in grid if r["shots"] == shots and r["normalization"] == grid[0]["normalization"]]
         log(f"  {shots} shot{'s' if shots != 1 else ''}: {np.median([r['s_per_state'] for r in same]):.3f} s/state, "
             f"{np.median([r['tokens_per_state'] for r in same]):.0f} tokens computed per state; first state "
             f"{np.median([r['s_first_state'] for r in same]):.2f} s; demonstrations up to "
             f"{max(r['demo_tokens'] for r in same)} tokens")
+
+    trained = [r for r in rows if r["source"] != "llm"]
+    if trained:
+        log("\nPrior sources side by side (expert command's MRR / top-1 on the evaluation games; N: walkthroughs of "
+            "N training games given to the source; training seconds):")
+        for family in dict.fromkeys(r["family"] for r in trained):
+            mine = [r for r in trained if r["family"] == family]
+            log(f"  {family} (uniform MRR {mine[0]['uniform_mrr']:.2f}, top-1 {mine[0]['uniform_top1']:.2f}):")
+            for r in mine:
+                log(f"    {r['source']:<19} N={r['train_games']:<3} MRR {r['mrr']:.2f}  top-1 {r['top1']:.2f}  "
+                    f"trained {r['train_s']:.0f}s")
 
     best: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -369,7 +508,8 @@ def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
             best[r["family"]] = r
     log("\nBest setting per family (by MRR):")
     for family, r in best.items():
-        log(f"  {family}: {r['shots']} shot{'s' if r['shots'] != 1 else ''}, history {r['history']}, {r['normalization']} normalisation: "
+        what = "" if r["source"] == "llm" else f"source {r['source']} on {r['train_games']} games, "
+        log(f"  {family}: {what}{r['shots']} shot{'s' if r['shots'] != 1 else ''}, history {r['history']}, {r['normalization']} normalisation: "
             f"MRR {r['mrr']:.2f} (uniform {r['uniform_mrr']:.2f}), top-1 {r['top1']:.2f} (uniform {r['uniform_top1']:.2f})")
     log(f"results in {path}")
     return " ".join(f"prior_mrr_{family}={r['mrr']:.3f}" for family, r in best.items())
@@ -392,12 +532,22 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
     parser.add_argument("--quick", action="store_true", help="1 evaluation game, 2 demonstration games, history 0")
     parser.add_argument("--fast", action="store_true", help="a keyword FunctionPrior instead of the LLM (tests)")
+    parser.add_argument("--train-games", nargs="*", type=int, default=[2, 16],
+                        help="walkthroughs of this many training games for each prior source (none: no sources)")
+    parser.add_argument("--sources", nargs="*", choices=SOURCES, default=list(SOURCES),
+                        help="prior sources to compare (see the module docstring; none: prompt settings only)")
+    parser.add_argument("--source-history", type=int, default=2, help="history of the sources' prompts")
+    parser.add_argument("--lora-epochs", type=int, default=None, help="LoRA epochs (default: 4 up to 64 decision "
+                        "points, else 2)")
+    parser.add_argument("--lora-batch-size", type=int, default=8, help="decision points per LoRA optimiser step")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_games, args.demo_games, args.history = 1, 2, [0]
+        args.n_games, args.demo_games, args.history, args.train_games = 1, 2, [0], [2]
     if any(s < 0 for s in args.shots) or args.n_games < 1 or args.demo_games < max(args.shots):
         parser.error("--shots must be >= 0, --n-games >= 1 and --demo-games >= the largest --shots")
+    if any(n < 1 for n in args.train_games) or args.source_history < 0:
+        parser.error("--train-games must be >= 1 and --source-history >= 0")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rows = run(args)

@@ -54,10 +54,40 @@ def test_demonstrations_come_from_other_games_than_the_evaluation(bench, monkeyp
     seen: list[tuple[int, int]] = []
     spec = bench.FAMILIES["tomato"]
     monkeypatch.setitem(bench.FAMILIES, "tomato", bench.FamilySpec(
-        "tomato", lambda first, n: (seen.append((first, n)), spec.make_env(first, n))[1], spec.max_steps))
+        "tomato", lambda first, n: (seen.append((first, n)), spec.make_env(first, n))[1], spec.max_steps,
+        spec.distinct_games))
     prompts: list[str] = []
     prior = FunctionPrior(lambda p, c: (prompts.append(p), [0.0] * len(c))[1], name="recording")
     monkeypatch.setattr(bench, "keyword_prior", lambda: prior)
     bench.main(["--fast", "--quick", "--families", "tomato", "--shots", "1", "--game-seed", "3", "--out", str(tmp_path)])
     assert seen == [(100_003, 1), (3, 2)]  # evaluation seeds 100003.., demonstrations 3, 4
     assert all(p.startswith("You are playing a text game. Choose the next action.\nExample 1:\n") for p in prompts)
+
+
+def test_prior_sources_side_by_side_each_trained_on_the_same_walkthroughs(bench, tmp_path, capsys):
+    """Without a model (--fast): the zero-shot and in-prompt keyword prior, a BCPrior (hashing features) trained on
+    the same 2 games, and their product; LoRA needs an HFPrior and says it is skipped."""
+    summary = bench.main(["--fast", "--quick", "--families", "babyai-goto", "--shots", "0", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "prior_quality.csv")))
+    sources = {(r["source"], r["train_games"]) for r in rows}
+    assert {("zero", "0"), ("prompt", "2"), ("bc", "2"), ("product(prompt,bc)", "2")} <= sources
+    assert "lora: skipped" in out and "Prior sources side by side" in out
+    bc = next(r for r in rows if r["source"] == "bc")
+    assert float(bc["train_s"]) > 0 and float(bc["mrr"]) > float(bc["uniform_mrr"])
+    assert summary == f"prior_mrr_babyai-goto={max(float(r['mrr']) for r in rows):.3f}"
+    assert int(next(r for r in rows if r["source"] == "prompt")["demo_tokens"]) > 0
+
+
+def test_overcooked_has_no_unseen_game_for_a_trained_source(bench, tmp_path, capsys):
+    bench.main(["--fast", "--quick", "--families", "tomato", "--shots", "0", "--out", str(tmp_path)])
+    assert "prior sources: skipped" in capsys.readouterr().out
+    assert {r["source"] for r in csv.DictReader(open(tmp_path / "prior_quality.csv"))} == {"llm"}
+
+
+def test_training_walkthroughs_get_the_expert_command_among_their_admissible_commands(bench):
+    from prior_wrappers import Demonstration, Demonstrations
+
+    demo = Demonstration("t", (("o1", "take it"), ("o2", "go")), admissible=(("take", "look"), ("go", "look")))
+    (fixed,) = bench.with_expert_admissible(Demonstrations([demo]))
+    assert fixed.admissible == (("take", "look", "take it"), ("go", "look")) and fixed.steps == demo.steps
