@@ -539,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--source-history", type=int, default=2, help="history of the sources' prompts")
     parser.add_argument("--lora-epochs", type=int, default=None, help="LoRA epochs (default: 4 up to 64 decision "
                         "points, else 2)")
-    parser.add_argument("--lora-batch-size", type=int, default=8, help="decision points per LoRA optimiser step")
+    parser.add_argument("--lora-batch-size", type=int, default=None, help="decision points per LoRA optimiser step "
+                        "(default: fit_lora's, enough for 100 steps, at most 8)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     if args.quick:

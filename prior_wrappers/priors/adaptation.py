@@ -57,6 +57,8 @@ from prior_wrappers.priors.tokenization import TokenizedPrompt
 
 ADAPTER_INFO_FILE = "prior_adapter.json"  # written next to peft's adapter_config.json / adapter_model.safetensors
 ADAPTER_FORMAT = 1
+MIN_STEPS = 100  # optimiser steps that LoraSettings(batch_size=None) keeps at least, when the data allows
+MAX_AUTO_BATCH = 8
 # LoRA options that change what an adapter computes (beyond its weights, which are hashed whole)
 _SCORING_LORA_OPTIONS = ("r", "lora_alpha", "use_rslora", "use_dora", "bias", "lora_bias", "rank_pattern",
                          "alpha_pattern", "fan_in_fan_out", "modules_to_save")
@@ -72,7 +74,11 @@ class LoraSettings:
     :param target_modules: the modules that get adapters; ``"all-linear"``: every linear layer but the output one.
     :param epochs: passes over the decision points.
     :param lr: AdamW's peak learning rate (linear warm-up over the first 10% of the steps, then linear decay to 0).
-    :param batch_size: decision points per optimiser step.
+    :param batch_size: decision points per optimiser step; ``None`` (default): as many as leave at least
+        ``MIN_STEPS`` (100) optimiser steps in all, at most 8. A few walkthroughs then still get a hundred updates
+        (with 8 points per step, the 22 steps of two tw-cooking walkthroughs gave 12 in 4 epochs, and MRR 0.53
+        against 0.65 with one point per step, on development games): the compute is the same either way, only the
+        number of Adam steps changes.
     :param weight_decay: AdamW's weight decay.
     :param max_grad_norm: gradients are clipped to this norm (``None``: not clipped).
     :param listwise: weight of the listwise term, the softmax cross-entropy of the expert's command among the
@@ -88,7 +94,7 @@ class LoraSettings:
     target_modules: str | tuple[str, ...] = "all-linear"
     epochs: int = 4
     lr: float = 5e-4
-    batch_size: int = 8
+    batch_size: int | None = None
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     listwise: float = 0.0
@@ -96,7 +102,7 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         checks = {
-            "r": self.r >= 1, "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+            "r": self.r >= 1, "epochs": self.epochs >= 1, "batch_size": self.batch_size is None or self.batch_size >= 1,
             "lr": self.lr > 0, "alpha": self.alpha > 0, "dropout": 0 <= self.dropout < 1,
             "weight_decay": self.weight_decay >= 0, "listwise": self.listwise >= 0,
             "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0,
@@ -120,6 +126,12 @@ class LoraSettings:
         if not isinstance(self.target_modules, str):
             out["target_modules"] = list(self.target_modules)
         return out
+
+
+def auto_batch_size(points: int, epochs: int) -> int:
+    """Decision points per optimiser step for ``batch_size=None``: at least ``MIN_STEPS`` steps, at most 8 points
+    per step (``auto_batch_size(22, 4) == 1``, ``auto_batch_size(183, 2) == 3``, ``auto_batch_size(2000, 2) == 8``)."""
+    return max(1, min(MAX_AUTO_BATCH, (points * epochs) // MIN_STEPS))
 
 
 class AdaptedPrior(HFPrior):
@@ -417,6 +429,8 @@ def fit_lora(
             "no decision points to train on: the demonstrations hold no successful episode with steps "
             "(Demonstrations keeps successful episodes only)"
         )
+    if settings.batch_size is None:
+        settings = dataclasses.replace(settings, batch_size=auto_batch_size(len(points), settings.epochs))
     identity = base_identity(prior)
     base_fp = prior._model_fingerprint()
     model = copy.deepcopy(prior.model)

@@ -217,6 +217,18 @@ def test_demonstrations_a_list_and_a_dataset_train_the_same_adapters(base_model,
         assert all(torch.equal(weights[0][k], other[k]) for k in weights[0])
 
 
+def test_batch_size_by_default_keeps_a_hundred_optimiser_steps(smollm_tokenizer):
+    from prior_wrappers.priors.adaptation import auto_batch_size
+
+    assert (auto_batch_size(22, 4), auto_batch_size(183, 2), auto_batch_size(2000, 2), auto_batch_size(1, 1)) == (1, 3, 8, 1)
+    prior = HFPrior(tiny_model(smollm_tokenizer), smollm_tokenizer)
+    adapted = fit_lora(prior, [DEMO] * 20, epochs=5, r=4, progress=False)  # 60 points x 5 epochs: 3 per step
+    assert adapted.adapter_info["settings"]["batch_size"] == 3
+    assert LoraSettings().batch_size is None
+    with pytest.raises(ValueError, match="batch_size"):
+        LoraSettings(batch_size=0)
+
+
 @pytest.mark.parametrize("demos", [[], Demonstrations([]), [Demonstration("t", (("obs", "go"),), success=False)]])
 def test_no_decision_point_is_a_clear_error(base, demos):
     with pytest.raises(ValueError, match="no decision points"):
