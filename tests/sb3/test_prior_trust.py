@@ -26,16 +26,16 @@ def test_a_fixed_trust_is_the_probability_of_an_episode_with_the_prior():
     assert always.probability() == 1.0
 
 
-def test_adaptive_trust_starts_at_one_quarter_until_the_returns_tell_the_kinds_apart():
+def test_adaptive_trust_starts_at_three_quarters_until_the_returns_tell_the_kinds_apart():
     trust = PriorTrust("adaptive", n_envs=4000, seed=0)
-    assert trust.probability() == 0.25
-    assert trust.with_prior.mean() == pytest.approx(0.25, abs=0.03)
+    assert trust.probability() == 0.75
+    assert trust.with_prior.mean() == pytest.approx(0.75, abs=0.03)
     trust = PriorTrust("adaptive", n_envs=1, seed=0)
     finish(trust, [0.0, 0.0], with_prior=True)
     finish(trust, [0.0], with_prior=False)
-    assert trust.probability() == 0.25  # one kind has fewer than two episodes
+    assert trust.probability() == 0.75  # one kind has fewer than two episodes
     finish(trust, [0.0], with_prior=False)
-    assert trust.probability() == 0.25  # all zero: nothing to tell them apart
+    assert trust.probability() == 0.75  # all zero: nothing to tell them apart
     assert PriorTrust("adaptive", n_envs=1, start=0.5).probability() == 0.5
 
 
