@@ -28,7 +28,7 @@ from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_en
 from prior_wrappers.wrappers import LLMPriorWrapper
 from prior_wrappers.slots import UnreachableCommandsWarning
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # The text envs' Gymnasium ids ("prior_wrappers/..."), so gym.make works after `import prior_wrappers`; cheap: the
 # envs' modules (and TextWorld, the JVM, minigrid) load only when an env is made. See envs/registration.py.

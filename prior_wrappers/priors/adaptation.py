@@ -13,7 +13,7 @@ term adds the softmax cross-entropy of the expert among the admissible commands'
     >>> base = HFPrior.default()
     >>> demos = Demonstrations.from_expert(env, 16, seed=0)
     >>> prior = fit_lora(base, demos, epochs=2)               # a new HFPrior; `base` scores as before
-    >>> prior.save_adapter("cooking-lora")                     # the adapters (a few MB) and what they were made for
+    >>> prior.save_adapter("cooking-lora")                     # the adapters (~20 MB at r=16) and what they were for
     >>> prior = load_adapter(HFPrior.default(), "cooking-lora")        # or HFPrior.default(adapter="cooking-lora")
 
 **Scoring.** The adapted prior's engine runs the model with the adapters injected and unmerged (peft's LoRA layers
