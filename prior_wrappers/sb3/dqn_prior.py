@@ -37,6 +37,9 @@ Sampling = Literal["posterior", "greedy"]
 Target = Literal["max", "soft"]
 
 
+GREEDY_EPSILON = 0.2  # the reference's ε with sampling="greedy" (its ALFWorld variant)
+
+
 class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     """DQN-Prior: direct posterior sampling with an LLM action prior.
 
@@ -103,7 +106,9 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         (1 with ``tau=0.005``: Polyak averaging at every step, the reference's).
     :param exploration_fraction: fraction of training over which ε decays from its initial to its final value.
     :param exploration_initial_eps: initial ε, the probability of a uniform choice among the candidates.
-    :param exploration_final_eps: final ε (the reference uses 0.2 on ALFWorld with ``sampling="greedy"``).
+        ``None`` (default): 0 with ``sampling="posterior"`` (the posterior's samples explore), and with
+        ``"greedy"`` the reference's constant ε = 0.2 (its ALFWorld variant; argmax Q alone would explore nothing).
+    :param exploration_final_eps: final ε; ``None`` (default): as ``exploration_initial_eps``'s default.
     :param max_grad_norm: gradient clipping norm (reference: 1.0).
     :param stats_window_size: episodes averaged in the rollout logs.
     :param tensorboard_log: TensorBoard log directory (None: no TensorBoard).
@@ -145,8 +150,8 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         target_update_interval: int = 1,
         exploration_fraction: float = 0.1,
-        exploration_initial_eps: float = 0.0,
-        exploration_final_eps: float = 0.0,
+        exploration_initial_eps: float | None = None,
+        exploration_final_eps: float | None = None,
         max_grad_norm: float = 1.0,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -162,6 +167,9 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             raise ValueError(f"sampling must be 'posterior' or 'greedy', got {sampling!r}")
         if target not in ("max", "soft"):
             raise ValueError(f"target must be 'max' or 'soft', got {target!r}")
+        default_eps = GREEDY_EPSILON if sampling == "greedy" else 0.0
+        exploration_initial_eps = default_eps if exploration_initial_eps is None else exploration_initial_eps
+        exploration_final_eps = default_eps if exploration_final_eps is None else exploration_final_eps
         if double_q and target != "max":
             raise ValueError("double_q applies to the 'max' target only")
         if prior_top_k is not None and prior_top_k < 1:

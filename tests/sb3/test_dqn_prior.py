@@ -70,6 +70,26 @@ def test_acting_frequencies_match_the_posterior(env):
     assert chi_square(counts[:5], 0.7 * posterior + 0.3 / 5) < CHI2_CRIT_DF4
 
 
+def test_greedy_sampling_explores_with_the_references_epsilon_by_default(env):
+    greedy = DQNPrior("CandidatePolicy", env, sampling="greedy", learning_starts=10, seed=0, device="cpu")
+    greedy.learn(20)
+    assert greedy.exploration_rate == pytest.approx(0.2)  # argmax Q alone would never try another command
+    th.nn.init.normal_(greedy.q_net.q_net[-1].weight, std=0.5)
+    obs = one_obs(env)
+    with th.no_grad():
+        best = int(greedy.q_net(greedy.policy.obs_to_tensor(obs)[0])[0, :5].argmax())
+    th.manual_seed(0)
+    actions, _ = greedy.predict(batch_of(obs, 20_000), deterministic=False)
+    assert np.mean(actions != best) == pytest.approx(0.2 * 4 / 5, abs=0.01) and actions.max() < 5
+    posterior = DQNPrior("CandidatePolicy", env, learning_starts=10, seed=0, device="cpu")
+    posterior.learn(20)
+    assert posterior.exploration_rate == 0.0  # the posterior's samples explore
+    fixed = DQNPrior("CandidatePolicy", env, sampling="greedy", exploration_initial_eps=0.5,
+                     exploration_final_eps=0.05, exploration_fraction=1.0, learning_starts=10, seed=0, device="cpu")
+    fixed.learn(20)
+    assert fixed.exploration_rate == pytest.approx(0.05)  # given values are kept (decayed to the final one here)
+
+
 def test_greedy_predict_and_predict_with_prior(env):
     model = DQNPrior("CandidatePolicy", env, alpha=0.5, seed=0, device="cpu")
     th.nn.init.normal_(model.q_net.q_net[-1].weight, std=0.5)
