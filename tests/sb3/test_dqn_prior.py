@@ -187,9 +187,20 @@ def test_a_valid_command_at_logprob_min_can_win_the_argmax_and_the_target():
 def test_learning_never_steps_into_an_empty_slot():
     # CandidateChainEnv raises on an empty slot; warm-up, ε and posterior sampling all go through candidates
     env = CandidateChainEnv(k=6, feature_dim=None, min_valid=1, prior_strength=1.0)
+    valid: list[int] = []
+    step = env.step
+
+    def counting_step(action):
+        valid.append(int(env.obs[ACTION_MASK].sum()))  # the slots valid when the action was chosen
+        return step(action)
+
+    env.step = counting_step
     model = DQNPrior("CandidatePolicy", env, learning_starts=50, exploration_initial_eps=0.5, seed=0, device="cpu")
     model.learn(300)
-    assert model.num_timesteps == 300
+    assert len(valid) == 300
+    # the test can fail: choices among all k slots would have hit an empty one with probability above 1 - 1e-20
+    p_all_valid = float(np.prod(np.asarray(valid) / 6))
+    assert p_all_valid < 1e-20
 
 
 class _FixedQ:
