@@ -60,6 +60,8 @@ def make_text_state(
     Admissible commands come from ``info["admissible_commands"]`` (else from ``actions``); duplicates are
     dropped, keeping the first. ``info["admissible_commands"] is None`` (and no ``actions``) is a free-text env:
     the state has ``free_text=True`` and no admissible commands (only ``prior_mode="propose"`` handles it).
+    An empty list is a state with nothing to choose, as some envs report at game over: it gets no valid slot and
+    no prior call, and :func:`resolve_action` refuses a choice in it.
     """
     if not isinstance(observation, str):
         raise TypeError(
@@ -76,9 +78,7 @@ def make_text_state(
             "the env reported no info['admissible_commands'] and the wrapper was given no actions=[...]; "
             "text envs must list their valid commands (or set it to None to say they take free text)"
         )
-    admissible = list(dict.fromkeys(admissible))
-    if not admissible:
-        raise ValueError("the env reported an empty info['admissible_commands'] list: there is nothing to choose from")
+    admissible = list(dict.fromkeys(admissible))  # empty: nothing to choose (game over); resolve_action refuses a choice
     for c in admissible:
         if not isinstance(c, str) or not c.strip():
             raise ValueError(f"admissible command {c!r} is not a non-empty string")
@@ -130,6 +130,12 @@ def resolve_action(
     if not 0 <= index < k:
         raise ValueError(f"action {index} is outside the action space Discrete({k})")
     n = len(slots.candidates)
+    if n == 0:
+        raise ValueError(
+            "the env listed no admissible commands for its current state (info['admissible_commands'] == []), so "
+            "there is nothing to choose; an env may do so only where an episode ends (the wrappers then give the "
+            "state no valid slot). Call reset(), or fix the env"
+        )
     if index < n:
         return ResolvedAction(slots.candidates[index], False, index)
     if invalid_action == "raise":

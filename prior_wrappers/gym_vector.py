@@ -339,8 +339,11 @@ class GymVectorLLMPrior(VectorWrapper):
             None if self._autoreset[i] else resolve_action(a, slots[i], self._rng, self.invalid_action)
             for i, a in enumerate(actions)
         ]
-        # a sub-env that resets on this step ignores its action; it gets a valid one all the same
-        commands = [r.command if r is not None else s.candidates[0] for r, s in zip(resolved, slots)]
+        # a sub-env that resets on this step ignores its action; it gets a valid one all the same (where its final
+        # state listed no command, the first of a fixed action set, or an empty command)
+        ignored = self.actions[0] if self.actions else ""
+        commands = [r.command if r is not None else (s.candidates[0] if s.candidates else ignored)
+                    for r, s in zip(resolved, slots)]
         env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
         try:  # self._slots changes only once every new state is built
             _, rewards, terminations, truncations, infos = self.env.step(env_actions)

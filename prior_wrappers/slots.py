@@ -230,16 +230,25 @@ class SlotBuilder:
         if self.prior_mode == "score" and any(s.free_text for s in states):
             raise ValueError(describe_free_text_error(self.prior_mode))
         prompts = [self.prompt(s) for s in states]
-        start = time.perf_counter()
-        layouts = self._score(states, prompts) if self.prior_mode == "score" else self._propose(states, prompts)
-        elapsed = (time.perf_counter() - start) * 1000
-        self.stats.calls += 1
-        self.stats.states += len(states)
-        self.stats.latency_ms = elapsed
-        self.stats.total_ms += elapsed
-        hit_rate = getattr(self.prior, "hit_rate" if self.prior_mode == "score" else "proposal_hit_rate", None)
-        if hit_rate is not None:
-            self.stats.extra["cache_hit_rate"] = float(hit_rate)
+        # a state with an empty command list (game over in some envs) has nothing to score: no slot, no prior call
+        live = [i for i, s in enumerate(states) if s.free_text or s.admissible]
+        empty_features = np.zeros((0, self.feature_dim), dtype=np.float32) if self.prior_features else None
+        layouts: list[Layout] = [([], np.zeros(0), 0, empty_features, {}) for _ in states]
+        if live:
+            start = time.perf_counter()
+            live_states, live_prompts = [states[i] for i in live], [prompts[i] for i in live]
+            scored = (self._score(live_states, live_prompts) if self.prior_mode == "score"
+                      else self._propose(live_states, live_prompts))
+            for i, layout in zip(live, scored):
+                layouts[i] = layout
+            elapsed = (time.perf_counter() - start) * 1000
+            self.stats.calls += 1
+            self.stats.states += len(live)
+            self.stats.latency_ms = elapsed
+            self.stats.total_ms += elapsed
+            hit_rate = getattr(self.prior, "hit_rate" if self.prior_mode == "score" else "proposal_hit_rate", None)
+            if hit_rate is not None:
+                self.stats.extra["cache_hit_rate"] = float(hit_rate)
 
         slots = []
         texts: list[str] = []
@@ -257,7 +266,8 @@ class SlotBuilder:
                 obs[CANDIDATE_FEATURES] = np.zeros((self.k, self.feature_dim), dtype=np.float32)
                 if feats is not None:
                     obs[CANDIDATE_FEATURES][: len(chosen)] = feats
-                    obs[OBSERVATION_FEATURES] = feats.mean(0)
+                    obs[OBSERVATION_FEATURES] = (feats.mean(0) if len(feats)
+                                                 else np.zeros(self.feature_dim, dtype=np.float32))
                 else:
                     texts.append(f"Observation: {one_line(state.observation)}")
                     texts.extend(feature_text(state.observation, c, self.candidate_text) for c in cands)

@@ -295,3 +295,27 @@ def test_won_episodes_join_the_demonstrations_in_both_modes():
 class TextEnvOfLength2(CorridorTextEnv):
     def __init__(self) -> None:
         super().__init__(length=2)
+
+
+class GameOverEnv(CorridorTextEnv):
+    """Lists no command once the exit is reached, as TextWorld-style envs may at game over."""
+
+    def _info(self) -> dict:
+        info = super()._info()
+        if self.pos == self.length - 1:
+            info["admissible_commands"] = []
+        return info
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_a_final_state_without_commands_has_no_slot_and_the_next_episode_starts(mode):
+    envs = GymVectorLLMPrior(make_text_gym_vector_env(lambda: GameOverEnv(length=2), 2, autoreset_mode=mode),
+                             FunctionPrior(east), k=4, encoder="hashing")
+    envs.reset(seed=0)
+    obs, _, terminations, _, info = envs.step(np.zeros(2, dtype=int))  # "go east": both episodes end
+    assert terminations.all()
+    final = obs if mode == AutoresetMode.NEXT_STEP else info["final_obs"][0]
+    assert not final["action_mask"].any()
+    obs, _, terminations, _, _ = envs.step(np.zeros(2, dtype=int))  # NEXT_STEP: the reset ignores this action
+    assert obs["action_mask"].any(axis=1).all()  # a new episode's first state either way
+    assert terminations.all() == (mode == AutoresetMode.SAME_STEP)  # SAME_STEP: the new episodes' first move won

@@ -157,12 +157,57 @@ class BrokenEnv(CorridorTextEnv):
 
 @pytest.mark.parametrize(
     ("mode", "error", "match"),
-    [("no-commands", ValueError, "empty"), ("no-key", ValueError, "admissible_commands"), ("not-text", TypeError, "str observations")],
+    [("no-key", ValueError, "admissible_commands"), ("not-text", TypeError, "str observations")],
 )
 def test_bad_env_output_gets_clear_errors(mode, error, match):
     env = LLMPriorWrapper(BrokenEnv(mode), UniformPrior(), k=4, encoder=None)
     with pytest.raises(error, match=match):
         env.reset(seed=0)
+
+
+def test_a_choice_in_a_state_without_commands_gets_a_clear_error():
+    env = LLMPriorWrapper(BrokenEnv("no-commands"), UniformPrior(), k=4, encoder=None)
+    obs, info = env.reset(seed=0)  # a state may list nothing (game over): no slot ...
+    assert not obs["action_mask"].any() and info["prior_candidates"] == []
+    with pytest.raises(ValueError, match=r"no admissible commands.*only where an episode ends"):
+        env.step(0)  # ... but choosing in it is the env's bug
+
+
+class GameOverEnv(CorridorTextEnv):
+    """Lists no command once the exit is reached, as TextWorld-style envs may at game over."""
+
+    def _info(self) -> dict:
+        info = super()._info()
+        if self.pos == self.length - 1:
+            info["admissible_commands"] = []
+        return info
+
+
+def test_an_empty_command_list_at_game_over_is_a_state_without_slots_and_costs_no_prior_call():
+    prior = CountingPrior()
+    env = LLMPriorWrapper(GameOverEnv(length=2), prior, k=4, encoder="hashing")
+    _, info = env.reset(seed=0)
+    calls = prior.calls
+    obs, reward, terminated, _, info = env.step(info["prior_candidates"].index("go east"))
+    assert terminated and reward == 1.0 and info["prior_candidates"] == [] and not obs["action_mask"].any()
+    assert env.observation_space.contains(obs) and prior.calls == calls  # nothing to score
+    env.reset(seed=1)  # and the next episode starts as usual
+
+    venv = VecLLMPrior(make_text_vec_env(lambda: GameOverEnv(length=2), n_envs=2), east_prior(), k=4,
+                       encoder="hashing")
+    venv.reset()
+    _, _, dones, infos = venv.step(np.zeros(2, dtype=int))  # slot 0 is "go east": both episodes end
+    assert dones.all() and not infos[0]["terminal_observation"]["action_mask"].any()
+
+
+@pytest.mark.parametrize("algo", ["DQNPrior", "PPOPrior"])
+def test_algorithms_train_through_states_without_commands(algo):
+    import prior_wrappers.sb3 as sb3
+
+    env = LLMPriorWrapper(GameOverEnv(length=2, max_steps=3), east_prior(), k=4, encoder="hashing")
+    kwargs = dict(learning_starts=20) if algo == "DQNPrior" else dict(n_steps=32, batch_size=16, n_epochs=1)
+    model = getattr(sb3, algo)("CandidatePolicy", env, seed=0, device="cpu", **kwargs).learn(96)
+    assert model.num_timesteps >= 96
 
 
 def test_odd_unicode_and_newline_commands_are_kept_verbatim_and_deduplicated():
