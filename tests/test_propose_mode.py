@@ -338,3 +338,27 @@ def test_prior_quality_benchmark_ranks_by_proposal_counts(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "prior_quality.csv")))
     assert [r["normalization"] for r in rows] == ["token", "prop4"]
     assert 0 < float(rows[1]["mrr"]) <= 1 and float(rows[1]["invalid_rate"]) == 0.0
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True], ids=["one-forward", "prefix-tree"])
+def test_proposals_keep_the_prompt_and_its_samples_within_the_context_window(tiny_llama, smollm_tokenizer,
+                                                                              prefix_cache):
+    positions: list[int] = []  # the largest position each forward of the model's trunk computes
+
+    def record(module, args, kwargs):
+        if kwargs.get("position_ids") is not None:
+            positions.append(int(kwargs["position_ids"].max()))
+
+    hook = tiny_llama.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        prompt = "You are in a long corridor. " * 40 + "Action:"
+        prior = HFPrior(tiny_llama, smollm_tokenizer, max_length=64, prefix_cache="tree" if prefix_cache else False)
+        assert len(smollm_tokenizer(prompt)["input_ids"]) > 200
+        with pytest.warns(UserWarning, match="exceed the context window.*oldest tokens are dropped"):
+            prior.propose([prompt], [["go east", "go west"]], k=2, max_new_tokens=8, seed=0)
+        assert positions and max(positions) < 64  # the prompt and every sampled token stay within 64 positions
+        strict = HFPrior(tiny_llama, smollm_tokenizer, max_length=64, truncation="error")
+        with pytest.raises(ValueError, match=r"up to 8 are sampled after it.*truncation='left'"):
+            strict.propose([prompt], [["go east"]], k=1, max_new_tokens=8, seed=0)
+    finally:
+        hook.remove()

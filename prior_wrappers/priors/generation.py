@@ -32,6 +32,7 @@ class ProposalSampling:
     _softcap: float | None
     _cache_kwarg: str | None
     _encode: Callable[[list[str]], list[list[int]]]  # the engine's tokenization (CandidateTokenization)
+    _fit_generation: Callable[[int, list[int], int], list[int]]  # CandidateTokenization: the context window
 
     def _prompt_caches(self, encoded: list[list[int]], k: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each prompt's keys/values, left-padded to a common length and repeated ``k`` times (rows: prompt 0 x k,
@@ -134,6 +135,7 @@ class ProposalSampling:
         eos_id = tok.eos_token_id
         dev = self.device
         encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
+        encoded = [self._fit_generation(i, ids, max_new_tokens) for i, ids in enumerate(encoded)]
         past, hidden, mask, step_positions = self._prompt_caches(encoded, k)
         finished = torch.zeros(len(mask), dtype=torch.bool, device=dev)
         sampled: list[torch.Tensor] = []

@@ -65,6 +65,33 @@ class CandidateTokenization:
             out.append(self._fit_context(i, TokenizedPrompt(p_ids, contexts, cand_ids)))
         return out
 
+    def _fit_generation(self, i: int, prompt_ids: list[int], new_tokens: int) -> list[int]:
+        """Drop the oldest prompt tokens when the prompt and ``new_tokens`` sampled ones exceed the context window
+        (``truncation="left"``, keeping a leading BOS, warned once; ``"error"`` raises)."""
+        overflow = len(prompt_ids) + new_tokens - self.max_length
+        if overflow <= 0:
+            return prompt_ids
+        if new_tokens >= self.max_length:
+            raise ValueError(f"max_new_tokens={new_tokens} leaves no room for a prompt in the context window "
+                             f"({self.max_length} tokens)")
+        if self.truncation == "error":
+            raise ValueError(
+                f"prompt {i} has {len(prompt_ids)} tokens and up to {new_tokens} are sampled after it, but the "
+                f"context window is {self.max_length}; shorten the prompt (fewer history steps) or use "
+                "truncation='left'"
+            )
+        if not self._warned_truncation:
+            warnings.warn(
+                f"prompt {i} and its {new_tokens} sampled tokens exceed the context window "
+                f"({len(prompt_ids) + new_tokens} > {self.max_length} tokens); its oldest tokens are dropped "
+                "(truncation='left'). This warning is shown once.",
+                stacklevel=4,
+            )
+            self._warned_truncation = True
+        bos = self.tokenizer.bos_token_id
+        keep_bos = bos is not None and bool(prompt_ids) and prompt_ids[0] == bos
+        return ([bos] if keep_bos else []) + prompt_ids[overflow + int(keep_bos):]
+
     def _fit_context(self, i: int, tp: TokenizedPrompt) -> TokenizedPrompt:
         """Drop the oldest prompt tokens when prompt + longest candidate exceed the context window."""
         longest = max(c + len(t) for c, t in zip(tp.contexts, tp.candidate_ids))
