@@ -342,6 +342,29 @@ class Demonstrations:
         return cls(episodes, seed=seed, **kwargs)
 
     @classmethod
+    def training_pool(cls, demonstrations: Any, what: str) -> Demonstrations:
+        """What priors learned from demonstrations (``BCPrior.fit``, ``fit_lora``) accept, as a pool: a
+        ``Demonstrations`` as it is, a sequence of :class:`Demonstration`, or an ``OfflineDataset`` recorded with
+        text (:meth:`from_dataset`); every episode is kept for training (``shots=0``: none is shown in a prompt).
+
+        :param demonstrations: the input.
+        :param what: the caller, for the error message (``"fit()"``).
+        :raises TypeError: anything else, or a sequence holding other objects.
+        """
+        if isinstance(demonstrations, Demonstrations):
+            return demonstrations
+        if hasattr(demonstrations, "text_observations") and hasattr(demonstrations, "episode_index"):
+            return cls.from_dataset(demonstrations, shots=0)
+        if isinstance(demonstrations, Sequence) and not isinstance(demonstrations, (str, bytes)):
+            items = list(demonstrations)
+            if all(isinstance(d, Demonstration) for d in items):
+                return cls(items, shots=0)
+            kinds = sorted({type(d).__name__ for d in items})
+            raise TypeError(f"{what} takes Demonstration objects in a sequence, got {kinds}")
+        raise TypeError(f"{what} takes a Demonstrations, a sequence of Demonstration or an OfflineDataset recorded "
+                        f"with text, got {type(demonstrations).__name__}")
+
+    @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> Demonstrations:
         """The successful episodes of an :class:`~prior_wrappers.sb3.OfflineDataset` collected with text
         (``collect_dataset(..., record_text=True)``: its ``text_observations`` and ``commands`` rows, and

@@ -268,27 +268,15 @@ def decision_points(demonstrations: Any, prompt: Any = None, *, history: int = 2
     ``Demonstrations`` keeps), a sequence of :class:`~prior_wrappers.demonstrations.DecisionPoint`, or an
     ``OfflineDataset`` collected with text), rendered by ``prompt`` (default
     ``PromptTemplate(history=history)``) with ``history`` previous steps and ``example``."""
-    from prior_wrappers.demonstrations import DecisionPoint, Demonstration, Demonstrations
+    from prior_wrappers.demonstrations import DecisionPoint, Demonstrations
     from prior_wrappers.prompts import PromptTemplate
 
     prompt = prompt or PromptTemplate(history=history)
-    if isinstance(demonstrations, Demonstrations):
-        pool = demonstrations
-    elif hasattr(demonstrations, "episode_index"):  # an OfflineDataset
-        pool = Demonstrations.from_dataset(demonstrations, shots=0)
-    elif isinstance(demonstrations, Sequence) and not isinstance(demonstrations, str):
-        items = list(demonstrations)
-        if items and all(isinstance(d, DecisionPoint) for d in items):
-            return items
-        if not all(isinstance(d, Demonstration) for d in items):
-            kinds = sorted({type(d).__name__ for d in items})
-            raise TypeError(f"demonstrations must be Demonstration or DecisionPoint objects, got {kinds}")
-        pool = Demonstrations(items, shots=0)
-    else:
-        raise TypeError(
-            "demonstrations must be a Demonstrations pool, a sequence of Demonstration (or DecisionPoint), or an "
-            f"OfflineDataset collected with text; got {type(demonstrations).__name__}"
-        )
+    if isinstance(demonstrations, Sequence) and demonstrations and all(
+        isinstance(d, DecisionPoint) for d in demonstrations
+    ):
+        return list(demonstrations)
+    pool = Demonstrations.training_pool(demonstrations, "fit_lora()")
     return pool.decision_points(prompt, history=history, example=example)
 
 

@@ -418,15 +418,7 @@ def _cached(encoder: TextEncoder) -> CachedEncoder:
 
 def _episodes(demonstrations: Any) -> list[Demonstration]:
     """The successful, non-empty episodes of any accepted training input."""
-    if isinstance(demonstrations, Demonstrations):
-        pool = demonstrations
-    elif hasattr(demonstrations, "text_observations") and hasattr(demonstrations, "episode_index"):
-        pool = Demonstrations.from_dataset(demonstrations)
-    elif isinstance(demonstrations, Sequence) and not isinstance(demonstrations, (str, bytes)):
-        pool = Demonstrations(list(demonstrations))
-    else:
-        raise TypeError("fit() takes a Demonstrations, a sequence of Demonstration or an OfflineDataset recorded with "
-                        f"text, got {type(demonstrations).__name__}")
+    pool = Demonstrations.training_pool(demonstrations, "fit()")
     episodes = [e for e in pool.episodes if e.success and e.steps]
     if not episodes:
         raise ValueError(f"no demonstration to learn from: the {type(demonstrations).__name__} given holds no "
