@@ -320,14 +320,15 @@ def run_sources(prior: ActionPrior, spec: FamilySpec, states: Sequence[ExpertSta
                 base: dict[str, Any], args: argparse.Namespace, count: Callable[[str], int]) -> list[dict[str, Any]]:
     """The prior sources of one family (see the module docstring), every trained one on the same walkthroughs."""
     h, rows = args.source_history, []
-    sources = [s for s in args.sources if not (s in ("lora",) and not isinstance(prior, HFPrior))]
+    sources = [s for s in args.sources if s != "lora" or isinstance(prior, HFPrior)]
     if "lora" in args.sources and "lora" not in sources:
         log("  lora: skipped (needs an HFPrior; --fast uses a keyword prior)")
     eval_sources = {s.source for s in states}
+    zero: dict[str, Any] | None = None  # the zero-shot scores, N-independent: computed once
     if "zero" in sources:
-        result = score_setting(prior, states, env_example, h)
+        zero = score_setting(prior, states, env_example, h)
         rows.append(source_row({**base, "shots": 0, "history": h, "demo_tokens": 0,
-                                "s_first_state": result["s_first"]}, "zero", 0, 0.0, result))
+                                "s_first_state": zero["s_first"]}, "zero", 0, 0.0, zero))
         log(f"  source zero: MRR {rows[-1]['mrr']:.2f}")
     for n_games in args.train_games:
         demo_env = spec.make_env(args.game_seed, n_games)
@@ -370,9 +371,9 @@ def run_sources(prior: ActionPrior, spec: FamilySpec, states: Sequence[ExpertSta
                                        n_games, costs["lora"], scored["lora"]))
         if "product" in sources:
             llm = "lora" if "lora" in scored else "prompt" if "prompt" in scored else None
-            if llm is None:
-                llm_result = score_setting(prior, states, env_example, h)  # no trained LLM source: the zero-shot one
-                scored["zero"], costs["zero"], llm = llm_result, 0.0, "zero"
+            if llm is None:  # no trained LLM source: the zero-shot one
+                zero = zero or score_setting(prior, states, env_example, h)
+                scored["zero"], costs["zero"], llm = zero, 0.0, "zero"
             per_state = []
             for s, a, b in zip(states, scored[llm]["logprobs"], scored["bc"]["logprobs"]):
                 per_state.append(expert_metrics(log_softmax(a + b), s.admissible.index(s.expert)))

@@ -42,8 +42,8 @@ from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 # Finite rather than -inf: 0 * MASKED_VALUE stays 0 (entropies, expectations), and softmax gives exactly 0.
 MASKED_VALUE = -1e8
 
-# The default prior_floor of DQN-Prior, CQL-Prior and PPO-Prior, chosen on the misleading-prior chain of
-# benchmarks/misleading_prior.py (development seeds)
+# The default prior_floor of DQN-Prior, CQL-Prior and PPO-Prior: every candidate keeps >= 1/(10n). On the
+# misleading-prior chain of benchmarks/misleading_prior.py it does not free a learner alone (PriorTrust does).
 PRIOR_FLOOR = 0.1
 
 # prior mass is compared within this tolerance: the prior arrives in float32, so p = [0.6, 0.3, 0.1] holds

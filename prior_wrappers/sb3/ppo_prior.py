@@ -196,8 +196,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         """SB3's ``predict``; while the training episodes without the prior do better (:attr:`trusts_prior`
         False), the policy acts as in them, on a uniform ``prior_logprobs``."""
         if not self.trusts_prior and isinstance(observation, dict):
-            observation = {**observation, PRIOR_LOGPROBS: np.apply_along_axis(
-                uniform_logprobs, -1, np.asarray(observation[ACTION_MASK]))}
+            observation = {**observation, PRIOR_LOGPROBS: uniform_logprobs(observation[ACTION_MASK])}
         return super().predict(observation, state, episode_start, deterministic)
 
     def candidates(self, obs: PyTorchObs) -> th.Tensor:

@@ -131,8 +131,7 @@ class PriorTrustVecEnv(VecEnvWrapper):
     def _hide_prior(self, obs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
         if rows.size:
             obs = {**obs, PRIOR_LOGPROBS: obs[PRIOR_LOGPROBS].copy()}
-            for i in rows:
-                obs[PRIOR_LOGPROBS][i] = uniform_logprobs(obs[ACTION_MASK][i])
+            obs[PRIOR_LOGPROBS][rows] = uniform_logprobs(obs[ACTION_MASK][rows])
         return obs
 
     def reset(self) -> Any:
@@ -151,8 +150,8 @@ class PriorTrustVecEnv(VecEnvWrapper):
 
 
 def uniform_logprobs(action_mask: np.ndarray) -> np.ndarray:
-    """log 1/n over the ``n`` valid slots of one observation, ``LOGPROB_MIN`` in the empty ones."""
+    """log 1/n over the ``n`` valid slots of each observation (the last axis; any leading batch axes),
+    ``LOGPROB_MIN`` in the empty ones."""
     valid = np.asarray(action_mask) > 0.5
-    out = np.full(valid.shape, LOGPROB_MIN, dtype=np.float32)
-    out[valid] = -np.log(max(int(valid.sum()), 1))
-    return out
+    n = np.maximum(valid.sum(axis=-1, keepdims=True), 1)
+    return np.where(valid, -np.log(n), LOGPROB_MIN).astype(np.float32)
