@@ -11,6 +11,12 @@ sees the prompt (or its cached prefix) and its own earlier tokens, never another
   is compiled by ``torch.compile`` on first use; on CPU it runs PyTorch's unfused reference (exact, slower than
   ``"dense"``: the CPU path exists to test the GPU path's maths).
 
+Sliding-window models (Mistral v0.1, Gemma 2/3, Qwen2 with ``use_sliding_window``) let some or all layers see only
+the last ``sliding_window`` positions. transformers returns a caller's 4-D mask unchanged, so the engine windows it
+itself (:func:`layer_masks`): by position ids, exactly as the model's own mask would for a full forward of
+``prompt[:context] + candidate``; a model whose layers slide only in part gets one mask per layer type (the mapping
+such models accept). Layer types the packed rows cannot express (chunked or linear attention) are refused.
+
 A model loaded with a flash-attention implementation (which rejects 4-D masks) is scored through SDPA with the dense
 mask, or through FlexAttention: the engine switches the attention implementation for its own forwards only
 (:func:`attention_implementation`), so the model's other uses (``propose``'s generation) keep theirs.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -30,7 +37,72 @@ ATTENTION_MODES: tuple[str, ...] = ("dense", "flex")
 FLEX_IMPLEMENTATION = "prior_wrappers_flex"  # the name under which the engine registers its FlexAttention function
 DENSE_IMPLEMENTATIONS = ("eager", "sdpa")  # implementations that take a 4-D additive mask as it is
 
+FULL_ATTENTION, SLIDING_ATTENTION = "full_attention", "sliding_attention"  # transformers' ``config.layer_types``
+
 _compiled_flex: Callable[..., torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class LayerWindows:
+    """Which layers of a model attend through a sliding window.
+
+    :param window: positions a sliding layer sees (itself included: a query at position q sees keys at positions
+        ``> q - window``); ``None`` when no layer slides.
+    :param mixed: some layers slide and others attend fully: the model takes ``{layer type: mask}``.
+    """
+
+    window: int | None = None
+    mixed: bool = False
+
+    @classmethod
+    def of(cls, config: Any) -> LayerWindows:
+        """Read them from a transformers config as its own masks do: ``layer_types`` where the config has it, else
+        every layer slides when ``sliding_window`` is set (Mistral, Phi-3).
+
+        :raises ValueError: for layer types other than full and sliding attention (chunked, linear): the engine's
+            packed rows cannot express them.
+        """
+        window = getattr(config, "sliding_window", None)
+        types = getattr(config, "layer_types", None)
+        if types is not None:
+            unknown = sorted(set(types) - {FULL_ATTENTION, SLIDING_ATTENTION})
+            if unknown:
+                raise ValueError(
+                    f"{type(config).__name__} has layers of type {unknown}: the packed scoring engine masks only "
+                    f"{FULL_ATTENTION!r} and {SLIDING_ATTENTION!r} layers; score this model with one forward per "
+                    "candidate (naive_candidate_logprob) or use another model"
+                )
+            if not window or SLIDING_ATTENTION not in types:
+                return cls()
+            return cls(int(window), mixed=FULL_ATTENTION in types)
+        return cls(int(window)) if window else cls()
+
+
+def layer_masks(
+    visible: torch.Tensor,
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    windows: LayerWindows,
+    build: Callable[[torch.Tensor], Any],
+) -> Any:
+    """The attention mask of a forward over packed rows: ``build(visible)`` for a model without sliding layers (or
+    whose window covers every distance in the batch), else the visibility cut to the window, for every layer or,
+    for a model that slides only in part, as ``{"full_attention": ..., "sliding_attention": ...}``.
+
+    :param visible: ``(rows, queries, keys)``, True where the query sees the key.
+    :param query_positions: ``(rows, queries)`` position ids of the queries.
+    :param key_positions: ``(rows, keys)`` position ids of the keys.
+    :param windows: the model's :class:`LayerWindows`.
+    :param build: turns a visibility into the mask the forward takes (additive 4-D, or a ``BlockMask``).
+    """
+    window = windows.window
+    if window is None or int(query_positions.max()) - int(key_positions.min()) < window:
+        return build(visible)
+    distance = query_positions[:, :, None] - key_positions[:, None, :]
+    windowed = build(visible & (distance < window))
+    if not windows.mixed:
+        return windowed
+    return {FULL_ATTENTION: build(visible), SLIDING_ATTENTION: windowed}
 
 
 def flex_available() -> bool:

@@ -39,9 +39,11 @@ from prior_wrappers.priors.base import (
 from prior_wrappers.priors.attention import (
     ATTENTION_MODES,
     AttentionMode,
+    LayerWindows,
     attention_implementation,
     block_mask,
     flex_available,
+    layer_masks,
     register_flex,
     scoring_implementation,
 )
@@ -145,6 +147,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         if truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
         self.model = model.eval()
+        self._windows = LayerWindows.of(model.config)  # sliding-window layers: the engine windows its own masks
         self.tokenizer = tokenizer
         self.separator = separator
         self.candidate_suffix = candidate_suffix
@@ -338,17 +341,23 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         visible[:, :, past_width:] = packed.allowed
         dev = self.device
         if self.attention == "flex":
-            mask: Any = block_mask(visible, dev)
+            def build(v: torch.Tensor) -> Any:
+                return block_mask(v, dev)
         else:
-            mask = additive_mask(visible, dtype).to(dev)
+            def build(v: torch.Tensor) -> Any:
+                return additive_mask(v, dtype).to(dev)
+        # the cached columns hold prompt positions 0..offset-1 (beyond a row's offset they are masked anyway)
+        key_positions = torch.cat([torch.arange(past_width).expand(n, -1), packed.position_ids], dim=1)
+        mask = layer_masks(visible, packed.position_ids, key_positions, self._windows, build)
         inputs = dict(input_ids=packed.input_ids.to(dev), attention_mask=mask, position_ids=packed.position_ids.to(dev))
         past = self._past(batch, room=width)
         keep = self.prefix_cache_mode == "tree"
         with attention_implementation(self.model, scoring_implementation(self.model, self.attention)):
-            if past is not None:
+            if past is not None or keep:  # our own cache: the model's would keep only a window of sliding layers
+                past = past if past is not None else cache_from_layers([])
                 output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
             else:
-                output = self._base(**inputs, use_cache=keep)
+                output = self._base(**inputs, use_cache=False)
         if keep:  # store the prompt tokens this batch computed
             layers = cache_layers(output_cache(output))
             for r, seg in enumerate(batch):
@@ -394,7 +403,8 @@ class HFPrior(CandidateTokenization, ProposalSampling):
             if n < self.min_prefix_tokens:
                 return
             ids = torch.tensor([first[:n]], device=self.device)
-            cache = output_cache(self._base(input_ids=ids, use_cache=True))
+            empty = cache_from_layers([])  # ours: the model's would keep only a window of sliding layers
+            cache = output_cache(forward_with_cache(self._base, empty, kwarg=self._cache_kwarg, input_ids=ids, use_cache=True))
             self.prefix_passes += 1
             self.computed_tokens += n
             self._anchor = list(first[:n])
@@ -432,15 +442,13 @@ class HFPrior(CandidateTokenization, ProposalSampling):
     def _prefill(self, ids: list[int], held: PrefixMatch) -> None:
         """Compute the keys/values of ``ids`` after its cached part ``held`` and store them in the tree."""
         start, n = held.length, len(ids)
-        past = cache_from_layers([(k[None], v[None]) for k, v in held.layers()]) if start else None
+        # our own cache even when empty: the model's would keep only the last window of its sliding layers
+        past = cache_from_layers([(k[None], v[None]) for k, v in held.layers()] if start else [])
         inputs = dict(
             input_ids=torch.tensor([ids[start:]], device=self.device),
             position_ids=torch.arange(start, n, device=self.device)[None],
         )
-        if past is not None:
-            output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
-        else:
-            output = self._base(**inputs, use_cache=True)
+        output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
         layers = cache_layers(output_cache(output))
         self.kv_cache.insert(ids, [(k[0, :, start:n], v[0, :, start:n]) for k, v in layers], start=start)  # type: ignore[union-attr]
         self.prefix_passes += 1

@@ -23,7 +23,7 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from prior_wrappers.priors.hf_compat import enable_activation_checkpointing
-from prior_wrappers.priors.attention import attention_implementation, scoring_implementation
+from prior_wrappers.priors.attention import LayerWindows, attention_implementation, layer_masks, scoring_implementation
 from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.sb3.gflan_prior.llm import GFlanLLM
 from prior_wrappers.sb3.masking import masked_fill, valid_slots
@@ -59,7 +59,9 @@ class LLMActorCriticPolicy(BasePolicy):
     :param llm: the shared :class:`GFlanLLM`; the adapter is attached to it here.
     :param lora_rank: LoRA rank r (ours: 8).
     :param lora_alpha: LoRA scaling α (ours: 16, i.e. 2r).
-    :param lora_dropout: dropout on the adapters' input (0: rollouts and PPO epochs compute the same log-probs).
+    :param lora_dropout: dropout on the adapters' input in training mode (PPO's epochs). The default 0 keeps the
+        LLM deterministic (see :meth:`train`): rollouts and PPO epochs compute the same log-probs, the importance
+        ratio is exactly 1 at epoch 0. Above 0 it is not: the epochs see the adapters through dropout.
     :param target_modules: the modules that get adapters; ``None``: peft's default for the architecture (the
         attention's query and value projections for Llama).
     :param value_net_arch: hidden sizes of the value MLP on the prompt's last hidden state.
@@ -120,6 +122,7 @@ class LLMActorCriticPolicy(BasePolicy):
         self._trunk = getattr(model, model.base_model_prefix)
         self._lm_head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self._windows = LayerWindows.of(model.config)  # sliding-window layers: windowed in our own masks
         self._pad_id = int(llm.tokenizer.pad_token_id or 0)  # as the prior engine pads
         hidden = int(model.config.hidden_size)
         self.value_net = nn.Sequential(*create_mlp(hidden, 1, self.value_net_arch, nn.Tanh)).to(llm.device)
@@ -130,6 +133,34 @@ class LLMActorCriticPolicy(BasePolicy):
         self._saved_keys = {name for name, p in self.named_parameters() if p.requires_grad}
         trainable = [p for p in self.parameters() if p.requires_grad]
         self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.train(self.training)  # the LLM in eval mode from the start, whatever mode it came in
+
+    # ------------------------------------------------------------------ training mode: the LLM never drops out
+    def train(self, mode: bool = True) -> LLMActorCriticPolicy:
+        """SB3's training mode (``set_training_mode``, on in PPO's epochs, off in rollouts) for the value head only.
+
+        The LLM, base model and adapters, stays in eval mode: dropout in the base model's config (attention or
+        hidden dropout) would make the epochs score other log-probs than the rollout did, biasing PPO's importance
+        ratio, and GFlan keeps the LLM deterministic. In training mode two things differ: the adapters' own dropout
+        is on when ``lora_dropout > 0`` (asked for explicitly), and with gradient checkpointing the decoder layers
+        themselves (not their attention, MLP or dropout modules) are flagged as training, which transformers needs
+        to recompute them in the backward pass. An architecture whose decoder layers apply dropout in their own
+        forward (OPT, Falcon) would then drop out: give such a model zero dropout in its config, or no checkpointing.
+
+        :param mode: SB3's training mode.
+        """
+        super().train(mode)
+        self.lm.eval()
+        if mode:
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            for module in self.lm.modules():
+                adapter_dropout = getattr(module, "lora_dropout", None)
+                if self.lora_dropout > 0 and isinstance(adapter_dropout, nn.ModuleDict):
+                    adapter_dropout.train()
+                if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+                    module.training = True  # this module only: its children stay in eval mode
+        return self
 
     # ------------------------------------------------------------------ saving: adapters and value head only
     def state_dict(  # type: ignore[override]
@@ -189,10 +220,12 @@ class LLMActorCriticPolicy(BasePolicy):
         dev = self.llm.device
         dtype = next(self._trunk.parameters()).dtype
         # the packed rows' 4-D mask through eager/SDPA attention, never a flash kernel (which rejects it)
+        positions = packed.position_ids
+        mask = layer_masks(packed.allowed, positions, positions, self._windows, lambda v: additive_mask(v.to(dev), dtype))
         with attention_implementation(self.llm.model, scoring_implementation(self.llm.model, "dense")):
             output = self._trunk(
                 input_ids=packed.input_ids.to(dev),
-                attention_mask=additive_mask(packed.allowed.to(dev), dtype),
+                attention_mask=mask,
                 position_ids=packed.position_ids.to(dev),
                 use_cache=False,
             )
