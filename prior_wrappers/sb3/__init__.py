@@ -18,6 +18,7 @@ from prior_wrappers.sb3.offline_dataset import (
     RandomCandidatePolicy,
     collect_dataset,
     collect_expert_mixture,
+    transition_nbytes,
 )
 from prior_wrappers.sb3.policies import (
     CandidateActorCriticPolicy,
@@ -50,4 +51,5 @@ __all__ = [
     "collect_expert_mixture",
     "cql_penalty",
     "kl_to_prior",
+    "transition_nbytes",
 ]

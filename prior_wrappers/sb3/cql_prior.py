@@ -204,6 +204,16 @@ class CQLPrior(DQNPrior):
     ) -> SelfCQLPrior:
         """Train on a fixed dataset; ``num_timesteps`` counts gradient steps (the x-axis of the logs).
 
+        The model's replay buffer is replaced by one that holds the dataset and is built as ``learn`` expects
+        (see :meth:`OfflineDataset.to_replay_buffer`): the model's ``n_envs``, ``replay_buffer_class`` and
+        ``replay_buffer_kwargs`` (time-outs bootstrapped by default, the dataset's included), and a capacity of
+        ``max(buffer_size, len(dataset))`` transitions. So ``learn(total_timesteps)`` afterwards fine-tunes online
+        on the dataset and the new transitions together; these fill the room behind the dataset, then replace
+        its oldest transitions first. Make ``buffer_size`` at least ``len(dataset)`` plus the online steps to
+        keep the whole dataset, and mind the memory: :func:`~prior_wrappers.sb3.offline_dataset.transition_nbytes`
+        bytes per transition of capacity. A dataset given as a path is loaded, copied into the buffer and
+        released, so training holds one copy of it; an :class:`OfflineDataset` object stays the caller's.
+
         :param dataset: an :class:`OfflineDataset` or the path of one saved with ``save``.
         :param gradient_steps: number of gradient steps (reference: 10k).
         :param batch_size: minibatch size (default: the model's ``batch_size``).
@@ -220,7 +230,13 @@ class CQLPrior(DQNPrior):
             self.action_space,  # type: ignore[arg-type]
             self.device,
             prior_signature=self.prior_signature,
+            buffer_size=self.buffer_size,
+            n_envs=self.n_envs,
+            replay_buffer_class=self.replay_buffer_class,  # type: ignore[arg-type]
+            replay_buffer_kwargs=self.replay_buffer_kwargs,
         )
+        n_transitions, dataset_success_rate = len(dataset), dataset.success_rate
+        del dataset  # the buffer has the data: a dataset loaded from a path is not kept as a second copy
         total_timesteps, callback = self._setup_learn(
             gradient_steps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
@@ -234,8 +250,8 @@ class CQLPrior(DQNPrior):
             if not callback.on_step():
                 break
             if log_interval and self.num_timesteps % log_interval == 0:
-                self.logger.record("offline/transitions", len(dataset))
-                self.logger.record("offline/dataset_success_rate", dataset.success_rate)
+                self.logger.record("offline/transitions", n_transitions)
+                self.logger.record("offline/dataset_success_rate", dataset_success_rate)
                 self.logger.dump(step=self.num_timesteps)
         callback.on_training_end()
         return self

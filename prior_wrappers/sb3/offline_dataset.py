@@ -219,15 +219,44 @@ class OfflineDataset:
         action_space: spaces.Discrete,
         device: th.device | str = "auto",
         prior_signature: Signature | None = None,
+        *,
+        buffer_size: int | None = None,
+        n_envs: int = 1,
+        replay_buffer_class: type[DictReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
     ) -> DictReplayBuffer:
-        """SB3's ``DictReplayBuffer`` holding exactly these transitions (``dones`` = terminated).
+        """SB3's ``DictReplayBuffer`` holding these transitions as its oldest ones, ready for online ``add`` calls.
+
+        The rows are stored as ``add`` stores a VecEnv's steps: ``dones = terminated | truncated`` and, with
+        ``handle_timeout_termination=True`` (SB3's default), ``timeouts = truncated & ~terminated``, so a time-out
+        is bootstrapped from ``next_observations`` (with ``False`` it is terminal, as online). Transition t lies at
+        ``[t // n_envs, t % n_envs]``; when ``len(self)`` is not a multiple of ``n_envs``, the last row is completed
+        with the dataset's first transitions (fewer than ``n_envs`` repeated), since SB3 samples every env slot of
+        the rows before ``pos``: an empty slot would be an observation without valid actions. ``pos`` and ``full``
+        point after the dataset, so online transitions are added behind it and sampled together with it; once the
+        buffer is full they overwrite the oldest, the dataset's first (SB3's ring buffer).
+
+        Memory: the buffer is a copy of the data, written in place (no temporary arrays), and holds
+        :func:`transition_nbytes` bytes per transition of its capacity, each observation twice (``observations``
+        and ``next_observations``): 2·k·D·4 bytes of candidate features alone. SB3's ``DictReplayBuffer`` has no
+        ``optimize_memory_usage`` (the single-array variant), and it could not serve here anyway: it derives s'
+        from the next row, while a time-out's s' must be kept. The dataset's own arrays are not referenced by the
+        buffer; drop the dataset after this call to hold one copy (``CQLPrior.learn_offline(path)`` does).
 
         :param observation_space: the model's observation space.
         :param action_space: the model's ``Discrete(K)`` action space.
         :param device: where the sampled tensors go.
         :param prior_signature: the model's ``prior_signature`` (``model.prior_signature``), compared with the
             dataset's; ``None`` compares only the observation layout.
-        :raises ValueError: when the data was collected behind other wrapper settings than the model's.
+        :param buffer_size: capacity in transitions, as SB3's ``buffer_size`` (the model's, for online
+            fine-tuning); raised to the dataset's size when smaller, so that no transition is dropped. ``None``:
+            the dataset's size (no room for more).
+        :param n_envs: the number of envs that will ``add`` transitions (the model's ``n_envs``).
+        :param replay_buffer_class: a ``DictReplayBuffer`` subclass (``None``: ``DictReplayBuffer``).
+        :param replay_buffer_kwargs: its other keyword arguments (the model's ``replay_buffer_kwargs``), e.g.
+            ``handle_timeout_termination``.
+        :raises ValueError: when the data was collected behind other wrapper settings than the model's, or the
+            buffer settings cannot hold it.
         """
         if PRIOR_LOGPROBS in self.observations:
             check_prior_match(
@@ -239,19 +268,61 @@ class OfflineDataset:
                 f"dataset keys {sorted(self.observations)} differ from the model's observation keys "
                 f"{sorted(observation_space.spaces)}: collect the data with the same wrapper settings (encoder, k)"
             )
-        if len(self) == 0:
+        n = len(self)
+        if n == 0:
             raise ValueError("the dataset is empty")
-        buffer = DictReplayBuffer(
-            len(self), observation_space, action_space, device=device, n_envs=1, handle_timeout_termination=False
-        )
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1 (the number of envs that add transitions), got {n_envs}")
+        if buffer_size is not None and buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1 transitions (or None: the dataset's size), got {buffer_size}")
+        buffer_class = replay_buffer_class or DictReplayBuffer
+        if not (isinstance(buffer_class, type) and issubclass(buffer_class, DictReplayBuffer)):
+            raise ValueError(
+                f"replay_buffer_class must be a DictReplayBuffer subclass (dict observations), got {buffer_class!r}: "
+                "use None (SB3's DictReplayBuffer)"
+            )
+        kwargs = dict(replay_buffer_kwargs or {})
+        if kwargs.get("optimize_memory_usage"):
+            raise ValueError(
+                "SB3's DictReplayBuffer does not support optimize_memory_usage: remove it from replay_buffer_kwargs "
+                "(a buffer stores each observation twice, see to_replay_buffer's memory note)"
+            )
+        kwargs.pop("optimize_memory_usage", None)
+        rows = -(-n // n_envs)  # rows the dataset fills, the last one completed by repeats
+        capacity_rows = max((buffer_size or n) // n_envs, rows)
+        buffer = buffer_class(capacity_rows * n_envs, observation_space, action_space, device=device, n_envs=n_envs,
+                              **kwargs)
+        # transition t at [t // n_envs, t % n_envs]; slots n.. of the last row repeat transitions 0, 1, ...
+        slot = np.arange(rows * n_envs)
+        row, env, source = slot // n_envs, slot % n_envs, slot % n
+        head, tail = (row[:n], env[:n]), (row[n:], env[n:])
+
+        def fill(target: np.ndarray, values: np.ndarray) -> None:
+            values = np.asarray(values)
+            target[head] = values  # written in place, no temporary copy of the data
+            target[tail] = values[source[n:]]  # fewer than n_envs rows
+
         for key in buffer.observations:
-            buffer.observations[key][:, 0] = self.observations[key]
-            buffer.next_observations[key][:, 0] = self.next_observations[key]
-        buffer.actions[:, 0, 0] = self.actions
-        buffer.rewards[:, 0] = self.rewards
-        buffer.dones[:, 0] = self.terminated
-        buffer.pos, buffer.full = 0, True
+            fill(buffer.observations[key], self.observations[key])
+            fill(buffer.next_observations[key], self.next_observations[key])
+        terminated, truncated = np.asarray(self.terminated, dtype=bool), np.asarray(self.truncated, dtype=bool)
+        fill(buffer.actions[..., 0], self.actions)
+        fill(buffer.rewards, self.rewards)
+        fill(buffer.dones, terminated | truncated)
+        if buffer.handle_timeout_termination:
+            fill(buffer.timeouts, truncated & ~terminated)
+        buffer.pos, buffer.full = rows % capacity_rows, rows == capacity_rows
         return buffer
+
+
+def transition_nbytes(observation_space: spaces.Dict) -> int:
+    """Bytes one transition takes in SB3's ``DictReplayBuffer`` (which has no ``optimize_memory_usage``): the
+    observation twice (s and s'), an int64 action (``Discrete``), and float32 reward, done and time-out flags. For
+    the prior observation that is 2·(k·D·4 + D·4 + k·4 + k) + 20 bytes, k slots of D-dimensional float32 features:
+    multiply by ``buffer_size`` to size a buffer (k = 20, D = 384: about 65 kB, 6.5 GB per 100k transitions)."""
+    observation = sum(int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+                      for space in observation_space.spaces.values())
+    return 2 * observation + np.dtype(np.int64).itemsize + 3 * np.dtype(np.float32).itemsize
 
 
 class RandomCandidatePolicy:
