@@ -18,12 +18,15 @@ key                         shape           content
                                             ``normalization``: its token or word count, or 1)
 ==========================  ==============  ===========================================================
 
-P is ``max_prompt_tokens`` and C ``max_candidate_tokens``; a longer prompt or command raises ``ValueError`` (the
-policy's rows would otherwise see a truncated prompt that the prior did not).
+P is ``max_prompt_tokens`` and C ``max_candidate_tokens``. A longer command raises ``ValueError``. A longer prompt
+loses its oldest tokens, as the prior's ``truncation="left"`` does (a leading BOS is kept, positions start at 0 again;
+warned once): the policy then scores the commands after the prompt's last P tokens while the prior may have scored
+more of it, so raise P to keep prompts whole; ``truncation="error"`` raises instead.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +34,7 @@ import numpy as np
 from gymnasium import spaces
 
 from prior_wrappers.priors.base import Normalization, digest, normalization_divisors, tokenizer_fingerprint
-from prior_wrappers.priors.tokenization import CandidateTokenization
+from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
 
 PROMPT_IDS = "prompt_ids"
 PROMPT_LEN = "prompt_len"
@@ -51,13 +54,17 @@ class TokenIdSpec(CandidateTokenization):
     >>> spec = TokenIdSpec.for_prior(prior, max_prompt_tokens=256, max_candidate_tokens=12)
     >>> env = LLMPriorWrapper(text_env, prior, k=8, encoder=None, token_ids=spec)
     >>> obs, info = env.reset(seed=0)
-    >>> obs["prompt_ids"][: obs["prompt_len"][0]]        # the tokens the prior scored the commands after
+    >>> obs["prompt_ids"][: obs["prompt_len"][0]]        # the tokens the commands are scored after (at most P)
 
     :param tokenizer: the LLM's tokenizer (the prior's).
-    :param max_prompt_tokens: P, the prompt's padded length; a longer prompt raises ``ValueError``.
+    :param max_prompt_tokens: P, the prompt's padded length; a longer prompt keeps its last P tokens (see
+        ``truncation``).
     :param max_candidate_tokens: C, a command's padded length; a longer command raises ``ValueError``.
     :param separator: text between prompt and command (the prior's ``separator``).
     :param candidate_suffix: text scored after each command (the prior's ``candidate_suffix``).
+    :param truncation: for a prompt over P tokens, ``"left"`` drops its oldest tokens (keeping a leading BOS; warned
+        once), ``"error"`` raises ``ValueError``. Not part of :meth:`signature`: it changes no observation that
+        fits, so a model trained with either loads behind the other.
     """
 
     def __init__(
@@ -68,7 +75,10 @@ class TokenIdSpec(CandidateTokenization):
         *,
         separator: str = " ",
         candidate_suffix: str = "",
+        truncation: Truncation = "left",
     ) -> None:
+        if truncation not in ("left", "error"):
+            raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
         if max_prompt_tokens < 1 or max_candidate_tokens < 1:
             raise ValueError(
                 f"max_prompt_tokens and max_candidate_tokens must be >= 1, got {max_prompt_tokens}, {max_candidate_tokens}"
@@ -80,20 +90,23 @@ class TokenIdSpec(CandidateTokenization):
         self.max_candidate_tokens = int(max_candidate_tokens)
         self.separator = separator
         self.candidate_suffix = candidate_suffix
-        # the length checks below are this option's; the mixin's context-window check must never cut first
-        self.truncation = "error"
+        # the length checks of encode are this option's; the mixin's context-window check must never cut first
+        self.truncation = truncation
         self.max_length = 1 << 62
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.vocab_size = len(tokenizer)
         self._tokenizer_digest = digest(tokenizer_fingerprint(tokenizer))
 
     @classmethod
-    def for_prior(cls, prior: Any, max_prompt_tokens: int, max_candidate_tokens: int) -> TokenIdSpec:
+    def for_prior(
+        cls, prior: Any, max_prompt_tokens: int, max_candidate_tokens: int, *, truncation: Truncation = "left"
+    ) -> TokenIdSpec:
         """The spec for an :class:`~prior_wrappers.priors.hf.HFPrior`: its tokenizer, separator and suffix.
 
         :param prior: the engine whose scores the token ids must reproduce.
         :param max_prompt_tokens: P.
         :param max_candidate_tokens: C.
+        :param truncation: ``"left"`` or ``"error"``, for a prompt over P tokens (see the class).
         :raises ValueError: when P + C exceeds the prior's context window (it would truncate prompts that the
             token ids keep whole).
         """
@@ -103,11 +116,11 @@ class TokenIdSpec(CandidateTokenization):
                 f"prior's context window ({prior.max_length})"
             )
         return cls(prior.tokenizer, max_prompt_tokens, max_candidate_tokens, separator=prior.separator,
-                   candidate_suffix=prior.candidate_suffix)
+                   candidate_suffix=prior.candidate_suffix, truncation=truncation)
 
     def signature(self) -> dict[str, Any]:
         """What the ids depend on, for the wrappers' ``prior_signature``: the tokenizer (a digest), separator,
-        suffix and the two lengths."""
+        suffix and the two lengths (not ``truncation``, which changes no observation that fits)."""
         return {
             "tokenizer": self._tokenizer_digest,
             "separator": self.separator,
@@ -128,6 +141,31 @@ class TokenIdSpec(CandidateTokenization):
             CANDIDATE_NORMS: spaces.Box(1.0, np.inf, shape=(k,), dtype=np.float32),
         }
 
+    def _truncate_prompt(self, tokenized: TokenizedPrompt, prompt: str) -> TokenizedPrompt:
+        """``tokenized`` with its prompt cut to its last ``max_prompt_tokens`` tokens (a leading BOS kept), the
+        commands' contexts shifted with it, as the prior's ``truncation="left"`` cuts; raises with ``"error"``."""
+        p, n = self.max_prompt_tokens, len(tokenized.prompt_ids)
+        message = f"the prompt has {n} tokens, more than max_prompt_tokens={p} of the wrapper's token_ids option"
+        if self.truncation == "error":
+            raise ValueError(
+                f"{message}; raise max_prompt_tokens, shorten the prompt (history, demonstrations) or use "
+                f"truncation='left'. Prompt ends: {prompt[-200:]!r}"
+            )
+        if not self._warned_truncation:
+            warnings.warn(
+                f"{message}; its oldest tokens are dropped (truncation='left'), so the policy scores the commands "
+                "after its last tokens while the prior may have scored more of it. Raise max_prompt_tokens to keep "
+                "prompts whole, or use truncation='error' to raise. This warning is shown once.",
+                stacklevel=3,
+            )
+            self._warned_truncation = True
+        bos = self.tokenizer.bos_token_id
+        keep_bos = bos is not None and tokenized.prompt_ids[0] == bos and p > 1
+        overflow = n - p
+        prompt_ids = ([bos] if keep_bos else []) + tokenized.prompt_ids[overflow + int(keep_bos):]
+        contexts = [max(ctx - overflow, 1) for ctx in tokenized.contexts]
+        return TokenizedPrompt(prompt_ids, contexts, tokenized.candidate_ids)
+
     def encode(self, prompt: str, candidates: Sequence[str], k: int, normalization: Normalization) -> dict[str, np.ndarray]:
         """The observation entries of one state: ``prompt`` and the commands of its valid slots, in slot order.
 
@@ -135,17 +173,13 @@ class TokenIdSpec(CandidateTokenization):
         :param candidates: the commands in slots ``0 .. len(candidates) - 1``.
         :param k: the number of slots.
         :param normalization: the wrapper's normalisation (decides ``candidate_norms``).
-        :raises ValueError: when the prompt has more than ``max_prompt_tokens`` tokens or a command more than
-            ``max_candidate_tokens``.
+        :raises ValueError: when a command has more than ``max_candidate_tokens`` tokens, or the prompt more than
+            ``max_prompt_tokens`` with ``truncation="error"``.
         """
         p, c = self.max_prompt_tokens, self.max_candidate_tokens
         (tokenized,) = self._tokenize_candidates([prompt], [list(candidates)])
         if len(tokenized.prompt_ids) > p:
-            raise ValueError(
-                f"the prompt has {len(tokenized.prompt_ids)} tokens, more than max_prompt_tokens={p} of the wrapper's "
-                f"token_ids option; raise max_prompt_tokens or shorten the prompt (history, demonstrations). "
-                f"Prompt ends: {prompt[-200:]!r}"
-            )
+            tokenized = self._truncate_prompt(tokenized, prompt)
         out = {
             PROMPT_IDS: np.full(p, self.pad_id, dtype=np.int64),
             PROMPT_LEN: np.array([len(tokenized.prompt_ids)], dtype=np.int64),

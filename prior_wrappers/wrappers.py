@@ -118,7 +118,8 @@ class LLMPriorWrapper(gym.Wrapper):
         (which stays when the pool has nothing to show yet).
     :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the token ids
         of the prompt and of each slot's command (keys in :mod:`prior_wrappers.token_ids`), which an LLM policy
-        (:mod:`prior_wrappers.sb3.gflan_prior`) scores; a prompt longer than its ``max_prompt_tokens`` raises.
+        (:mod:`prior_wrappers.sb3.gflan_prior`) scores; a prompt longer than its ``max_prompt_tokens`` keeps its last
+        tokens (warned once; ``truncation="error"`` raises instead).
     :param prior_mode: ``"score"`` (default: exact log-probabilities of the admissible commands) or ``"propose"``
         (sampled proposals, above; needed for free-text envs).
     :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.

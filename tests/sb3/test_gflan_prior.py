@@ -25,13 +25,13 @@ from prior_wrappers.sb3 import GFlanLLM, GFlanPrior, LLMActorCriticPolicy  # noq
 from prior_wrappers.spaces import PRIOR_LOGPROBS  # noqa: E402
 
 
-def _tiny_llama(tokenizer, seed: int):
+def _tiny_llama(tokenizer, seed: int, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     th.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, **overrides,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -46,9 +46,9 @@ def make_llm(base, tokenizer) -> GFlanLLM:
     return GFlanLLM(copy.deepcopy(base), tokenizer)
 
 
-def make_env(llm: GFlanLLM, normalization: str = "token") -> LLMPriorWrapper:
+def make_env(llm: GFlanLLM, normalization: str = "token", max_prompt_tokens: int = 160) -> LLMPriorWrapper:
     return LLMPriorWrapper(CorridorTextEnv(length=3, max_steps=6), llm.prior(), k=4, encoder=None, history=1,
-                           normalization=normalization, token_ids=llm.token_id_spec(160, 8))
+                           normalization=normalization, token_ids=llm.token_id_spec(max_prompt_tokens, 8))
 
 
 def observations(env: LLMPriorWrapper, n: int = 6) -> dict[str, np.ndarray]:
@@ -86,11 +86,7 @@ def test_the_policy_scores_like_the_engine_and_the_prior_stays_the_base(base, sm
     env = make_env(llm)
     model = GFlanPrior("LLMPolicy", env, llm=llm, seed=0)
     obs = observations(env)
-    gen = th.Generator().manual_seed(1)
-    with th.no_grad():
-        for name, p in model.policy.named_parameters():
-            if "lora_" in name:
-                p.copy_(th.randn(p.shape, generator=gen) * 0.5)
+    randomize_adapters(model.policy)
     adapted = HFPrior(llm.model, smollm_tokenizer, prefix_cache=False)  # adapters on: the policy's model
     state = env.reset(seed=0)
     info = state[1]
@@ -102,6 +98,89 @@ def test_the_policy_scores_like_the_engine_and_the_prior_stays_the_base(base, sm
     np.testing.assert_allclose(state[0][PRIOR_LOGPROBS], obs[PRIOR_LOGPROBS][0], atol=1e-6)  # ...not the prior
     plain = HFPrior(base, smollm_tokenizer).score([info["prior_prompt"]], [info["prior_candidates"]]).logprobs[0]
     np.testing.assert_allclose(state[0][PRIOR_LOGPROBS][:n], plain, atol=1e-5)
+
+
+def randomize_adapters(policy: LLMActorCriticPolicy, seed: int = 1) -> None:
+    """Non-zero LoRA weights, so that the adapters change the policy."""
+    gen = th.Generator().manual_seed(seed)
+    with th.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_" in name:
+                p.copy_(th.randn(p.shape, generator=gen) * 0.5)
+
+
+def test_a_truncated_prompt_is_scored_from_position_zero(base, smollm_tokenizer):
+    """A prompt over max_prompt_tokens keeps its last tokens (warned once), and the policy scores each command
+    after them as a plain forward of the adapted model over ``truncated prompt + command`` does (positions from 0)."""
+    llm = make_llm(base, smollm_tokenizer)
+    env = make_env(llm, max_prompt_tokens=24)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, seed=0)
+    randomize_adapters(model.policy)
+    with pytest.warns(UserWarning, match="max_prompt_tokens=24") as caught:
+        obs = observations(env)
+    assert len([w for w in caught if "max_prompt_tokens" in str(w.message)]) == 1
+    assert (obs["prompt_len"][:, 0] == 24).all()
+    log_pi = logprobs(model, obs)
+    expected = th.full_like(log_pi, -th.inf)
+    for b, mask in enumerate(obs["action_mask"].astype(bool)):
+        prompt = obs["prompt_ids"][b, :24].tolist()
+        scores = []
+        for k in np.flatnonzero(mask):
+            ctx, n = int(obs["candidate_contexts"][b, k]), int(obs["candidate_lens"][b, k])
+            command = obs["candidate_ids"][b, k, :n].tolist()
+            with th.no_grad():
+                logits = llm.model(input_ids=th.tensor([prompt[:ctx] + command])).logits[0].log_softmax(-1)
+            total = sum(logits[ctx - 1 + i, token] for i, token in enumerate(command))
+            scores.append(total / float(obs["candidate_norms"][b, k]))
+        expected[b, th.as_tensor(np.flatnonzero(mask))] = th.stack(scores).log_softmax(0)
+    valid = th.as_tensor(obs["action_mask"].astype(bool))
+    th.testing.assert_close(log_pi[valid], expected[valid], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_the_llm_never_drops_out_so_ppo_ratios_start_at_one(smollm_tokenizer, checkpointing):
+    """SB3 puts the policy in training mode for PPO's epochs and in eval mode for rollouts: a base model with
+    dropout in its config still gives the rollout's log-probs in the epochs (ratio exactly 1 at epoch 0), while
+    gradient checkpointing still recomputes the layers in the backward pass and the value head follows SB3's mode."""
+    llm = GFlanLLM(_tiny_llama(smollm_tokenizer, seed=0, attention_dropout=0.5), smollm_tokenizer)
+    env = make_env(llm)
+    model = GFlanPrior("LLMPolicy", env, llm=llm, seed=0, policy_kwargs=dict(gradient_checkpointing=checkpointing))
+    policy = model.policy
+    randomize_adapters(policy)
+    obs = policy.obs_to_tensor(observations(env))[0]
+    actions = th.zeros(len(obs["action_mask"]), dtype=th.long)
+    policy.set_training_mode(False)
+    with th.no_grad():
+        rollout_values, rollout, _ = policy.evaluate_actions(obs, actions)
+    policy.set_training_mode(True)
+    with llm.adapter_off():  # the prior scoring in between leaves the modes as they were
+        pass
+    attention = next(m for name, m in llm.model.named_modules() if name.endswith("layers.0.self_attn"))
+    calls = []
+    hook = attention.register_forward_hook(lambda *_: calls.append(1))
+    values, log_prob, _ = policy.evaluate_actions(obs, actions)
+    (values.sum() + log_prob.sum()).backward()
+    hook.remove()
+    assert th.equal(log_prob.detach(), rollout)
+    assert th.equal(policy.evaluate_actions(obs, actions)[1].detach(), rollout)
+    th.testing.assert_close(values.detach(), rollout_values, atol=0, rtol=0)
+    assert len(calls) == (2 if checkpointing else 1)  # recomputed in the backward pass under checkpointing
+    assert policy.value_net.training and not policy.lm.training
+
+
+def test_adapter_dropout_is_the_only_dropout_when_asked(smollm_tokenizer):
+    """``lora_dropout > 0``: in training mode the adapters' dropout is on (the ratio at epoch 0 is then not exactly
+    1), the base model's is not; in eval mode neither."""
+    llm = GFlanLLM(_tiny_llama(smollm_tokenizer, seed=0, attention_dropout=0.5), smollm_tokenizer)
+    model = GFlanPrior("LLMPolicy", make_env(llm), llm=llm, seed=0, policy_kwargs=dict(lora_dropout=0.1))
+    modules = dict(llm.model.named_modules())
+    adapter_dropout = [m for name, m in modules.items() if "lora_dropout." in name]
+    assert adapter_dropout and all(isinstance(m, th.nn.Dropout) for m in adapter_dropout)
+    model.policy.set_training_mode(True)
+    assert all(m.training for m in adapter_dropout)
+    assert not any(m.training for name, m in modules.items() if "lora_dropout" not in name)  # no checkpointing on CPU
+    model.policy.set_training_mode(False)
+    assert not any(m.training for m in modules.values())
 
 
 def test_gradients_reach_only_the_adapters_and_the_value_head(base, smollm_tokenizer):

@@ -32,7 +32,9 @@ class GFlanPrior(PPOPrior):
     α·KL(π(·|s) ‖ p_LLM(·|s)) over the valid slots, p_LLM the observation's ``prior_logprobs``. The prior is the
     same model with the adapters off (:class:`GFlanLLM`): one copy of the weights. LoRA starts at zero, so the
     first policy is the prior (KL = 0); α = 0 is plain LLM-PPO (TWOSOME). Everything else is :class:`PPOPrior`'s
-    (and SB3's PPO's): one LLM forward per minibatch gives the PPO terms and the KL.
+    (and SB3's PPO's): one LLM forward per minibatch gives the PPO terms and the KL. The LLM stays in eval mode in
+    PPO's epochs too (:meth:`LLMActorCriticPolicy.train`): no dropout of the base model, so with the default
+    ``lora_dropout=0`` an epoch scores the rollout's log-probs exactly (importance ratio 1 at epoch 0).
 
     The env needs the wrappers' ``token_ids=llm.token_id_spec(...)`` observation. The zip holds the adapters and
     the value head (and their optimizer state), never the base weights, and the base's ``base_model_fingerprint``;

@@ -18,6 +18,7 @@ import torch
 
 from prior_wrappers.priors.base import digest, model_fingerprint, tokenizer_fingerprint
 from prior_wrappers.priors.hf import HFPrior
+from prior_wrappers.priors.tokenization import Truncation
 from prior_wrappers.token_ids import TokenIdSpec
 
 
@@ -101,11 +102,16 @@ class GFlanLLM:
         """
         return AdapterOffPrior(self, **kwargs)
 
-    def token_id_spec(self, max_prompt_tokens: int, max_candidate_tokens: int) -> TokenIdSpec:
+    def token_id_spec(
+        self, max_prompt_tokens: int, max_candidate_tokens: int, *, truncation: Truncation = "left"
+    ) -> TokenIdSpec:
         """The wrappers' ``token_ids=`` option for this LLM (its tokenizer, separator and suffix).
 
-        :param max_prompt_tokens: the prompt's padded length (a longer prompt raises).
+        :param max_prompt_tokens: the prompt's padded length (a longer prompt keeps its last tokens, see
+            ``truncation``).
         :param max_candidate_tokens: a command's padded length (a longer command raises).
+        :param truncation: for a longer prompt, ``"left"`` drops its oldest tokens (warned once), ``"error"`` raises
+            (:class:`TokenIdSpec`).
         """
         window = int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
         if max_prompt_tokens + max_candidate_tokens > window:
@@ -114,7 +120,7 @@ class GFlanLLM:
                 f"model's context window ({window})"
             )
         return TokenIdSpec(self.tokenizer, max_prompt_tokens, max_candidate_tokens, separator=self.separator,
-                           candidate_suffix=self.candidate_suffix)
+                           candidate_suffix=self.candidate_suffix, truncation=truncation)
 
     def attach_adapter(self, config: Any) -> None:
         """Inject a LoRA adapter (a ``peft.LoraConfig``) into the model, in place: the prior's modules get it too,
@@ -135,8 +141,9 @@ class GFlanLLM:
 
     @contextlib.contextmanager
     def adapter_off(self) -> Iterator[None]:
-        """Within this context the model is the frozen base (peft's ``disable_adapter()``), in eval mode."""
-        training = self.model.training
+        """Within this context the model is the frozen base (peft's ``disable_adapter()``), in eval mode; after it,
+        every module is back in its own mode (the policy's :meth:`~LLMActorCriticPolicy.train` sets some apart)."""
+        modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
         try:
             if self.peft_model is None:
@@ -145,7 +152,8 @@ class GFlanLLM:
                 with self.peft_model.disable_adapter():
                     yield
         finally:
-            self.model.train(training)
+            for module, training in modes:
+                module.training = training
 
 
 class AdapterOffPrior(HFPrior):
