@@ -18,6 +18,7 @@ it, and positions are explicit.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         ``prompt + separator + candidate + candidate_suffix`` adds to the prompt's tokens).
     :param candidate_suffix: text appended to each candidate and scored with it (e.g. ``"\\n"`` so that a
         command which is a prefix of another is not favoured).
-    :param token_budget: at most this many tokens (rows x padded length) per forward pass.
+    :param token_budget: at most this many key/value positions per forward pass: rows x (cached past + padded
+        length), which bounds the forward's activations and the workspace its rows' cached prefixes are copied
+        into (a single row may exceed it). Default 32,768 on CUDA, 4,096 elsewhere.
     :param truncation: for a prompt that does not fit the context window with its longest candidate:
         ``"left"`` drops its oldest tokens (warns once), ``"error"`` raises.
     :param max_length: context window; default ``model.config.max_position_embeddings``.
@@ -159,6 +162,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         self._base = getattr(model, model.base_model_prefix)
         self._lm_head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self._lock = threading.RLock()  # one score call at a time: the caches and workspace are the engine's state
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
         self._cache_kwarg = cache_kwarg(self._base)  # "cache" or "past_key_values", as the installed transformers names it
         mode: PrefixCacheMode = {True: "tree", False: "off"}.get(prefix_cache, prefix_cache)  # type: ignore[arg-type]
@@ -183,6 +187,15 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         self.prompt_tokens = 0
         self.computed_tokens = 0
         self.hit_tokens = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # copies and pickles (subprocess envs) get a lock of their own
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -272,13 +285,19 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         return segments
 
     def _batches(self, segments: list[_Segment]) -> list[list[_Segment]]:
+        """Group rows into forwards of at most ``token_budget`` key/value positions: rows x (the longest cached
+        past + the longest row), the workspace a forward fills (each row's past is copied into it, padded to the
+        longest). A row alone may exceed it."""
         ordered = sorted(segments, key=lambda s: s.length, reverse=True)
         batches: list[list[_Segment]] = []
+        past = 0
         for seg in ordered:  # longest first: a batch's padded length is its first row's length
-            if batches and (len(batches[-1]) + 1) * batches[-1][0].length <= self.token_budget:
+            if batches and (len(batches[-1]) + 1) * (max(past, seg.offset) + batches[-1][0].length) <= self.token_budget:
                 batches[-1].append(seg)
+                past = max(past, seg.offset)
             else:
                 batches.append([seg])
+                past = seg.offset
         return batches
 
     def _past(self, batch: list[_Segment], room: int) -> Any:
@@ -433,10 +452,13 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         for seg in segments:
             self._match(seg)
 
-    def _match(self, seg: _Segment) -> None:
-        """Point a row at its longest cached prefix. Done again right before the row's batch runs: the inserts of
-        earlier batches may have split the tree's nodes (or extended what it holds) since the first look-up."""
-        seg.match = self.kv_cache.match(seg.prompt_ids, self._reusable(seg))  # type: ignore[union-attr]
+    def _match(self, seg: _Segment, limit: int | None = None) -> None:
+        """Point a row at its longest cached prefix (at most ``limit`` tokens). Done again right before the row's
+        batch runs: the inserts of earlier batches may have split the tree's nodes (or extended what it holds) since
+        the first look-up; the batch's past, as planned, is then the limit, so the forward stays within the budget
+        (a row served more from the cache computes fewer tokens itself)."""
+        most = self._reusable(seg) if limit is None else min(self._reusable(seg), limit)
+        seg.match = self.kv_cache.match(seg.prompt_ids, most)  # type: ignore[union-attr]
         seg.offset = seg.match.length
 
     def _prefill(self, ids: list[int], held: PrefixMatch) -> None:
@@ -463,7 +485,19 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         normalization: Normalization = "token",
         return_features: bool = False,
     ) -> PriorScores:
+        """Log-probabilities of each prompt's candidates (:class:`~prior_wrappers.priors.base.Prior`). Safe to call
+        from several threads: calls on one engine (its caches, workspace and counters) take turns."""
         validate_request(prompts, candidates)
+        with self._lock:
+            return self._score(prompts, candidates, normalization, return_features)
+
+    def _score(
+        self,
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        normalization: Normalization,
+        return_features: bool,
+    ) -> PriorScores:
         segments = self._segments(prompts, candidates)
         if self.prefix_cache_mode == "tree":
             self._apply_prefix_tree(segments)
@@ -479,8 +513,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         feats = [[None] * len(c) for c in candidates] if return_features else None
         for batch in self._batches(segments):
             if self.prefix_cache_mode == "tree":
+                planned = max(seg.offset for seg in batch)
                 for seg in batch:
-                    self._match(seg)
+                    self._match(seg, limit=planned)
             for seg, (sums, seg_feats) in zip(batch, self._run_batch(batch, return_features)):
                 for k, j in enumerate(seg.candidate_indices):
                     raw[seg.prompt_index][j] = sums[k]

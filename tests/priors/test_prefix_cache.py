@@ -247,3 +247,29 @@ def test_reused_workspace_memory_is_never_read_uninitialised(tiny_llama, smollm_
         for x, y in zip(a.raw_logprobs, b.raw_logprobs):
             np.testing.assert_allclose(x, y, atol=1e-4)
     assert tree.cache_info()["hit_tokens"] > 0
+
+
+def test_token_budget_counts_the_cached_past_each_row_copies(tiny_llama, smollm_tokenizer, monkeypatch):
+    """A forward's workspace is rows x (longest cached past + longest row): the budget bounds that, not only the
+    tokens computed, so long cached transcripts cannot multiply memory by the number of rows."""
+    budget = 400
+    prior = HFPrior(tiny_llama, smollm_tokenizer, token_budget=budget)
+    plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
+    extents: list[tuple[int, int]] = []  # (rows, key/value positions per row) of every forward with a cached past
+    views = prior._workspace_views
+
+    def recording(shapes, like):
+        extents.append((shapes[0][0], shapes[0][2]))
+        return views(shapes, like)
+
+    monkeypatch.setattr(prior, "_workspace_views", recording)
+    history = [f"Env {e}: you stand in a corridor of room {e}; doors lead north and south." for e in range(6)]
+    cands = [["go north", "go south", "open door", "wait"]] * 6
+    for step in range(4):  # the transcripts grow; each call serves most of a row from the cache
+        history = [h + f" Step {step}: you walk and see {step} lamps.\nAction:" for h in history]
+        got = prior.score(history, cands)
+        for x, y in zip(got.raw_logprobs, plain.score(history, cands).raw_logprobs):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    assert max(per_row for _, per_row in extents) > budget / 6  # the past is long enough for the bound to matter
+    assert all(rows * per_row <= budget for rows, per_row in extents if rows > 1), extents
+    assert any(rows > 1 for rows, _ in extents)  # rows are still batched
