@@ -24,7 +24,9 @@ mask, or through FlexAttention: the engine switches the attention implementation
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,16 +195,37 @@ def scoring_implementation(model: Any, mode: AttentionMode) -> str:
     return current if current in DENSE_IMPLEMENTATIONS else "sdpa"
 
 
+_model_locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """The lock that the engine's forwards over ``model`` hold (one per model object, re-entrant): the attention
+    implementation is a field of the model's config, shared by everything that runs the model."""
+    with _locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def attention_implementation(model: Any, name: str) -> Iterator[None]:
-    """Run the model's forwards with attention implementation ``name``, restoring the model's own afterwards."""
-    config = model.config
-    current = getattr(config, "_attn_implementation", None)
-    if current == name:
-        yield
-        return
-    config._attn_implementation = name
-    try:
-        yield
-    finally:
-        config._attn_implementation = current
+    """Run the model's forwards with attention implementation ``name``, restoring the model's own afterwards.
+
+    transformers reads the implementation from ``model.config`` at every forward, so it is switched for the
+    duration of the block, under :func:`model_lock`: the engine's and the GFlan policy's forwards over one model,
+    from any threads, take turns. A forward of the same model that does not go through this library (your own
+    ``generate`` in another thread) is not serialised and would run with the switched implementation.
+    """
+    with model_lock(model):
+        config = model.config
+        current = getattr(config, "_attn_implementation", None)
+        if current == name:
+            yield
+            return
+        config._attn_implementation = name
+        try:
+            yield
+        finally:
+            config._attn_implementation = current

@@ -292,3 +292,60 @@ def test_propose_samples_like_generate_and_batches_like_single_prompts(tiny_prio
         greedy = smollm_tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         expected = greedy.strip().split("\n", 1)[0].strip()
         assert batched.generations[i] == [expected, expected]
+
+
+def test_forwards_over_one_model_take_turns_across_threads(tiny_llama, smollm_tokenizer):
+    """The attention implementation is a field of the model's shared config: while one thread's forward has it
+    switched, another thread's switch waits (else it would restore the wrong value under the first's forward)."""
+    import copy
+    import pickle
+    import threading
+
+    from prior_wrappers.priors.attention import attention_implementation
+
+    model = tiny_llama
+    own = model.config._attn_implementation
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def first():
+        with attention_implementation(model, "eager" if own != "eager" else "sdpa"):
+            inside.set()
+            release.wait(5)
+            seen.append(model.config._attn_implementation)
+
+    def second():
+        inside.wait(5)
+        with attention_implementation(model, "prior_wrappers_flex"):
+            seen.append("second")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    inside.wait(5)
+    threads[1].join(0.3)  # the second thread cannot enter while the first holds the model
+    assert seen == [] and threads[1].is_alive()
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert seen[0] == ("eager" if own != "eager" else "sdpa") and seen[1] == "second"
+    assert model.config._attn_implementation == own
+
+    prior = HFPrior(model, smollm_tokenizer)
+    prompts = [f"Room {i}: a lamp and a door.\nAction:" for i in range(6)]
+    cands = [["open door", "take lamp", "wait"]] * 6
+    want = HFPrior(model, smollm_tokenizer, prefix_cache=False).score(prompts, cands).raw_logprobs
+    results: dict[int, list] = {}
+
+    def score(i):
+        results[i] = prior.score(prompts[i::2], cands[i::2]).raw_logprobs
+
+    workers = [threading.Thread(target=score, args=(i,)) for i in range(2) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    for i in range(2):
+        for x, y in zip(results[i], want[i::2]):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    clone = pickle.loads(pickle.dumps(copy.copy(prior)))  # a copy gets its own lock
+    assert clone._lock is not prior._lock
