@@ -181,13 +181,13 @@ class CQLPrior(DQNPrior):
             include_data_action=self.include_data_action,
             log_prior=obs[PRIOR_LOGPROBS] if self.conservative == "prior_weighted" else None,  # type: ignore[index]
         )
-        self._record("train/td_loss", td_loss.item())
-        self._record("train/cql_loss", cql_loss.item())
+        self._record("train/td_loss", td_loss)
+        self._record("train/cql_loss", cql_loss)
         loss = td_loss + self.cql_weight * cql_loss
         if behavior_logits is not None:
             # the imitation network of discrete BCQ: −mean log π_b(a_data|s), over the valid slots
             behavior_loss = F.cross_entropy(behavior_logits, replay_data.actions.long().flatten())
-            self._record("train/behavior_loss", behavior_loss.item())
+            self._record("train/behavior_loss", behavior_loss)
             loss = loss + behavior_loss
         return loss
 

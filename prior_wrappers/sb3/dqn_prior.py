@@ -40,6 +40,23 @@ Target = Literal["max", "soft"]
 GREEDY_EPSILON = 0.2  # the reference's ε with sampling="greedy" (its ALFWorld variant)
 
 
+def scalars_to_host(logs: dict[str, list[th.Tensor]]) -> dict[str, list[float]]:
+    """The 0-d tensors recorded under each key, as Python floats, copied from the device in one transfer.
+
+    Training records its losses as tensors and converts them here once per ``train`` call: an ``.item()`` per
+    gradient step would make the host wait for the device (a GPU's queue of kernels runs dry) at every step.
+    The floats are those ``.item()`` gives (the dtypes are only widened to a common one, which is exact).
+
+    :param logs: key -> the scalar tensors recorded under it, all on one device.
+    """
+    values = [value.detach().reshape(()) for series in logs.values() for value in series]
+    flat: list[float] = th.stack(values).tolist() if values else []
+    host, start = {}, 0
+    for key, series in logs.items():
+        host[key], start = flat[start : start + len(series)], start + len(series)
+    return host
+
+
 class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     """DQN-Prior: direct posterior sampling with an LLM action prior.
 
@@ -222,7 +239,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             # Polyak averaging at every (vector) step is the intent of target_update_interval=1, not a mistake
             warnings.filterwarnings("ignore", message="The number of environments used is greater than the target")
             super()._setup_model()
-        self._train_logs: dict[str, list[float]] = {}
+        self._train_logs: dict[str, list[th.Tensor]] = {}
 
     def candidates(self, obs: PyTorchObs) -> th.Tensor:
         """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
@@ -332,7 +349,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             )
         q_values = self.q_net(replay_data.observations)
         current_q_values = q_values.gather(1, replay_data.actions.long())
-        self._record("train/q_values", current_q_values.mean().item())
+        self._record("train/q_values", current_q_values.mean())
         return F.smooth_l1_loss(current_q_values, target_q_values), q_values
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
@@ -345,18 +362,20 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             loss = self._loss(replay_data)
-            self._record("train/loss", loss.item())
+            self._record("train/loss", loss)
             self.policy.optimizer.zero_grad()
             loss.backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for key, values in self._train_logs.items():
+        for key, values in scalars_to_host(self._train_logs).items():  # one device -> host copy per call
             self.logger.record_mean(key, float(np.mean(values)))  # averaged until the next dump
 
-    def _record(self, key: str, value: float) -> None:
-        self._train_logs.setdefault(key, []).append(value)
+    def _record(self, key: str, value: th.Tensor) -> None:
+        """Keep a scalar of this gradient step under ``key``, detached and where it is (no device -> host copy):
+        :meth:`train` logs the mean of each key's values, all brought to the host together at its end."""
+        self._train_logs.setdefault(key, []).append(value.detach())
 
     def learn(
         self: SelfDQNPrior,

@@ -40,6 +40,7 @@ import torch as th
 from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 
 # Finite rather than -inf: 0 * MASKED_VALUE stays 0 (entropies, expectations), and softmax gives exactly 0.
+# The value of float32, bfloat16 and float64 tensors; float16 cannot hold it (see :func:`masked_value`).
 MASKED_VALUE = -1e8
 
 # The default prior_floor of DQN-Prior, CQL-Prior and PPO-Prior: every candidate keeps >= 1/(10n). On the
@@ -101,7 +102,7 @@ def _prior_order(log_prior: th.Tensor, valid: th.Tensor) -> th.Tensor:
 
 def floored_log_prior(log_prior: th.Tensor, candidates: th.Tensor, floor: float) -> th.Tensor:
     """log p̃ over the candidates, p̃ = (1 − ``floor``)·p + ``floor``/n with p the prior renormalised over the
-    ``n`` candidates of the row; :data:`MASKED_VALUE` off the candidates. ``floor=0`` is the renormalised prior,
+    ``n`` candidates of the row; :func:`masked_value` off the candidates. ``floor=0`` is the renormalised prior,
     ``floor=1`` the uniform distribution over the candidates.
 
     :param log_prior: ``(batch, K)`` the observation's prior log-probabilities.
@@ -127,9 +128,24 @@ def check_prior_floor(floor: float) -> float:
     return float(floor)
 
 
+def masked_value(dtype: th.dtype) -> float:
+    """The finite value that masked slots of a ``dtype`` tensor get: :data:`MASKED_VALUE` where ``dtype`` holds
+    it (float32, bfloat16, float64), else a quarter of the dtype's lowest finite value (−16376 for float16, whose
+    range ends at −65504). A quarter leaves room for the sums done after it (a log-sum-exp subtracted, a log-prior
+    added) without overflowing to −inf, and its ``exp`` is still exactly 0.
+
+    :param dtype: the tensor's dtype (:data:`MASKED_VALUE` for an integer one).
+    """
+    if not dtype.is_floating_point:
+        return MASKED_VALUE
+    lowest = th.finfo(dtype).min
+    return MASKED_VALUE if MASKED_VALUE >= lowest / 4 else lowest / 4
+
+
 def masked_fill(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
-    """``values`` where ``mask``, :data:`MASKED_VALUE` elsewhere."""
-    return values.masked_fill(~mask, MASKED_VALUE)
+    """``values`` where ``mask``, :func:`masked_value` of their dtype (:data:`MASKED_VALUE` but in float16)
+    elsewhere."""
+    return values.masked_fill(~mask, masked_value(values.dtype))
 
 
 def masked_max(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
@@ -145,7 +161,8 @@ def masked_logsumexp(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
 
 
 def masked_log_softmax(logits: th.Tensor, mask: th.Tensor) -> th.Tensor:
-    """log-softmax over the masked slots; :data:`MASKED_VALUE` in the others."""
+    """log-softmax over the masked slots; :func:`masked_value` (:data:`MASKED_VALUE` but in float16) in the
+    others."""
     return masked_fill(th.log_softmax(masked_fill(logits, mask), dim=-1), mask)
 
 

@@ -14,6 +14,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 
+from prior_wrappers.sb3.dqn_prior import scalars_to_host
 from prior_wrappers.sb3.masking import PRIOR_FLOOR, candidate_slots, check_prior_floor, floored_log_prior
 from prior_wrappers.sb3.policies import CandidateActorCriticPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
@@ -228,7 +229,12 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         self.alpha_schedule = FloatSchedule(self.alpha)
 
     def train(self) -> None:
-        """PPO's update (SB3's ``PPO.train``) with α·KL(π ‖ p_LLM) added to the loss."""
+        """PPO's update (SB3's ``PPO.train``) with α·KL(π ‖ p_LLM) added to the loss.
+
+        The minibatches' losses stay on the device as tensors and come to the host together at the end (one
+        copy, not one ``.item()`` per value and minibatch); only ``target_kl`` needs each minibatch's approximate
+        KL on the host, to stop early.
+        """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
@@ -236,10 +242,14 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
         alpha = self.alpha_schedule(self._current_progress_remaining)
 
-        entropy_losses, pg_losses, value_losses, clip_fractions, kl_priors = [], [], [], [], []
+        entropy_losses: list[th.Tensor] = []
+        pg_losses: list[th.Tensor] = []
+        value_losses: list[th.Tensor] = []
+        clip_fractions: list[th.Tensor] = []
+        kl_priors: list[th.Tensor] = []
         continue_training = True
         for epoch in range(self.n_epochs):
-            approx_kl_divs = []
+            approx_kl_divs: list[th.Tensor] = []  # the last epoch's are logged, as in SB3
             for rollout_data in self.rollout_buffer.get(self.batch_size):
                 observations = rollout_data.observations
                 actions = rollout_data.actions.long().flatten()
@@ -254,8 +264,8 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 policy_loss_1 = advantages * ratio
                 policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 policy_loss = -th.min(policy_loss_1, policy_loss_2).mean()
-                pg_losses.append(policy_loss.item())
-                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()).item())
+                pg_losses.append(policy_loss.detach())
+                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()))
 
                 if self.clip_range_vf is None:
                     values_pred = values
@@ -264,10 +274,10 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                         values - rollout_data.old_values, -clip_range_vf, clip_range_vf
                     )
                 value_loss = F.mse_loss(rollout_data.returns, values_pred)
-                value_losses.append(value_loss.item())
+                value_losses.append(value_loss.detach())
 
                 entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-                entropy_losses.append(entropy_loss.item())
+                entropy_losses.append(entropy_loss.detach())
 
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
@@ -275,20 +285,21 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 kl_prior = kl_to_prior(
                     log_pi, observations[PRIOR_LOGPROBS], self.candidates(observations), self.prior_floor
                 ).mean()
-                kl_priors.append(kl_prior.item())
+                kl_priors.append(kl_prior.detach())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
                     loss = loss + alpha * kl_prior
 
                 with th.no_grad():
                     log_ratio = log_prob - rollout_data.old_log_prob
-                    approx_kl_div = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()
-                    approx_kl_divs.append(approx_kl_div)
+                    approx_kl_divs.append(th.mean((th.exp(log_ratio) - 1) - log_ratio))
 
-                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
-                    continue_training = False
-                    if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
-                    break
+                if self.target_kl is not None:  # the one per-minibatch device -> host copy, and only when asked
+                    approx_kl_div = approx_kl_divs[-1].cpu().numpy()
+                    if approx_kl_div > 1.5 * self.target_kl:
+                        continue_training = False
+                        if self.verbose >= 1:
+                            print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                        break
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
@@ -300,14 +311,19 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 break
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
-        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
-        self.logger.record("train/value_loss", np.mean(value_losses))
-        self.logger.record("train/kl_prior", np.mean(kl_priors))
+        logs = scalars_to_host({  # one device -> host copy for the whole update
+            "entropy_loss": entropy_losses, "policy_gradient_loss": pg_losses, "value_loss": value_losses,
+            "kl_prior": kl_priors, "approx_kl": approx_kl_divs, "clip_fraction": clip_fractions, "loss": [loss],
+        })
+        self.logger.record("train/entropy_loss", np.mean(logs["entropy_loss"]))
+        self.logger.record("train/policy_gradient_loss", np.mean(logs["policy_gradient_loss"]))
+        self.logger.record("train/value_loss", np.mean(logs["value_loss"]))
+        self.logger.record("train/kl_prior", np.mean(logs["kl_prior"]))
         self.logger.record("train/alpha", alpha)
-        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
-        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
-        self.logger.record("train/loss", loss.item())
+        # float32, as SB3 averages its per-minibatch numpy values (the others are Python floats, as from .item())
+        self.logger.record("train/approx_kl", np.mean(np.asarray(logs["approx_kl"], dtype=np.float32)))
+        self.logger.record("train/clip_fraction", np.mean(logs["clip_fraction"]))
+        self.logger.record("train/loss", logs["loss"][0])
         self.logger.record("train/explained_variance", explained_var)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)

@@ -13,9 +13,11 @@ from prior_wrappers.sb3.masking import (
     MASKED_VALUE,
     candidate_slots,
     floored_log_prior,
+    masked_fill,
     masked_log_softmax,
     masked_logsumexp,
     masked_max,
+    masked_value,
     sample_masked,
 )
 from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
@@ -231,3 +233,38 @@ def test_kl_to_prior_with_a_floor_pulls_towards_the_floored_prior():
     expected = float(np.sum(pi * np.log(pi / p)))
     assert kl_to_prior(log_pi, prior, valid, floor=0.2).item() == pytest.approx(expected, rel=1e-5)
     assert expected < 1.0 < kl_to_prior(log_pi, prior, valid).item()  # without the floor the ruled-out slot costs 5+ nats
+
+
+def test_masked_value_is_the_documented_constant_where_the_dtype_holds_it():
+    for dtype in (th.float32, th.float64, th.bfloat16):
+        assert masked_value(dtype) == MASKED_VALUE
+    assert masked_value(th.float16) == th.finfo(th.float16).min / 4  # -1e8 would overflow float16 (max 65504)
+
+
+@pytest.mark.parametrize("dtype", [th.float16, th.bfloat16], ids=["float16", "bfloat16"])
+def test_masked_maths_stays_finite_in_half_precision(dtype):
+    # Q-like logits up to 30, a prior at LOGPROB_MIN, a row with one valid slot and a row without any
+    logits = th.tensor([[30.0, -2.0, 0.5, 7.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    prior = th.tensor([[math.log(0.6), LOGPROB_MIN, math.log(0.4), LOGPROB_MIN], [-1.0, -2.0, -0.5, LOGPROB_MIN],
+                       [0.0, LOGPROB_MIN, LOGPROB_MIN, LOGPROB_MIN], [-1.4, -1.4, -1.4, -1.4]])
+    mask = th.tensor([[True, True, True, False], [False, True, True, False], [True, False, False, False],
+                      [False, False, False, False]])
+    logits, prior = logits.to(dtype), prior.to(dtype)
+
+    filled = masked_fill(logits, mask)
+    assert filled.dtype == dtype and th.isfinite(filled).all()
+    assert (filled[~mask] == masked_value(dtype)).all()
+    assert (th.softmax(filled[:3], dim=-1)[~mask[:3]] == 0).all()  # the all-masked row is uniform, as in float32
+
+    for log_pi in (masked_log_softmax(logits, mask), floored_log_prior(prior, mask, 0.1),
+                   floored_log_prior(prior, mask, 0.0)):
+        assert log_pi.dtype == dtype and th.isfinite(log_pi).all()
+        pi = log_pi.exp()
+        assert (pi[~mask] == 0).all()  # masked slots: probability exactly 0
+        assert pi[:3].float().sum(dim=-1).tolist() == pytest.approx([1.0] * 3, abs=1e-2)
+        # entropy and KL as the plain sums Σ π·log π, Σ π·(log π − log p̃), masked slots included: 0·(finite) = 0
+        entropy = -(pi * log_pi).sum(dim=-1)
+        kl = (pi * (log_pi - floored_log_prior(prior, mask, 0.1))).sum(dim=-1)
+        assert th.isfinite(entropy).all() and th.isfinite(kl).all()
+        assert th.isfinite(kl_to_prior(log_pi, prior, mask, 0.1)).all()
+    assert masked_log_softmax(logits, mask)[2, 0].item() == 0.0  # the only valid slot: log 1
