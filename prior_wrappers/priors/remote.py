@@ -531,7 +531,9 @@ class OpenAIPrior(CandidateTokenization):
         if k < 1:
             raise ValueError("k must be >= 1")
         self._handshake()
-        prompt_ids = self._encode([p + self.separator.rstrip(" ") for p in prompts])
+        # the prompt and its sampled tokens within the context window, as HFPrior.propose keeps them
+        prompt_ids = [self._fit_generation(i, ids, max_new_tokens)
+                      for i, ids in enumerate(self._encode([p + self.separator.rstrip(" ") for p in prompts]))]
 
         def sample(i: int) -> list[str]:
             body: dict[str, Any] = {

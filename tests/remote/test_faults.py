@@ -198,3 +198,18 @@ def test_wait_until_ready_waits_for_a_starting_server_and_gives_up_on_none(smoll
         assert prior.served_models() == ["stub-model"]
     finally:
         stub.__exit__()
+
+
+def test_propose_keeps_the_prompt_and_its_samples_within_the_context_window(smollm_tokenizer):
+    long_prompt = "You walk down a long corridor. " * 40 + "\nAction:"
+    with StubServer("ok", reply=" go north") as stub:
+        prior = stub_prior(stub, smollm_tokenizer, max_length=64)
+        with pytest.warns(UserWarning, match="oldest tokens are dropped"):
+            prior.propose([long_prompt, PROMPTS[1]], [["go north"]] * 2, k=2, max_new_tokens=8, seed=0)
+        sent = sorted(stub.completion_requests, key=lambda r: r["seed"])
+        assert len(sent[0]["prompt"]) + sent[0]["max_tokens"] <= 64  # cut from the left...
+        assert sent[0]["prompt"][-3:] == smollm_tokenizer(long_prompt)["input_ids"][-3:]  # ...keeping the end
+        assert sent[1]["prompt"] == smollm_tokenizer(PROMPTS[1])["input_ids"]  # a short prompt is sent whole
+        strict = stub_prior(stub, smollm_tokenizer, max_length=64, truncation="error")
+        with pytest.raises(ValueError, match="context window is 64"):
+            strict.propose([long_prompt], [["go north"]], k=2, max_new_tokens=8)
