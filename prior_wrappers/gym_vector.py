@@ -154,12 +154,21 @@ class GymVectorLLMPrior(VectorWrapper):
     keys (``admissible_commands``, ``is_success``, ...) pass through.
 
     **Autoreset.** ``NEXT_STEP`` (Gymnasium's default): the step that ends an episode returns its last state
-    (scored with everyone else's, for bootstrapping on truncations); on the next step that sub-env resets, its
+    (scored with everyone else's where the episode was truncated, for bootstrapping; see **Episode ends**); on the
+    next step that sub-env resets, its
     action is ignored (no command runs, its ``_command`` mask is False), the reward is 0 and the observation is
     the new episode's first, with an empty history. ``SAME_STEP``: the sub-env resets within the ending step;
     the returned observation is the new episode's first and ``info["final_obs"][i]`` / ``info["final_info"]`` hold
     the last state's slots and info (with the prior's keys and ``command``), scored in the same prior call.
     ``DISABLED`` (and partial resets with ``options["reset_mask"]``) raise ``ValueError``.
+
+    **Episode ends.** The last state of a *terminated* episode (``terminations[i]``, whatever ``truncations[i]``
+    says), which no TD target or GAE bootstraps from, is not scored unless ``score_terminal=True``: its observation
+    (``NEXT_STEP``: the returned one; ``SAME_STEP``: ``final_obs[i]``) has no valid slot (``action_mask`` all 0,
+    zero features), as in :class:`~prior_wrappers.LLMPriorWrapper`, and its info has ``prior_candidates == []``
+    but still ``text_observation``, ``prior_prompt``, ``admissible_commands`` and ``command``. A policy that acts
+    on it (``NEXT_STEP``: the ignored action of the reset step) must accept a row without valid slots (mask with
+    a finite value, not ``-inf``). A step in which every sub-env's state goes unscored makes no prior call.
 
     Sub-envs are wrapped in :class:`~prior_wrappers.TextInInfo` (:func:`make_text_gym_vector_env` does): their
     observation travels in ``info["text_observation"]``, so ``AsyncVectorEnv`` workers never hold a prior, and
@@ -187,6 +196,8 @@ class GymVectorLLMPrior(VectorWrapper):
     :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.
     :param token_ids: a :class:`~prior_wrappers.token_ids.TokenIdSpec`: the observation also holds the prompt's
         and each slot's token ids (for LLM policies, :mod:`prior_wrappers.sb3.gflan_prior`).
+    :param score_terminal: also score the last state of a terminated episode (default ``False``: no slot, no
+        prior call for it; above). Truncated episodes' last states are always scored.
     :raises TypeError: the sub-envs are not in :class:`~prior_wrappers.TextInInfo`.
     :raises ValueError: an unsupported autoreset mode.
     """
@@ -212,6 +223,7 @@ class GymVectorLLMPrior(VectorWrapper):
         prior_mode: PriorMode = "score",
         proposals: ProposalConfig | int | None = None,
         token_ids: TokenIdSpec | None = None,
+        score_terminal: bool = False,
     ) -> None:
         super().__init__(env)
         self.autoreset_mode = autoreset_mode_of(env)
@@ -233,6 +245,7 @@ class GymVectorLLMPrior(VectorWrapper):
         self.single_action_space = gym.spaces.Discrete(self.k)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.invalid_action = invalid_action
+        self.score_terminal = score_terminal
         self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
         self.demonstrations = demonstrations
@@ -327,8 +340,8 @@ class GymVectorLLMPrior(VectorWrapper):
     def step(
         self, actions: Any
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Run each sub-env's slot and score every resulting state (final states of ``SAME_STEP`` resets included)
-        with **one** prior call.
+        """Run each sub-env's slot and score every resulting state (final states of ``SAME_STEP`` resets included;
+        a terminated episode's last state only with ``score_terminal``) with **one** prior call.
 
         :param actions: an integer array of shape ``(num_envs,)``: each sub-env's slot index (ignored for the
             sub-envs that ``NEXT_STEP`` resets on this step).
@@ -347,18 +360,25 @@ class GymVectorLLMPrior(VectorWrapper):
         env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
         try:  # self._slots changes only once every new state is built
             _, rewards, terminations, truncations, infos = self.env.step(env_actions)
-            obs, out = self._after_step(resolved, terminations | truncations, rewards, infos)
+            obs, out = self._after_step(resolved, terminations, truncations, rewards, infos)
         except Exception as err:
             self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its actions went to the envs"
             raise
         return obs, rewards, terminations, truncations, out
 
     def _after_step(
-        self, resolved: list[ResolvedAction | None], dones: np.ndarray, rewards: np.ndarray, infos: dict[str, Any]
+        self,
+        resolved: list[ResolvedAction | None],
+        terminations: np.ndarray,
+        truncations: np.ndarray,
+        rewards: np.ndarray,
+        infos: dict[str, Any],
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         same_step = self.autoreset_mode == SAME_STEP
+        dones = terminations | truncations
         final_infos = infos.get("final_info", {})
         states: list[TextState] = []
+        scored: list[bool] = []  # a terminated episode's last state goes unscored (nothing bootstraps from it)
         current_at: list[int] = []
         final_at: dict[int, int] = {}  # SAME_STEP: sub-env -> its final state's index in states
         subs = [sub_env_info(infos, i) for i in range(self.num_envs)]
@@ -371,12 +391,14 @@ class GymVectorLLMPrior(VectorWrapper):
                     finals[i] = sub_env_info(final_infos, i)
                     final_at[i] = len(states)
                     states.append(self._state(finals[i], history))
+                    scored.append(self.score_terminal or not terminations[i])
                     history.clear()
             current_at.append(len(states))
             states.append(self._state(subs[i], history))
+            scored.append(same_step or self.score_terminal or not terminations[i])  # NEXT_STEP: may be the last
             if dones[i] and not same_step:
                 history.clear()  # the next step resets this sub-env
-        built = self.builder.build(states)  # the one prior call of this vector step
+        built = self.builder.build(states, scored)  # the one prior call of this vector step
 
         out = self._vector_info(infos)
         final_out = self._vector_info(final_infos) if final_at else {}

@@ -219,27 +219,35 @@ class SlotBuilder:
             signature["token_ids"] = self.token_ids.signature()
         return signature
 
-    def build(self, states: Sequence[TextState]) -> list[Slots]:
+    def build(self, states: Sequence[TextState], scored: Sequence[bool] | None = None) -> list[Slots]:
         """Score ``states`` with one prior call and lay each out in ``k`` slots.
 
         :param states: the text states, in any number.
+        :param scored: per state, whether the prior scores it (default: all). A state with ``False`` is laid out
+            as one whose admissible list is empty: no valid slot, no prior call, and no encoded features (zeros);
+            its prompt is still written (``Slots.prompt``). The wrappers pass ``False`` for the terminal state of
+            a terminated episode, which no algorithm bootstraps from.
         :raises ValueError: when the prior returns NaN/+inf scores or features (see :func:`check_scores`).
         """
         if not states:
             return []
-        if self.prior_mode == "score" and any(s.free_text for s in states):
+        if scored is None:
+            scored = [True] * len(states)
+        elif len(scored) != len(states):
+            raise ValueError(f"scored has {len(scored)} entries for {len(states)} states")
+        if self.prior_mode == "score" and any(s.free_text for s, on in zip(states, scored) if on):
             raise ValueError(describe_free_text_error(self.prior_mode))
         prompts = [self.prompt(s) for s in states]
         # a state with an empty command list (game over in some envs) has nothing to score: no slot, no prior call
-        live = [i for i, s in enumerate(states) if s.free_text or s.admissible]
+        live = [i for i, s in enumerate(states) if scored[i] and (s.free_text or s.admissible)]
         empty_features = np.zeros((0, self.feature_dim), dtype=np.float32) if self.prior_features else None
         layouts: list[Layout] = [([], np.zeros(0), 0, empty_features, {}) for _ in states]
         if live:
             start = time.perf_counter()
             live_states, live_prompts = [states[i] for i in live], [prompts[i] for i in live]
-            scored = (self._score(live_states, live_prompts) if self.prior_mode == "score"
-                      else self._propose(live_states, live_prompts))
-            for i, layout in zip(live, scored):
+            laid_out = (self._score(live_states, live_prompts) if self.prior_mode == "score"
+                        else self._propose(live_states, live_prompts))
+            for i, layout in zip(live, laid_out):
                 layouts[i] = layout
             elapsed = (time.perf_counter() - start) * 1000
             self.stats.calls += 1
@@ -252,7 +260,8 @@ class SlotBuilder:
 
         slots = []
         texts: list[str] = []
-        for state, prompt, (cands, kept, dropped, feats, info) in zip(states, prompts, layouts):
+        encoded: list[Slots] = []  # the slots whose features the text encoder fills, in the order of texts
+        for state, prompt, on, (cands, kept, dropped, feats, info) in zip(states, prompts, scored, layouts):
             chosen = range(len(cands))
             obs = {
                 PRIOR_LOGPROBS: np.full(self.k, LOGPROB_MIN, dtype=np.float32),
@@ -268,12 +277,16 @@ class SlotBuilder:
                     obs[CANDIDATE_FEATURES][: len(chosen)] = feats
                     obs[OBSERVATION_FEATURES] = (feats.mean(0) if len(feats)
                                                  else np.zeros(self.feature_dim, dtype=np.float32))
+                elif not on:  # not scored: nothing encoded either
+                    obs[OBSERVATION_FEATURES] = np.zeros(self.feature_dim, dtype=np.float32)
                 else:
                     texts.append(f"Observation: {one_line(state.observation)}")
                     texts.extend(feature_text(state.observation, c, self.candidate_text) for c in cands)
             slots.append(Slots(obs, cands, kept, prompt, dropped=dropped, info=info))
-        if self.encoder is not None:
-            vectors = self.encoder.encode(texts)
+            if self.encoder is not None and on:
+                encoded.append(slots[-1])
+        if texts:
+            vectors = self.encoder.encode(texts)  # type: ignore[union-attr]
             if not np.isfinite(vectors).all():
                 bad = texts[int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])]
                 raise ValueError(
@@ -281,7 +294,7 @@ class SlotBuilder:
                     "load it in float32 (half precision overflows) or use another encoder"
                 )
             row = 0
-            for s in slots:
+            for s in encoded:
                 n = len(s.candidates)
                 s.observation[OBSERVATION_FEATURES] = vectors[row]
                 s.observation[CANDIDATE_FEATURES][:n] = vectors[row + 1 : row + 1 + n]

@@ -69,8 +69,13 @@ class VecLLMPrior(VecEnvWrapper):
     >>> venv = VecLLMPrior(make_text_vec_env("prior_wrappers/OvercookedTomato-v0", n_envs=8), CachedPrior(HFPrior.default()))
     >>> obs = venv.reset()              # Dict of (8, k, ...) arrays, as LLMPriorWrapper's but stacked
 
-    All states of a step — the current one of every env and, for envs whose episode just ended, the terminal
-    state too (SB3 bootstraps from ``infos[i]["terminal_observation"]`` on time-outs) — are scored together.
+    All states of a step — the current one of every env and, for envs whose episode just ended by a time-out
+    (``infos[i]["TimeLimit.truncated"]``), the terminal state too (SB3 bootstraps from
+    ``infos[i]["terminal_observation"]`` on time-outs) — are scored together. The terminal state of a terminated
+    episode, which SB3 never bootstraps from, is not scored unless ``score_terminal=True``: its
+    ``terminal_observation`` has no valid slot (``action_mask`` all 0, zero features), as in the single-env
+    wrapper (see its **Episode ends**), and that env's ``info`` has ``prior_candidates == []`` but still the
+    terminal state's ``text_observation``, ``prior_prompt`` and ``admissible_commands``.
     The LLM lives in this process, so ``SubprocVecEnv`` workers never hold a model. Observations, actions, the
     action contract (``invalid_action``), ``info`` keys (``command``, ``executed_slot``, ``invalid_action``, ...),
     failure handling and reward pass-through are those of :class:`~prior_wrappers.wrappers.LLMPriorWrapper`:
@@ -94,6 +99,8 @@ class VecLLMPrior(VecEnvWrapper):
     :param demonstrations: in-context examples in place of the sub-envs' ``prompt_example``, shared by all
         sub-envs; with ``learn_from_successes=True`` every sub-env's won episodes join it, and the prior
         changes during training (see :class:`~prior_wrappers.wrappers.LLMPriorWrapper`).
+    :param score_terminal: also score the terminal state of a terminated episode (default ``False``: no slot, no
+        prior call for it). Time-outs' terminal states are always scored.
     Other parameters as :class:`~prior_wrappers.wrappers.LLMPriorWrapper`.
     """
 
@@ -118,6 +125,7 @@ class VecLLMPrior(VecEnvWrapper):
         token_ids: TokenIdSpec | None = None,
         prior_mode: PriorMode = "score",
         proposals: ProposalConfig | int | None = None,
+        score_terminal: bool = False,
     ) -> None:
         if not (isinstance(venv.observation_space, gym.spaces.Box) and venv.observation_space.shape == (1,)):
             raise TypeError(
@@ -131,6 +139,7 @@ class VecLLMPrior(VecEnvWrapper):
         )
         super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
         self.invalid_action = invalid_action
+        self.score_terminal = score_terminal
         self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
         self._histories = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
@@ -219,18 +228,21 @@ class VecLLMPrior(VecEnvWrapper):
         if not self._resolved:
             raise RuntimeError("step_wait() without step_async(): call step(actions)")
         _, rewards, dones, infos = self.venv.step_wait()
-        states, terminal_of = [], {}
+        states, terminal_of, scored = [], {}, []
         for i, info in enumerate(infos):
             self._histories[i].append((self._texts[i], self._resolved[i].command))
             if dones[i]:
                 terminal_of[i] = len(states)
                 states.append(self._state(info, self._histories[i]))
+                # SB3 bootstraps from the terminal observation only on a time-out: else it needs no prior
+                scored.append(self.score_terminal or bool(info.get("TimeLimit.truncated", False)))
                 self._histories[i].clear()
         current_at = len(states)
         for i, info in enumerate(infos):
             source = self.venv.reset_infos[i] if dones[i] else info
             states.append(self._state(source, self._histories[i]))
-        built = self.builder.build(states)  # the one prior call of this vector step
+        scored += [True] * self.num_envs
+        built = self.builder.build(states, scored)  # the one prior call of this vector step
         current = states[current_at:]
         self._slots = built[current_at:]
         new_infos = []

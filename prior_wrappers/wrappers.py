@@ -12,7 +12,7 @@ import numpy as np
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.prompts import PromptFn
+from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.slots import (
     CandidateText,
@@ -70,6 +70,17 @@ class LLMPriorWrapper(gym.Wrapper):
     are lost with the exception, so only a reset gives the caller a consistent episode again. A prior that returns NaN or +inf
     raises ``ValueError`` naming the prompt (see :class:`~prior_wrappers.slots.SlotBuilder`).
 
+    **Episode ends.** With ``score_terminal=False`` (the default) the state a *terminated* episode ends in
+    (``terminated=True``, whatever ``truncated`` says) is not shown to the prior: its observation has no valid
+    slot (``action_mask`` all 0, ``prior_logprobs`` at ``LOGPROB_MIN``, zero features), as a state whose
+    admissible list is empty, and costs no prior call and no encoding. No algorithm bootstraps from it (SB3 does
+    only on time-outs), so its prior would be wasted LLM work. ``info`` still has ``text_observation``,
+    ``prior_prompt``, the env's ``admissible_commands`` and ``command``; ``prior_candidates`` is ``[]``. The last
+    state of a truncated episode is scored as usual (a time-out is bootstrapped from). ``score_terminal=True``
+    scores every terminal state, for users who read the prior at the goal state. A loop that steps on after
+    ``terminated`` without :meth:`reset` (undefined in Gymnasium, but some envs go on) gets that state scored then,
+    before its action is resolved, so it acts on the same slots as with ``score_terminal=True``.
+
     **Rewards** are passed through unchanged, NaN and inf included (the wrapper never alters rewards); wrap the
     vector env in SB3's ``VecCheckNan(raise_exception=True)`` to catch them.
 
@@ -123,6 +134,9 @@ class LLMPriorWrapper(gym.Wrapper):
     :param prior_mode: ``"score"`` (default: exact log-probabilities of the admissible commands) or ``"propose"``
         (sampled proposals, above; needed for free-text envs).
     :param proposals: the sampling and smoothing of ``"propose"``: a ``ProposalConfig`` or the number of samples.
+    :param score_terminal: also score the last state of a terminated episode (default ``False``: that state gets
+        no valid slot and no prior call; see **Episode ends** above). Truncated episodes' last states are always
+        scored.
     """
 
     def __init__(
@@ -146,6 +160,7 @@ class LLMPriorWrapper(gym.Wrapper):
         token_ids: TokenIdSpec | None = None,
         prior_mode: PriorMode = "score",
         proposals: ProposalConfig | int | None = None,
+        score_terminal: bool = False,
     ) -> None:
         super().__init__(env)
         check_invalid_action(invalid_action)
@@ -157,6 +172,7 @@ class LLMPriorWrapper(gym.Wrapper):
         self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
         self.invalid_action = invalid_action
+        self.score_terminal = score_terminal
         self.observation_space = self.builder.observation_space
         self.action_space = gym.spaces.Discrete(self.k)
         self._history: deque[tuple[str, str]] = deque(maxlen=max(history, 0))
@@ -165,17 +181,22 @@ class LLMPriorWrapper(gym.Wrapper):
         self._recorder = success_recorder(demonstrations)  # None unless learn_from_successes
         self._rng = np.random.default_rng(seed)
         self._slots: Slots | None = None
+        self._unscored: TextState | None = None  # the current state, when it is a terminated episode's unscored last
         self._failure: str | None = None
         self._text = ""
 
     def _to_text(self, observation: Any) -> Any:
         return self.observation_to_text(observation) if self.observation_to_text else observation
 
-    def _observe(self, observation: Any, info: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _observe(
+        self, observation: Any, info: dict[str, Any], scored: bool = True
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The observation and ``info`` of a new state; ``scored=False``: no slot, no prior call (terminated)."""
         text = self._to_text(observation)
         example = demonstration_text(self.demonstrations, self._example)
         state = make_text_state(text, info, history=self._history, example=example, actions=self.actions)
-        self._slots = self.builder.build([state])[0]
+        self._slots = self.builder.build([state], [scored])[0]
+        self._unscored = None if scored else state
         self._text = text
         return self._slots.observation, prior_info(info, text, self._slots)
 
@@ -194,7 +215,7 @@ class LLMPriorWrapper(gym.Wrapper):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             self.builder.seed(seed)
-        self._slots = None
+        self._slots, self._unscored = None, None
         self._failure = None
         observation, info = self.env.reset(seed=seed, options=options)
         self._history.clear()
@@ -219,12 +240,15 @@ class LLMPriorWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         slots = self._check_ready("step()")
+        if self._unscored is not None:  # stepping on past a terminated episode: its last state is scored now
+            slots = self._slots = self.builder.build([self._unscored])[0]
+            self._unscored = None
         resolved = resolve_action(action, slots, self._rng, self.invalid_action)
         env_action: Any = self.actions.index(resolved.command) if self.actions is not None else resolved.command
         try:  # self._slots changes only once the new state is fully built
             observation, reward, terminated, truncated, info = self.env.step(env_action)
             self._history.append((self._text, resolved.command))
-            obs, info = self._observe(observation, info)
+            obs, info = self._observe(observation, info, scored=self.score_terminal or not terminated)
         except Exception as err:
             self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its action went to the env"
             raise

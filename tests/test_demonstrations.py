@@ -178,7 +178,7 @@ def _tokens_computed(model, tokenizer, prefix_cache, demos) -> int:
     try:
         prior = HFPrior(model, tokenizer, prefix_cache=prefix_cache)
         env = LLMPriorWrapper(CorridorTextEnv(length=5), prior, k=4, encoder=None, history=0, order="env",
-                              demonstrations=demos)
+                              demonstrations=demos, score_terminal=True)
         _, info = env.reset(seed=0)
         rooms = [info["text_observation"]]
         for _ in range(4):

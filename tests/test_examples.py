@@ -64,10 +64,11 @@ def test_textworld_prior_follows_the_walkthrough(game_cache, capsys):
 
 @pytest.mark.slow
 def test_textworld_prior_with_the_embedded_models(game_cache, capsys):
-    """The default path, once: SmolLM2 scores the game's commands, MiniLM encodes them (three prior calls)."""
+    """The default path, once: SmolLM2 scores the game's commands, MiniLM encodes them (two prior calls: the reset
+    and the first step; the won game's last state is not scored)."""
     mean_rank = load("textworld_prior").main(["--cache-dir", str(game_cache)])
     out = capsys.readouterr().out
-    assert "'candidate_features': (16, 384)" in out and "won=True steps=2" in out and "prior_calls=3" in out
+    assert "'candidate_features': (16, 384)" in out and "won=True steps=2" in out and "prior_calls=2" in out
     assert mean_rank <= 2.0  # SmolLM2 puts the walkthrough's command in its top two (measured: first, both steps)
 
 
@@ -132,6 +133,7 @@ def test_cleanrl_dqn_prior_over_gymnasium_async_vector_env(capsys):
     success = load("cleanrl_dqn_prior").main(flags)
     out = capsys.readouterr().out
     calls, states = re.search(r"(\d+) prior calls \(.*, ([\d.]+) states each\)", out).groups()
-    assert int(calls) == 1600 // 4 + 1 and float(states) == 4.0  # one call per vector step (and the reset)
+    # one call per vector step (and the reset); a terminated episode's last state is not scored
+    assert int(calls) <= 1600 // 4 + 1 and float(states) < 4.0
     assert "DQN-Prior (CleanRL-style) after 1600 steps: greedy success" in out
     assert success >= 0.8  # measured at 1600 steps: 1.00 (seed 0 sync and async, seeds 1 and 2 sync)

@@ -111,7 +111,8 @@ def test_observations_and_prompts_equal_the_single_env_wrappers(mode):
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_exactly_one_prior_call_per_vector_step_through_autoresets(mode, vec):
     prior = CountingPrior()
-    envs = GymVectorLLMPrior(corridor(n=4, mode=mode, vec=vec), prior, k=4, encoder="hashing")
+    # score_terminal: the terminated episodes' last states are scored too (test_terminal_states.py: without it)
+    envs = GymVectorLLMPrior(corridor(n=4, mode=mode, vec=vec), prior, k=4, encoder="hashing", score_terminal=True)
     try:
         envs.reset(seed=0)
         assert len(prior.calls) == 1 and len(prior.calls[0]) == 4
@@ -135,7 +136,8 @@ def test_exactly_one_prior_call_per_vector_step_through_autoresets(mode, vec):
 
 def test_next_step_autoreset_returns_the_new_episode_with_reward_0_and_an_empty_history():
     prior = CountingPrior()
-    envs = GymVectorLLMPrior(corridor(n=2), prior, k=4, encoder=None, history=2, invalid_action="raise")
+    envs = GymVectorLLMPrior(corridor(n=2), prior, k=4, encoder=None, history=2, invalid_action="raise",
+                             score_terminal=True)
     envs.reset(seed=0)
     envs.step(np.array([0, 1]))
     obs, rewards, terminations, _, info = envs.step(np.array([0, 1]))  # sub-env 0 reaches the exit
@@ -155,7 +157,8 @@ def test_next_step_autoreset_returns_the_new_episode_with_reward_0_and_an_empty_
 
 
 def test_same_step_autoreset_puts_the_final_state_in_final_obs_and_final_info():
-    envs = GymVectorLLMPrior(corridor(n=2, mode=AutoresetMode.SAME_STEP), FunctionPrior(east), k=4, encoder="hashing")
+    envs = GymVectorLLMPrior(corridor(n=2, mode=AutoresetMode.SAME_STEP), FunctionPrior(east), k=4, encoder="hashing",
+                             score_terminal=True)
     envs.reset(seed=0)
     envs.step(np.array([0, 1]))
     obs, rewards, terminations, _, info = envs.step(np.array([0, 1]))

@@ -221,7 +221,9 @@ def test_odd_unicode_and_newline_commands_are_kept_verbatim_and_deduplicated():
 
 def test_vec_wrapper_makes_one_prior_call_per_step_including_terminal_states():
     prior = CountingPrior()
-    venv = VecLLMPrior(make_text_vec_env(lambda: CorridorTextEnv(length=3), 4), prior, k=4, encoder="hashing")
+    # score_terminal: the terminated episodes' terminal states are scored too (test_terminal_states.py: without it)
+    venv = VecLLMPrior(make_text_vec_env(lambda: CorridorTextEnv(length=3), 4), prior, k=4, encoder="hashing",
+                       score_terminal=True)
     venv.reset()
     assert prior.calls == 1
     terminal_seen = 0
