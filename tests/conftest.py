@@ -64,4 +64,4 @@ def tiny_llama(smollm_tokenizer):
 def smollm_prior(smollm_dir):
     from prior_wrappers.priors import HFPrior
 
-    return HFPrior.from_pretrained(smollm_dir)
+    return HFPrior.from_pretrained(smollm_dir, dtype="float32")  # the exact reference, whatever the CPU

@@ -9,7 +9,10 @@ sees the prompt (or its cached prefix) and its own earlier tokens, never another
   same visibility: blocks (128 x 128) that no query of the block may see are skipped, so long rows with many
   candidates compute far fewer scores (candidates never look at each other, padding at nothing). On CUDA the kernel
   is compiled by ``torch.compile`` on first use; on CPU it runs PyTorch's unfused reference (exact, slower than
-  ``"dense"``: the CPU path exists to test the GPU path's maths).
+  ``"dense"``: the CPU path exists to test the GPU path's maths). The block mask is still derived from the dense
+  boolean visibility ``(rows, width, past + width)`` that the packing builds: one byte per query-key pair, at most
+  ``token_budget`` x ``width`` bytes per forward (about 100 MB for the CUDA default 32,768 and 3,000-token rows),
+  small next to the forward's keys and values; the kernel itself never reads a dense mask.
 
 Sliding-window models (Mistral v0.1, Gemma 2/3, Qwen2 with ``use_sliding_window``) let some or all layers see only
 the last ``sliding_window`` positions. transformers returns a caller's 4-D mask unchanged, so the engine windows it

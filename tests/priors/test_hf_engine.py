@@ -349,3 +349,20 @@ def test_forwards_over_one_model_take_turns_across_threads(tiny_llama, smollm_to
             np.testing.assert_allclose(x, y, atol=1e-4)
     clone = pickle.loads(pickle.dumps(copy.copy(prior)))  # a copy gets its own lock
     assert clone._lock is not prior._lock
+
+
+def test_auto_dtype_is_bf16_where_the_cpu_computes_it_natively(tiny_llama, smollm_tokenizer, tmp_path, monkeypatch):
+    import prior_wrappers.priors.hf as hf
+
+    tiny_llama.save_pretrained(tmp_path)
+    smollm_tokenizer.save_pretrained(tmp_path)
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(hf, "native_bf16_cpu", lambda native=native: native)
+        assert hf.scoring_dtype("cpu") == want
+        assert next(HFPrior.from_pretrained(tmp_path, device="cpu").model.parameters()).dtype == want
+        assert next(HFPrior.from_pretrained(tmp_path, device="cpu", dtype=None).model.parameters()).dtype == want
+    assert hf.scoring_dtype("cuda") == torch.bfloat16
+    pinned = HFPrior.from_pretrained(tmp_path, device="cpu", dtype="float32")
+    assert next(pinned.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        HFPrior.from_pretrained(tmp_path, device="cpu", dtype="float33")

@@ -75,6 +75,9 @@ class GFlanLLM:
         :param candidate_suffix: text scored after each command.
         :param kwargs: forwarded to :meth:`HFPrior.from_pretrained` (``gguf_file``, ``local_files_only``).
         """
+        if dtype is None:  # trained here: fp32 on every CPU (not the scoring engine's "auto"), bf16 on CUDA
+            dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
         loaded = HFPrior.from_pretrained(name_or_path, dtype=dtype, device=device, **kwargs)
         return cls(loaded.model, loaded.tokenizer, separator=separator, candidate_suffix=candidate_suffix)
 
