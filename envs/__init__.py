@@ -44,19 +44,19 @@ from typing import Any
 import gymnasium as gym
 
 from envs.alfworld_env import ALFWorldEnv, alfworld_data_dir, find_alfworld_games
+from envs.babyai_text import BabyAITextEnv
 from envs.frozenlake import TextFrozenLake
+from envs.jvm import JavaNotFoundError, JVMDiedError
 from envs.overcooked import OvercookedSalad
 from envs.protocol import TextEnv, normalize_command
-from envs.textworld_env import TextWorldEnv, make_textworld_games, split_games
+from envs.scienceworld_env import ScienceWorldEnv, focused_commands
 from envs.textworld_challenges import (
     CHALLENGE_PRESETS,
     TextWorldChallengeEnv,
     challenge_splits,
     make_challenge_games,
 )
-from envs.babyai_text import BabyAITextEnv
-from envs.jvm import JavaNotFoundError, JVMDiedError
-from envs.scienceworld_env import ScienceWorldEnv, focused_commands
+from envs.textworld_env import TextWorldEnv, make_textworld_games, split_games
 from envs.textworld_express_env import TextWorldExpressEnv
 
 

@@ -52,7 +52,7 @@ def _task_type_names(task_types: Sequence[str | int] | str | int | None) -> set[
     names = set()
     for t in task_types:
         name = TASK_TYPES.get(t) if isinstance(t, int) else t
-        if name not in TASK_TYPES.values():
+        if name is None or name not in TASK_TYPES.values():
             raise ValueError(f"unknown ALFWorld task type {t!r}; known: {sorted(TASK_TYPES.values())} or 1..6")
         names.add(name)
     return names

@@ -27,7 +27,14 @@ _DONE = 6  # minigrid's "done" action: the agent stands still (used for commands
 # Levels of the four BabyAI families: one room (GoToLocal, PickupLoc, PutNextLocal) or a door next to the agent
 # (OpenDoor) run fast; GoTo, Pickup and Open span 3x3 rooms, PutNextS5N2 two rooms.
 LEVEL_EXAMPLES: tuple[str, ...] = (
-    "GoToLocal", "PickupLoc", "PutNextLocal", "OpenDoor", "GoTo", "Pickup", "PutNextS5N2", "Open",
+    "GoToLocal",
+    "PickupLoc",
+    "PutNextLocal",
+    "OpenDoor",
+    "GoTo",
+    "Pickup",
+    "PutNextS5N2",
+    "Open",
 )
 
 
@@ -89,7 +96,10 @@ def describe_view(image: np.ndarray, carrying: Any = None) -> str:
                 continue
             seen.append((abs(forward) + abs(right), forward, right, _name(type_idx, color_idx, state)))
     parts = [f"{name} {relative_position(f, r)}" for _, f, r, name in sorted(seen, key=lambda s: (s[0], -s[1], s[2]))]
-    parts += [f"a wall {_steps(n, d)}" for d, n in sorted(walls.items(), key=lambda w: ("forward", "left", "right").index(w[0]))]
+    parts += [
+        f"a wall {_steps(n, d)}"
+        for d, n in sorted(walls.items(), key=lambda w: ("forward", "left", "right").index(w[0]))
+    ]
     sentences = ["You see " + ", ".join(parts) + "." if parts else "You see nothing but the floor."]
     if carrying is not None:
         sentences.append(f"You carry a {carrying.color} {carrying.type}.")
@@ -186,16 +196,17 @@ class BabyAITextEnv(TextEnv):
         self.task = ""
 
     def _describe(self) -> str:
-        return describe_view(self._obs["image"], self._env.unwrapped.carrying)
+        assert self._obs is not None
+        return describe_view(self._obs["image"], self._env.unwrapped.carrying)  # type: ignore[attr-defined]
 
     def _info(self, success: bool = False) -> dict[str, Any]:
+        carrying = self._env.unwrapped.carrying  # type: ignore[attr-defined]  # MiniGridEnv's, not gym.Env's
         return {
             "admissible_commands": list(COMMANDS),
             "task": self.task,
             "is_success": success,
             "level": self.level,
-            "carrying": None if self._env.unwrapped.carrying is None else
-            f"{self._env.unwrapped.carrying.color} {self._env.unwrapped.carrying.type}",
+            "carrying": None if carrying is None else f"{carrying.color} {carrying.type}",
         }
 
     def _replan(self, action: int | None) -> None:
@@ -211,7 +222,8 @@ class BabyAITextEnv(TextEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        with contextlib.redirect_stdout(io.StringIO()):  # minigrid prints "Sampling rejected: ..." while it builds levels
+        # minigrid prints "Sampling rejected: ..." while it builds levels
+        with contextlib.redirect_stdout(io.StringIO()):
             self._obs, _ = self._env.reset(seed=seed, options=options)
         self.task = str(self._obs["mission"])
         self._ended = False
@@ -239,7 +251,7 @@ class BabyAITextEnv(TextEnv):
         known = match_command(text, COMMANDS)
         action = COMMANDS.index(known) if known is not None else _DONE
         self._obs, reward, terminated, truncated, _ = self._env.step(action)
-        self._success = bool(terminated and reward > 0)
+        self._success = bool(terminated and float(reward) > 0)
         self._ended = bool(terminated)
         if not self._ended:
             self._replan(action)

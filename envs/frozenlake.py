@@ -81,7 +81,8 @@ class TextFrozenLake(TextEnv):
         self.render_mode = render_mode
         self._lake = FrozenLakeEnv(render_mode=render_mode, desc=desc, map_name=map_name, is_slippery=is_slippery)
         self.is_slippery = is_slippery
-        self._grid = [[c.decode() for c in row] for row in self._lake.desc]
+        # gymnasium annotates desc as its list[str] argument; it holds the np.asarray(desc, dtype="c") bytes
+        self._grid = [[c.decode() for c in row] for row in self._lake.desc]  # type: ignore[attr-defined]
         self.nrow, self.ncol = len(self._grid), len(self._grid[0])
         self._goal = next((r, c) for r in range(self.nrow) for c in range(self.ncol) if self._grid[r][c] == "G")
         self._holes = [(r, c) for r in range(self.nrow) for c in range(self.ncol) if self._grid[r][c] == "H"]

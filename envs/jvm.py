@@ -115,8 +115,13 @@ class SharedJVM:
             self._stderr.clear()
             try:
                 port, proc = launch_gateway(
-                    classpath=self.jar, die_on_exit=True, cwd=self.cwd, javaopts=self.javaopts,
-                    java_path=java, redirect_stderr=self._stderr, return_proc=True,
+                    classpath=self.jar,
+                    die_on_exit=True,
+                    cwd=self.cwd,
+                    javaopts=self.javaopts,
+                    java_path=java,
+                    redirect_stderr=self._stderr,
+                    return_proc=True,
                 )
             except Exception as err:
                 raise RuntimeError(

@@ -7,9 +7,9 @@ are in :mod:`envs.overcooked_kitchen`; this module turns them into commands, rew
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from envs.overcooked_kitchen import TOMATO_LAYOUT, TOMATO_LETTUCE_LAYOUT, Kitchen, Pos
+from envs.overcooked_kitchen import TOMATO_LAYOUT, TOMATO_LETTUCE_LAYOUT, Item, Kitchen, Pos
 from envs.protocol import TextEnv, match_command, normalize_command
 
 RECIPES: dict[str, tuple[str, ...]] = {"tomato": ("tomato",), "tomato-lettuce": ("tomato", "lettuce")}
@@ -153,8 +153,13 @@ class OvercookedSalad(TextEnv):
         self.prompt_example = self._PROMPT_EXAMPLES[recipe]
         kinds = [item.kind for item in self.kitchen.items_at.values()]
         # Fixed macro order: ingredients, bowl, boards, serving, chop (METHOD.md lists them in this spirit).
-        self._macros: list[tuple[str, Any]] = [("item", k) for k in kinds if k != "bowl"] + [("item", "bowl")]
-        self._macros += [("board", i) for i in range(len(self.kitchen.boards))] + [("serve", None), ("chop", None)]
+        self._macros: list[tuple[str, Any]] = [
+            *[("item", k) for k in kinds if k != "bowl"],
+            ("item", "bowl"),
+            *[("board", i) for i in range(len(self.kitchen.boards))],
+            ("serve", None),
+            ("chop", None),
+        ]
         n_boards = len(self.kitchen.boards)
         ordinals = ["first", "second", "third", "fourth"][:n_boards]
         self._board_names = ["cutting board"] if n_boards == 1 else [f"{o} cutting board" for o in ordinals]
@@ -180,9 +185,9 @@ class OvercookedSalad(TextEnv):
             if pos not in k.boards:
                 things.append((pos, f"{_a(item.describe())} on a counter", "", f"the {item.kind}"))
         for index, pos in enumerate(k.boards):
-            item = k.items_at.get(pos)
+            on_board = k.items_at.get(pos)
             name = f"the {self._board_names[index]}"
-            things.append((pos, name, f"(with {_a(item.describe())} on it)" if item else "(empty)", name))
+            things.append((pos, name, f"(with {_a(on_board.describe())} on it)" if on_board else "(empty)", name))
         things.append((k.serving, "the serving counter", "", "the serving counter"))
         seen, unseen = [], []
         for pos, name, detail, unseen_name in things:
@@ -225,14 +230,17 @@ class OvercookedSalad(TextEnv):
                 return _Plan(f"put {held.noun()} on {name}", "put_on_board", pos)
             return _Plan(f"walk to {name}", "walk", pos)
         # An item macro: the tomato, the lettuce, the onion or the bowl.
-        where, pos = k.find(arg)
+        where, at = k.find(arg)
         if where == "gone":  # served with the bowl: nothing left to go to
             return _Plan("wait", "wait")
         if where == "bowl":  # an ingredient in the bowl is reached through the bowl
             return self._plan(("item", "bowl"))
         if where == "held":
+            assert held is not None
             free = k.nearest_free_counter()
             return _Plan(f"put down {held.noun()}", "put_down", free) if free else _Plan("wait", "wait")
+        assert at is not None  # where == "counter"
+        pos = at
         item = k.items_at[pos]
         if held is None:
             verb = "take" if item.is_bowl else "pick up"
@@ -256,16 +264,19 @@ class OvercookedSalad(TextEnv):
         """Apply the interaction of ``plan`` (the agent stands next to its target); feedback and bonus."""
         k = self.kitchen
         pos = plan.target
+        assert pos is not None  # every effect but walk and wait has a target
         if plan.effect == "pick":
             k.held = k.items_at.pop(pos)
             return f"You {'take' if k.held.is_bowl else 'pick up'} the {k.held.describe()}.", 0.0
         if plan.effect in ("put_down", "put_on_board"):
+            assert k.held is not None
             item, k.held = k.held, None
             k.items_at[pos] = item
             if plan.effect == "put_on_board":
                 return f"You put the {item.describe()} on the {self._board_names[k.boards.index(pos)]}.", 0.0
             return f"You put the {item.describe()} down.", 0.0
         if plan.effect in ("put_in_bowl", "scoop"):
+            assert k.held is not None
             if plan.effect == "put_in_bowl":
                 bowl, ingredient = k.items_at[pos], k.held
                 k.held = None
@@ -279,6 +290,7 @@ class OvercookedSalad(TextEnv):
             item.chopped = True
             return f"You chop the {item.kind}.", self._subtask(f"chop {item.kind}", item.kind)
         if plan.effect == "serve":
+            assert k.held is not None
             bowl, k.held = k.held, None
             self._done = True
             self._won = sorted(i.kind for i in bowl.contents) == sorted(self.ingredients)
@@ -372,7 +384,7 @@ class OvercookedSalad(TextEnv):
         if held is not None and held.is_bowl:
             if not needed:
                 return plan_of[("serve", None)].command
-            ready = [x for x in needed if k.item(x).chopped]
+            ready = [x for x in needed if cast(Item, k.item(x)).chopped]  # needed: not served, so there
             return plan_of[("item", ready[0] if ready else "bowl")].command  # scoop it, or put the bowl down
         if held is not None:
             if held.kind in needed and held.chopped and bowl_on_counter:
@@ -382,9 +394,9 @@ class OvercookedSalad(TextEnv):
             return plan_of[("item", held.kind)].command  # put it down
         # Hands empty: chop what lies next to us, else fetch the next unchopped ingredient, else take the bowl.
         chop = plan_of[("chop", None)]
-        if chop.effect == "chop" and k.items_at[chop.target].kind in needed:
+        if chop.effect == "chop" and k.items_at[cast(Pos, chop.target)].kind in needed:
             return chop.command
-        fresh = [x for x in needed if not k.item(x).chopped]
+        fresh = [x for x in needed if not cast(Item, k.item(x)).chopped]
         for x in fresh:
             _, pos = k.find(x)
             if pos in k.boards:  # already on a board: go there, then chop

@@ -84,7 +84,7 @@ class Kitchen:
         self.layout = layout
         self.floor: list[Pos] = []
         self.boards: list[Pos] = []
-        self.serving: Pos | None = None
+        serving: Pos | None = None
         self.counters: set[Pos] = set()  # every non-floor cell, boards and the serving counter included
         self._initial_items: dict[Pos, str] = {}
         for r, row in enumerate(layout):
@@ -96,13 +96,14 @@ class Kitchen:
                 if char == "B":
                     self.boards.append((r, c))
                 elif char == "S":
-                    self.serving = (r, c)
+                    serving = (r, c)
                 elif char in INGREDIENT_CODES or char == "b":
                     self._initial_items[(r, c)] = INGREDIENT_CODES.get(char, "bowl")
                 elif char != "-":
                     raise ValueError(f"unknown layout character {char!r} at row {r}, column {c}")
-        if self.serving is None or not self.boards or not self.floor:
+        if serving is None or not self.boards or not self.floor:
             raise ValueError("a kitchen needs floor, a serving counter and at least one cutting board")
+        self.serving: Pos = serving
         self._distances = {start: self._bfs(start) for start in self.floor}
         self.items_at: dict[Pos, Item] = {}
         self.agent: Pos = self.floor[0]

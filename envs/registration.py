@@ -31,8 +31,16 @@ ENV_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior_wrappers/TextWorldExpress-v0": ("envs.textworld_express_env:TextWorldExpressEnv", {}),
     "prior_wrappers/TWXCookingWorldSmall-v0": (
         "envs.textworld_express_env:TextWorldExpressEnv",
-        {"game": "cookingworld", "game_params": {"numLocations": 1, "numIngredients": 2, "numDistractorItems": 2,
-                                                 "includeDoors": 0, "limitInventorySize": 0}},
+        {
+            "game": "cookingworld",
+            "game_params": {
+                "numLocations": 1,
+                "numIngredients": 2,
+                "numDistractorItems": 2,
+                "includeDoors": 0,
+                "limitInventorySize": 0,
+            },
+        },
     ),
     "prior_wrappers/ScienceWorld-v0": ("envs.scienceworld_env:ScienceWorldEnv", {}),
     "prior_wrappers/BabyAIText-v0": ("envs.babyai_text:BabyAITextEnv", {}),

@@ -25,15 +25,29 @@ from envs.protocol import TextEnv, match_command, normalize_command, to_text
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 # ScienceWorld 1.2's simplifications; "easy" means all of them (noElectricalAction only where it is allowed).
 SIMPLIFICATIONS: tuple[str, ...] = (
-    "teleportAction", "selfWateringFlowerPots", "openContainers", "openDoors", "noElectricalAction",
+    "teleportAction",
+    "selfWateringFlowerPots",
+    "openContainers",
+    "openDoors",
+    "noElectricalAction",
 )
 # Scores run from 0 to 100 (a task failure sets -100); rewards are score changes times this.
 REWARD_SCALE = 0.01
 # Verb synonyms of ScienceWorld's grammar (its Action* classes), mapped to the verb its valid actions use.
 _VERB_ALIASES: tuple[tuple[str, str], ...] = (
-    ("turn on", "activate"), ("turn off", "deactivate"), ("consume", "eat"), ("look on", "look at"),
-    ("examine", "look at"), ("stir", "mix"), ("drop", "put down"), ("get", "pick up"), ("take", "pick up"),
-    ("walk to", "go to"), ("move to", "go to"), ("go into", "go to"), ("move into", "go to"),
+    ("turn on", "activate"),
+    ("turn off", "deactivate"),
+    ("consume", "eat"),
+    ("look on", "look at"),
+    ("examine", "look at"),
+    ("stir", "mix"),
+    ("drop", "put down"),
+    ("get", "pick up"),
+    ("take", "pick up"),
+    ("walk to", "go to"),
+    ("move to", "go to"),
+    ("go into", "go to"),
+    ("move into", "go to"),
 )
 _DOOR = re.compile(r"^(open|close) door to (.+)$")
 _STOP_WORDS = frozenset({"in", "on", "to", "the", "a", "an", "containing", "called", "of", "nothing", "with"})
@@ -85,7 +99,9 @@ def simplification_string(task: str, simplification: str | Sequence[str] | None)
         return "easy"
     for name in names:
         if name not in SIMPLIFICATIONS:
-            raise ValueError(f"unknown ScienceWorld simplification {name!r}; use 'easy' or some of {list(SIMPLIFICATIONS)}")
+            raise ValueError(
+                f"unknown ScienceWorld simplification {name!r}; use 'easy' or some of {list(SIMPLIFICATIONS)}"
+            )
     if "noElectricalAction" in names and _is_electrical(task):
         raise ValueError(f"the task {task!r} needs electrical actions: drop the noElectricalAction simplification")
     return ",".join(names)
@@ -246,14 +262,14 @@ class ScienceWorldEnv(TextEnv):
     (``candidates="all"``: hundreds to thousands per state), or those :func:`focused_commands` keeps
     (``candidates="focused"``), or what a function ``(commands, CommandContext) -> commands`` returns; sorted.
 
-    **Expert.** With ``expert=True`` the simulator generates a variation's gold path the first time the env
-    loads it (seconds for long tasks; kept for the env's later episodes of that variation). :meth:`expert_command` returns its next action, written as the valid action it
-    names when ScienceWorld's grammar has another spelling for it (``examine X`` is ``look at X``, ``X in
-    inventory`` is ``X``, ``open door to kitchen`` is ``open kitchen door``); many gold actions have no valid
-    twin (re-opening an open door, ScienceWorld's own names for things), and are returned as the gold path
-    has them, which the parser accepts. ``info["expert_admissible"]`` says whether the next gold action is a
-    candidate; ``add_expert_command=True`` appends it to the candidates when it is not (for imitation data and
-    prior evaluation only: it tells the agent the answer). The path is fixed: once the agent leaves it
+    **Expert.** With ``expert=True`` the simulator generates a variation's gold path the first time the env loads it
+    (seconds for long tasks; kept for the env's later episodes of that variation). :meth:`expert_command` returns its
+    next action, written as the valid action it names when ScienceWorld's grammar has another spelling for it
+    (``examine X`` is ``look at X``, ``X in inventory`` is ``X``, ``open door to kitchen`` is ``open kitchen door``);
+    many gold actions have no valid twin (re-opening an open door, ScienceWorld's own names for things), and are
+    returned as the gold path has them, which the parser accepts. ``info["expert_admissible"]`` says whether the next
+    gold action is a candidate; ``add_expert_command=True`` appends it to the candidates when it is not (for imitation
+    data and prior evaluation only: it tells the agent the answer). The path is fixed: once the agent leaves it
     (``info["on_gold_path"]`` False) :meth:`expert_command` raises.
 
     If the JVM dies mid-episode, :meth:`step` raises :class:`~envs.jvm.JVMDiedError`; :meth:`reset` recovers.
@@ -393,6 +409,7 @@ class ScienceWorldEnv(TextEnv):
         elif self.candidates == "focused":
             commands = focused_commands(valid, self._context())
         else:
+            assert callable(self.candidates)  # a mode or a function (checked in __init__)
             commands = [c for c in self.candidates(list(valid), self._context()) if isinstance(c, str) and c.strip()]
         commands = sorted(set(commands)) or sorted(set(valid)) or ["look around"]
         return commands
@@ -443,8 +460,10 @@ class ScienceWorldEnv(TextEnv):
             variations,
             self.np_random,
             int(options["variation"]) if "variation" in options else None,
-            lambda: f"variation {options['variation']} is not in this env's {self.split} variations of {self.task_name} "
-            f"({variations[0]}..{variations[-1]}, {len(variations)} variations)",
+            lambda: (
+                f"variation {options['variation']} is not in this env's {self.split} variations of {self.task_name} "
+                f"({variations[0]}..{variations[-1]}, {len(variations)} variations)"
+            ),
         )
         if variation != self._loaded or not self._fresh or (self.expert and variation not in self._gold_paths):
             self._load(variation, gold=self.expert)  # load() restarts the variation, faster than ScienceWorld's reset()

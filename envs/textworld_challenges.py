@@ -27,8 +27,17 @@ from typing import Any
 
 from envs.textworld_env import TextWorldEnv, default_cache_dir
 
-_COOKING = {"recipe": 1, "take": 0, "go": 1, "open": False, "cook": False, "cut": False, "drop": False,
-            "recipe_seed": 0, "split": None}
+_COOKING = {
+    "recipe": 1,
+    "take": 0,
+    "go": 1,
+    "open": False,
+    "cook": False,
+    "cut": False,
+    "drop": False,
+    "recipe_seed": 0,
+    "split": None,
+}
 
 CHALLENGE_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # tw-simple: a fixed house (6 rooms); find the food and put it on the stove. rewards: how often the score
@@ -39,8 +48,10 @@ CHALLENGE_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # ingredients across `go` rooms, open containers and doors, cook and cut, prepare and eat the meal.
     "cooking-easy": ("tw-cooking", {**_COOKING, "recipe": 1, "take": 1, "go": 1, "open": True}),
     "cooking": ("tw-cooking", {**_COOKING, "recipe": 2, "take": 2, "go": 6, "open": True, "cook": True, "cut": True}),
-    "cooking-hard": ("tw-cooking", {**_COOKING, "recipe": 3, "take": 3, "go": 9, "open": True, "cook": True,
-                                    "cut": True}),
+    "cooking-hard": (
+        "tw-cooking",
+        {**_COOKING, "recipe": 3, "take": 3, "go": 9, "open": True, "cook": True, "cut": True},
+    ),
     # tw-treasure_hunter: find the object the objective names; levels 1-10 easy (5 rooms), 11-20 medium
     # (10 rooms, locked doors and containers), 21-30 hard (20 rooms, distractors).
     "treasure-easy": ("tw-treasure_hunter", {"level": 5}),
@@ -180,7 +191,8 @@ class TextWorldChallengeEnv(TextWorldEnv):
             if n_games < 1:
                 raise ValueError(f"n_games must be >= 1, got {n_games}")
             game_files = make_challenge_games(preset, n_games, seed=game_seed, cache_dir=cache_dir)
-        super().__init__(game_files, max_episode_steps=max_episode_steps, expert=expert,
-                         admissible_commands=admissible_commands)
+        super().__init__(
+            game_files, max_episode_steps=max_episode_steps, expert=expert, admissible_commands=admissible_commands
+        )
         self.preset = preset
         self.challenge = CHALLENGE_PRESETS[preset][0]

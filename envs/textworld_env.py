@@ -197,7 +197,10 @@ class TextWorldEnv(TextEnv):
         elif "game_index" in options:
             wanted = self.game_files[int(options["game_index"])]
         return self._cycle.pick(
-            self.game_files, self.np_random, wanted, lambda: f"{options['game_file']} is not one of this env's game files"
+            self.game_files,
+            self.np_random,
+            wanted,
+            lambda: f"{options['game_file']} is not one of this env's game files",
         )
 
     def _info(self, infos: dict[str, Any]) -> dict[str, Any]:

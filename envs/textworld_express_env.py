@@ -18,7 +18,7 @@ from typing import Any
 try:  # textworld-express depends on orjson, which parses its step answers ~3x faster than json
     from orjson import loads as _json_loads
 except ImportError:  # pragma: no cover
-    from json import loads as _json_loads
+    from json import loads as _json_loads  # type: ignore[assignment]  # orjson's signature is narrower
 
 from envs.cycling import ShuffledCycle
 from envs.jvm import JVMDiedError, SharedJVM, SimulatorHandle, shared_jvm
@@ -28,12 +28,19 @@ from envs.protocol import TextEnv, match_command, normalize_command, to_text
 # jar) with their defaults there. Flags take 0/1 (or bools), the others positive integers.
 GAME_PARAMETERS: dict[str, dict[str, int]] = {
     "cookingworld": {
-        "numLocations": 11, "numIngredients": 3, "numDistractorItems": 10, "includeDoors": 1, "limitInventorySize": 1,
+        "numLocations": 11,
+        "numIngredients": 3,
+        "numDistractorItems": 10,
+        "includeDoors": 1,
+        "limitInventorySize": 1,
     },
     "twc": {"numLocations": 3, "numItemsToPutAway": 4, "includeDoors": 0, "limitInventorySize": 0},
     "coin": {"numLocations": 11, "numDistractorItems": 0, "includeDoors": 1, "limitInventorySize": 1},
     "mapreader": {
-        "numLocations": 15, "maxDistanceApart": 4, "maxDistractorItemsPerLocation": 3, "includeDoors": 0,
+        "numLocations": 15,
+        "maxDistanceApart": 4,
+        "maxDistractorItemsPerLocation": 3,
+        "includeDoors": 0,
         "limitInventorySize": 0,
     },
     "arithmetic": {},
@@ -62,10 +69,10 @@ def game_params_string(game: str, game_params: Mapping[str, int | bool] | str | 
     if isinstance(game_params, str):
         pairs: dict[str, Any] = {}
         for item in filter(None, (p.strip() for p in game_params.split(","))):
-            name, sep, value = item.partition("=")
+            name, sep, text = item.partition("=")
             if not sep:
                 raise ValueError(f"game parameter {item!r} has no value; write name=value")
-            pairs[name.strip()] = value.strip()
+            pairs[name.strip()] = text.strip()
         game_params = pairs
     known = GAME_PARAMETERS[game]
     parts = []
@@ -292,8 +299,10 @@ class TextWorldExpressEnv(TextEnv):
             seeds,
             self.np_random,
             int(options["game_seed"]) if "game_seed" in options else None,
-            lambda: f"game seed {options['game_seed']} is not in this env's {self.split} seeds ({seeds[0]}..{seeds[-1]}, "
-            f"{len(seeds)} seeds)",
+            lambda: (
+                f"game seed {options['game_seed']} is not in this env's {self.split} seeds ({seeds[0]}..{seeds[-1]}, "
+                f"{len(seeds)} seeds)"
+            ),
         )
         self._response = self._parse(self._call("reset()", "generateNewGameJSON", game_seed, self.split, self.expert))
         self.task = to_text(self._call("reset()", "getTaskDescription")).strip()

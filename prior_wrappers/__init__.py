@@ -1,32 +1,31 @@
 """prior-wrappers: an LLM action prior for text environments, as Gymnasium wrappers and SB3 algorithms."""
 
+from prior_wrappers.demonstrations import Demonstration, Demonstrations
+from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
+from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
 from prior_wrappers.priors import (
     ActionPrior,
     AdaptedPrior,
     BCPrior,
-    LoraSettings,
-    fit_lora,
-    load_adapter,
-    save_adapter,
     CachedPrior,
     CommandMatcher,
     FunctionPrior,
     HFPrior,
+    LoraSettings,
     OpenAIPrior,
     PriorScores,
     Proposals,
     SemanticCachedPrior,
     UniformPrior,
+    fit_lora,
+    load_adapter,
+    save_adapter,
 )
-
-from prior_wrappers.encoders import CachedEncoder, HashingEncoder, SentenceEncoder, TextEncoder
-from prior_wrappers.demonstrations import Demonstration, Demonstrations
 from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt
 from prior_wrappers.proposals import ProposalConfig
-from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
-from prior_wrappers.gym_vector import GymVectorLLMPrior, make_text_gym_vector_env
-from prior_wrappers.wrappers import LLMPriorWrapper
 from prior_wrappers.slots import UnreachableCommandsWarning
+from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
+from prior_wrappers.wrappers import LLMPriorWrapper
 
 __version__ = "0.3.0"
 

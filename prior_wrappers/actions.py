@@ -71,14 +71,21 @@ def make_text_state(
         )
     admissible = info.get("admissible_commands", actions)
     if admissible is None and actions is None and "admissible_commands" in info:  # a free-text env
-        return TextState(observation=observation, admissible=[], task=str(info.get("task", "")),
-                         history=tuple(history), example=example, free_text=True)
+        return TextState(
+            observation=observation,
+            admissible=[],
+            task=str(info.get("task", "")),
+            history=tuple(history),
+            example=example,
+            free_text=True,
+        )
     if admissible is None:
         raise ValueError(
             "the env reported no info['admissible_commands'] and the wrapper was given no actions=[...]; "
             "text envs must list their valid commands (or set it to None to say they take free text)"
         )
-    admissible = list(dict.fromkeys(admissible))  # empty: nothing to choose (game over); resolve_action refuses a choice
+    # empty: nothing to choose (game over); resolve_action refuses a choice
+    admissible = list(dict.fromkeys(admissible))
     for c in admissible:
         if not isinstance(c, str) or not c.strip():
             raise ValueError(f"admissible command {c!r} is not a non-empty string")
@@ -125,7 +132,7 @@ def resolve_action(
     :param invalid_action: ``"cycle"``, ``"resample"`` or ``"raise"``.
     """
     check_invalid_action(invalid_action)
-    index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)  # type: ignore[arg-type]
+    index = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)  # type: ignore[arg-type, call-overload]
     k = len(slots.observation[ACTION_MASK])
     if not 0 <= index < k:
         raise ValueError(f"action {index} is outside the action space Discrete({k})")

@@ -94,7 +94,7 @@ class Demonstration:
         lines = [f"Task: {task}"] if task else []
         for observation, command in self.steps:
             if task and one_line(observation).startswith(task):  # TextWorld repeats its objective first
-                observation = one_line(observation)[len(task):]
+                observation = one_line(observation)[len(task) :]
             lines += [f"Observation: {_shorten(observation, max_observation_chars)}", f"Action: {one_line(command)}"]
         if self.final_observation.strip():
             lines.append(f"Observation: {_shorten(self.final_observation, max_observation_chars)}")
@@ -102,8 +102,15 @@ class Demonstration:
 
     def cut(self, n_steps: int) -> Demonstration:
         """The first ``n_steps`` steps only (what the budget keeps of an episode too long to show whole)."""
-        return Demonstration(self.task, self.steps[:n_steps], "", self.source, self.success, self.episode_return,
-                             self.admissible[:n_steps])
+        return Demonstration(
+            self.task,
+            self.steps[:n_steps],
+            "",
+            self.source,
+            self.success,
+            self.episode_return,
+            self.admissible[:n_steps],
+        )
 
     def decision_points(
         self, prompt: PromptFn | None = None, *, history: int = 2, example: str | None = None
@@ -119,7 +126,7 @@ class Demonstration:
         points = []
         for i, (observation, command) in enumerate(self.steps):
             admissible = list(dict.fromkeys(self.admissible[i])) if self.admissible else []
-            past = self.steps[max(0, i - history):i] if history > 0 else ()
+            past = self.steps[max(0, i - history) : i] if history > 0 else ()
             state = TextState(observation, admissible, self.task, tuple(past), example)
             points.append(DecisionPoint(prompt(state), tuple(admissible), command, self.source))
         return points
@@ -323,7 +330,8 @@ class Demonstrations:
         for i in range(n_episodes):
             options = {"game_index": i % len(games)} if games and len(games) > 1 else None
             observation, info = env.reset(seed=seed + i, options=options)
-            task, steps, total, done = str(info.get("task", "")), [], 0.0, False
+            task, total, done = str(info.get("task", "")), 0.0, False
+            steps: list[tuple[str, str]] = []
             admissible: list[tuple[str, ...]] = []
             while not done and len(steps) < max_steps:
                 command = expert()
@@ -335,8 +343,17 @@ class Demonstrations:
                 observation = next_observation
             source = info.get("game_file") or f"{env_id}:{seed + i}"
             success = bool(info.get("is_success", False))
-            episodes.append(Demonstration(task, tuple(steps), observation, str(source), success, total,
-                                          tuple(admissible) if all(admissible) else ()))
+            episodes.append(
+                Demonstration(
+                    task,
+                    tuple(steps),
+                    observation,
+                    str(source),
+                    success,
+                    total,
+                    tuple(admissible) if all(admissible) else (),
+                )
+            )
         if not any(e.success for e in episodes):
             raise RuntimeError(f"the expert of {env_id} won none of {n_episodes} episodes (max_steps={max_steps})")
         return cls(episodes, seed=seed, **kwargs)
@@ -361,8 +378,10 @@ class Demonstrations:
                 return cls(items, shots=0)
             kinds = sorted({type(d).__name__ for d in items})
             raise TypeError(f"{what} takes Demonstration objects in a sequence, got {kinds}")
-        raise TypeError(f"{what} takes a Demonstrations, a sequence of Demonstration or an OfflineDataset recorded "
-                        f"with text, got {type(demonstrations).__name__}")
+        raise TypeError(
+            f"{what} takes a Demonstrations, a sequence of Demonstration or an OfflineDataset recorded "
+            f"with text, got {type(demonstrations).__name__}"
+        )
 
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> Demonstrations:
@@ -390,14 +409,16 @@ class Demonstrations:
             rows = np.flatnonzero(index == e)
             if not success or rows.size == 0:
                 continue
-            episodes.append(Demonstration(
-                task=str(tasks[e]) if tasks is not None else "",
-                steps=tuple((str(observations[r]), str(commands[r])) for r in rows),
-                final_observation=str(final[rows[-1]]) if final is not None else "",
-                source=str(sources[e]) if sources is not None and str(sources[e]) else f"dataset:{e}",
-                success=True,
-                episode_return=float(np.asarray(dataset.episode_return)[e]),
-            ))
+            episodes.append(
+                Demonstration(
+                    task=str(tasks[e]) if tasks is not None else "",
+                    steps=tuple((str(observations[r]), str(commands[r])) for r in rows),
+                    final_observation=str(final[rows[-1]]) if final is not None else "",
+                    source=str(sources[e]) if sources is not None and str(sources[e]) else f"dataset:{e}",
+                    success=True,
+                    episode_return=float(np.asarray(dataset.episode_return)[e]),
+                )
+            )
         return cls(episodes, **kwargs)
 
 

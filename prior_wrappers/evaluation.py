@@ -102,7 +102,12 @@ def evaluate_into(curve: LearningCurve, model: BaseAlgorithm, eval_env: VecEnv, 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Monitor.*")  # our wrappers do not alter rewards or lengths
         returns, _ = evaluate_policy(
-            model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True, callback=on_step
+            model,
+            eval_env,
+            n_eval_episodes=n_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            callback=on_step,
         )
     curve.steps.append(steps)
     curve.mean_return.append(float(np.mean(returns)))

@@ -15,9 +15,8 @@ from gymnasium.vector.utils import batch_space
 
 from prior_wrappers.demonstrations import Demonstrations, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
@@ -32,6 +31,7 @@ from prior_wrappers.slots import (
     validate_actions,
 )
 from prior_wrappers.text_info import PROMPT_EXAMPLE, TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
+from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["GymVectorLLMPrior", "SUPPORTED_AUTORESET_MODES", "make_text_gym_vector_env", "sub_env_info"]
 
@@ -236,8 +236,17 @@ class GymVectorLLMPrior(VectorWrapper):
             )
         check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
-            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text, prior_mode=prior_mode, proposals=proposals, seed=seed, token_ids=token_ids,
+            prior,
+            k,
+            encoder=encoder,
+            prompt=prompt,
+            normalization=normalization,
+            order=order,
+            candidate_text=candidate_text,
+            prior_mode=prior_mode,
+            proposals=proposals,
+            seed=seed,
+            token_ids=token_ids,
         )
         self.k = self.builder.k
         self.single_observation_space = self.builder.observation_space
@@ -249,7 +258,7 @@ class GymVectorLLMPrior(VectorWrapper):
         self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
         self.demonstrations = demonstrations
-        self._histories = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
+        self._histories: list[deque[tuple[str, str]]] = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
         self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
         self._rng = np.random.default_rng(seed)
         self._slots: list[Slots] = []
@@ -275,7 +284,10 @@ class GymVectorLLMPrior(VectorWrapper):
 
     def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
         return text_state_from_info(
-            info, history, observation_to_text=self.observation_to_text, demonstrations=self.demonstrations,
+            info,
+            history,
+            observation_to_text=self.observation_to_text,
+            demonstrations=self.demonstrations,
             actions=self.actions,
         )
 
@@ -337,9 +349,7 @@ class GymVectorLLMPrior(VectorWrapper):
             self._add_info(out, prior_info({}, state.observation, slots[i]), i)
         return stack_observations([s.observation for s in slots]), out
 
-    def step(
-        self, actions: Any
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Run each sub-env's slot and score every resulting state (final states of ``SAME_STEP`` resets included;
         a terminated episode's last state only with ``score_terminal``) with **one** prior call.
 
@@ -355,8 +365,10 @@ class GymVectorLLMPrior(VectorWrapper):
         # a sub-env that resets on this step ignores its action; it gets a valid one all the same (where its final
         # state listed no command, the first of a fixed action set, or an empty command)
         ignored = self.actions[0] if self.actions else ""
-        commands = [r.command if r is not None else (s.candidates[0] if s.candidates else ignored)
-                    for r, s in zip(resolved, slots)]
+        commands = [
+            r.command if r is not None else (s.candidates[0] if s.candidates else ignored)
+            for r, s in zip(resolved, slots)
+        ]
         env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
         try:  # self._slots changes only once every new state is built
             _, rewards, terminations, truncations, infos = self.env.step(env_actions)

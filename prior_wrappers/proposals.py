@@ -70,8 +70,13 @@ class ProposalConfig:
 
     def signature(self) -> dict[str, Any]:
         """What observations built with these proposals depend on (JSON-serialisable)."""
-        return {"samples": int(self.samples), "smoothing": float(self.smoothing), "unproposed": self.unproposed,
-                "temperature": float(self.temperature), "max_new_tokens": int(self.max_new_tokens)}
+        return {
+            "samples": int(self.samples),
+            "smoothing": float(self.smoothing),
+            "unproposed": self.unproposed,
+            "temperature": float(self.temperature),
+            "max_new_tokens": int(self.max_new_tokens),
+        }
 
 
 def proposal_config(proposals: ProposalConfig | int | None) -> ProposalConfig:

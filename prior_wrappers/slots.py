@@ -7,20 +7,11 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from gymnasium import spaces
 
-from prior_wrappers.encoders import (
-    CachedEncoder,
-    HashingEncoder,
-    SentenceEncoder,
-    TextEncoder,
-    encoder_name,
-    model_basename,
-)
-from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.actions import (  # noqa: F401  (re-exported: what envs return, what a slot index means)
     INVALID_ACTIONS,
     InvalidAction,
@@ -30,8 +21,16 @@ from prior_wrappers.actions import (  # noqa: F401  (re-exported: what envs retu
     resolve_action,
     validate_actions,
 )
+from prior_wrappers.encoders import (
+    CachedEncoder,
+    HashingEncoder,
+    SentenceEncoder,
+    TextEncoder,
+    encoder_name,
+    model_basename,
+)
+from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
-from prior_wrappers.token_ids import TokenIdSpec
 from prior_wrappers.proposals import (
     PriorMode,
     ProposalConfig,
@@ -39,8 +38,8 @@ from prior_wrappers.proposals import (
     describe_free_text_error,
     layout_proposals,
     per_state_seeds,
-    propose_options,
     proposal_config,
+    propose_options,
 )
 from prior_wrappers.spaces import (
     ACTION_MASK,
@@ -50,6 +49,7 @@ from prior_wrappers.spaces import (
     PRIOR_LOGPROBS,
     prior_observation_space,
 )
+from prior_wrappers.token_ids import TokenIdSpec
 
 EncoderSpec = TextEncoder | Literal["minilm", "prior", "hashing"] | None
 # one state's slots before encoding: commands, their log-probs, dropped count, hidden-state features, info entries
@@ -88,7 +88,7 @@ class PriorStats:
         return {"calls": self.calls, "states": self.states, "latency_ms": self.latency_ms, **self.extra}
 
 
-def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[TextEncoder | None, bool, int | None]:
+def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[CachedEncoder | None, bool, int | None]:
     """Returns ``(encoder, use_prior_hidden_states, feature_dim)``."""
     if encoder is None:
         return None, False, None
@@ -176,11 +176,15 @@ class SlotBuilder:
         self.order = order
         self.encoder, self.prior_features, self.feature_dim = resolve_encoder(encoder, prior)
         if self.prior_features and prior_mode == "propose":
-            raise ValueError("encoder='prior' reads hidden states from scoring; with prior_mode='propose' use a text "
-                             "encoder ('minilm', 'hashing') or None")
+            raise ValueError(
+                "encoder='prior' reads hidden states from scoring; with prior_mode='propose' use a text "
+                "encoder ('minilm', 'hashing') or None"
+            )
         if self.prior_features:
             model = prior.model  # type: ignore[attr-defined]
-            self.encoder_name: str | None = f"prior:{model_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
+            self.encoder_name: str | None = (
+                f"prior:{model_basename(getattr(model, 'name_or_path', '')) or type(model).__name__}"
+            )
         else:
             self.encoder_name = encoder_name(self.encoder) if self.encoder is not None else None
         bound = 1.0 if self.encoder is not None and self.encoder.unit_norm else np.inf
@@ -207,7 +211,7 @@ class SlotBuilder:
         ``normalization``, ``order`` (and ``token_ids``, the :meth:`TokenIdSpec.signature`, with that option).
         JSON-serialisable; equal signatures mean interchangeable observations
         (the prior itself may differ)."""
-        signature = {
+        signature: dict[str, Any] = {
             "k": int(self.k),
             "feature_dim": int(self.feature_dim) if self.feature_dim else None,
             "encoder": self.encoder_name,
@@ -240,13 +244,16 @@ class SlotBuilder:
         prompts = [self.prompt(s) for s in states]
         # a state with an empty command list (game over in some envs) has nothing to score: no slot, no prior call
         live = [i for i, s in enumerate(states) if scored[i] and (s.free_text or s.admissible)]
-        empty_features = np.zeros((0, self.feature_dim), dtype=np.float32) if self.prior_features else None
+        empty_features = np.zeros((0, cast(int, self.feature_dim)), dtype=np.float32) if self.prior_features else None
         layouts: list[Layout] = [([], np.zeros(0), 0, empty_features, {}) for _ in states]
         if live:
             start = time.perf_counter()
             live_states, live_prompts = [states[i] for i in live], [prompts[i] for i in live]
-            laid_out = (self._score(live_states, live_prompts) if self.prior_mode == "score"
-                        else self._propose(live_states, live_prompts))
+            laid_out = (
+                self._score(live_states, live_prompts)
+                if self.prior_mode == "score"
+                else self._propose(live_states, live_prompts)
+            )
             for i, layout in zip(live, laid_out):
                 layouts[i] = layout
             elapsed = (time.perf_counter() - start) * 1000
@@ -263,7 +270,7 @@ class SlotBuilder:
         encoded: list[Slots] = []  # the slots whose features the text encoder fills, in the order of texts
         for state, prompt, on, (cands, kept, dropped, feats, info) in zip(states, prompts, scored, layouts):
             chosen = range(len(cands))
-            obs = {
+            obs: dict[str, np.ndarray] = {
                 PRIOR_LOGPROBS: np.full(self.k, LOGPROB_MIN, dtype=np.float32),
                 ACTION_MASK: np.zeros(self.k, dtype=np.int8),
             }
@@ -275,8 +282,9 @@ class SlotBuilder:
                 obs[CANDIDATE_FEATURES] = np.zeros((self.k, self.feature_dim), dtype=np.float32)
                 if feats is not None:
                     obs[CANDIDATE_FEATURES][: len(chosen)] = feats
-                    obs[OBSERVATION_FEATURES] = (feats.mean(0) if len(feats)
-                                                 else np.zeros(self.feature_dim, dtype=np.float32))
+                    obs[OBSERVATION_FEATURES] = (
+                        feats.mean(0) if len(feats) else np.zeros(self.feature_dim, dtype=np.float32)
+                    )
                 elif not on:  # not scored: nothing encoded either
                     obs[OBSERVATION_FEATURES] = np.zeros(self.feature_dim, dtype=np.float32)
                 else:
@@ -286,7 +294,8 @@ class SlotBuilder:
             if self.encoder is not None and on:
                 encoded.append(slots[-1])
         if texts:
-            vectors = self.encoder.encode(texts)  # type: ignore[union-attr]
+            assert self.encoder is not None  # texts to encode only with a text encoder
+            vectors = self.encoder.encode(texts)
             if not np.isfinite(vectors).all():
                 bad = texts[int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])]
                 raise ValueError(
@@ -305,15 +314,19 @@ class SlotBuilder:
     def _score(self, states: Sequence[TextState], prompts: list[str]) -> list[Layout]:
         """One ``score`` call; each state's top-K admissible commands by prior."""
         candidates = [s.admissible for s in states]
-        scores = self.prior.score(prompts, candidates, normalization=self.normalization,
-                                  return_features=self.prior_features)
+        scores = self.prior.score(
+            prompts, candidates, normalization=self.normalization, return_features=self.prior_features
+        )
         check_scores(self.prior, scores, prompts, candidates, self.prior_features)
-        layouts = []
+        layouts: list[Layout] = []
         for i, state in enumerate(states):
             logp = np.asarray(scores.logprobs[i], dtype=np.float64)
             chosen = self._choose(logp)
             kept = log_softmax(logp[chosen]) if len(chosen) < len(logp) else logp[chosen]
-            feats = np.asarray(scores.features[i], dtype=np.float32)[chosen] if self.prior_features else None
+            # check_scores: features are there when prior_features
+            feats = (
+                np.asarray(cast(list, scores.features)[i], dtype=np.float32)[chosen] if self.prior_features else None
+            )
             layouts.append(([state.admissible[j] for j in chosen], kept, len(logp) - len(chosen), feats, {}))
         self._warn_dropped(max(len(s.admissible) for s in states))
         return layouts
@@ -336,15 +349,20 @@ class SlotBuilder:
         """One ``propose`` call, each state seeded by its prompt (:func:`~prior_wrappers.proposals.state_seed`)."""
         cfg = self.proposals
         options = propose_options(
-            self.prior, seed=per_state_seeds(self._seed, prompts, cfg.samples), temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens, fallback=cfg.fallback,
+            self.prior,
+            seed=per_state_seeds(self._seed, prompts, cfg.samples),
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            fallback=cfg.fallback,
         )
         admissible = [None if s.free_text else s.admissible for s in states]
         proposals = self.prior.propose(prompts, admissible, cfg.samples, **options)
         if len(proposals.counts) != len(prompts):
-            raise ValueError(f"{type(self.prior).__name__}.propose returned {len(proposals.counts)} answers for "
-                             f"{len(prompts)} prompts")
-        layouts = []
+            raise ValueError(
+                f"{type(self.prior).__name__}.propose returned {len(proposals.counts)} answers for "
+                f"{len(prompts)} prompts"
+            )
+        layouts: list[Layout] = []
         for i, state in enumerate(states):
             lay = layout_proposals(proposals, i, state.free_text, self.k, cfg, self.order == "env")
             layouts.append((lay.candidates, lay.logprobs, lay.dropped, None, lay.info))

@@ -81,10 +81,13 @@ class TokenIdSpec(CandidateTokenization):
             raise ValueError(f"truncation must be 'left' or 'error', got {truncation!r}")
         if max_prompt_tokens < 1 or max_candidate_tokens < 1:
             raise ValueError(
-                f"max_prompt_tokens and max_candidate_tokens must be >= 1, got {max_prompt_tokens}, {max_candidate_tokens}"
+                "max_prompt_tokens and max_candidate_tokens must be >= 1, "
+                f"got {max_prompt_tokens}, {max_candidate_tokens}"
             )
         if len(tokenizer) > _MAX_VOCAB:
-            raise ValueError(f"a vocabulary of {len(tokenizer)} tokens does not fit SB3's float32 buffers exactly (2**24)")
+            raise ValueError(
+                f"a vocabulary of {len(tokenizer)} tokens does not fit SB3's float32 buffers exactly (2**24)"
+            )
         self.tokenizer = tokenizer
         self.max_prompt_tokens = int(max_prompt_tokens)
         self.max_candidate_tokens = int(max_candidate_tokens)
@@ -115,8 +118,14 @@ class TokenIdSpec(CandidateTokenization):
                 f"max_prompt_tokens + max_candidate_tokens = {max_prompt_tokens + max_candidate_tokens} exceeds the "
                 f"prior's context window ({prior.max_length})"
             )
-        return cls(prior.tokenizer, max_prompt_tokens, max_candidate_tokens, separator=prior.separator,
-                   candidate_suffix=prior.candidate_suffix, truncation=truncation)
+        return cls(
+            prior.tokenizer,
+            max_prompt_tokens,
+            max_candidate_tokens,
+            separator=prior.separator,
+            candidate_suffix=prior.candidate_suffix,
+            truncation=truncation,
+        )
 
     def signature(self) -> dict[str, Any]:
         """What the ids depend on, for the wrappers' ``prior_signature``: the tokenizer (a digest), separator,
@@ -162,11 +171,13 @@ class TokenIdSpec(CandidateTokenization):
         bos = self.tokenizer.bos_token_id
         keep_bos = bos is not None and tokenized.prompt_ids[0] == bos and p > 1
         overflow = n - p
-        prompt_ids = ([bos] if keep_bos else []) + tokenized.prompt_ids[overflow + int(keep_bos):]
+        prompt_ids = ([bos] if keep_bos else []) + tokenized.prompt_ids[overflow + int(keep_bos) :]
         contexts = [max(ctx - overflow, 1) for ctx in tokenized.contexts]
         return TokenizedPrompt(prompt_ids, contexts, tokenized.candidate_ids)
 
-    def encode(self, prompt: str, candidates: Sequence[str], k: int, normalization: Normalization) -> dict[str, np.ndarray]:
+    def encode(
+        self, prompt: str, candidates: Sequence[str], k: int, normalization: Normalization
+    ) -> dict[str, np.ndarray]:
         """The observation entries of one state: ``prompt`` and the commands of its valid slots, in slot order.
 
         :param prompt: the prompt the prior scored.
@@ -180,7 +191,7 @@ class TokenIdSpec(CandidateTokenization):
         (tokenized,) = self._tokenize_candidates([prompt], [list(candidates)])
         if len(tokenized.prompt_ids) > p:
             tokenized = self._truncate_prompt(tokenized, prompt)
-        out = {
+        out: dict[str, np.ndarray] = {
             PROMPT_IDS: np.full(p, self.pad_id, dtype=np.int64),
             PROMPT_LEN: np.array([len(tokenized.prompt_ids)], dtype=np.int64),
             CANDIDATE_IDS: np.full((k, c), self.pad_id, dtype=np.int64),

@@ -8,14 +8,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from prior_wrappers.demonstrations import Demonstrations, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn, TextState
-from prior_wrappers.token_ids import TokenIdSpec
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
@@ -30,6 +29,7 @@ from prior_wrappers.slots import (
     validate_actions,
 )
 from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
+from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["TEXT_OBSERVATION", "TextInInfo", "VecLLMPrior", "make_text_vec_env"]
 
@@ -39,7 +39,7 @@ def make_text_vec_env(
     n_envs: int = 1,
     *,
     seed: int | None = None,
-    vec_env_cls: type[VecEnv] = DummyVecEnv,
+    vec_env_cls: type[DummyVecEnv | SubprocVecEnv] = DummyVecEnv,
     env_kwargs: dict[str, Any] | None = None,
     vec_env_kwargs: dict[str, Any] | None = None,
 ) -> VecEnv:
@@ -66,7 +66,9 @@ def make_text_vec_env(
 class VecLLMPrior(VecEnvWrapper):
     """Attach an LLM prior to a vector of text envs with **one** prior call per vector step.
 
-    >>> venv = VecLLMPrior(make_text_vec_env("prior_wrappers/OvercookedTomato-v0", n_envs=8), CachedPrior(HFPrior.default()))
+    >>> venv = VecLLMPrior(
+    ...     make_text_vec_env("prior_wrappers/OvercookedTomato-v0", n_envs=8), CachedPrior(HFPrior.default())
+    ... )
     >>> obs = venv.reset()              # Dict of (8, k, ...) arrays, as LLMPriorWrapper's but stacked
 
     All states of a step — the current one of every env and, for envs whose episode just ended by a time-out
@@ -134,15 +136,26 @@ class VecLLMPrior(VecEnvWrapper):
             )
         check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
-            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,
+            prior,
+            k,
+            encoder=encoder,
+            prompt=prompt,
+            normalization=normalization,
+            order=order,
+            candidate_text=candidate_text,
+            token_ids=token_ids,
+            prior_mode=prior_mode,
+            proposals=proposals,
+            seed=seed,
         )
-        super().__init__(venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k))
+        super().__init__(
+            venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k)
+        )
         self.invalid_action = invalid_action
         self.score_terminal = score_terminal
         self.actions = validate_actions(actions)
         self.observation_to_text = observation_to_text
-        self._histories = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
+        self._histories: list[deque[tuple[str, str]]] = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
         self._slots: list[Slots] = []
         self._failure: str | None = None
         self._texts: list[str] = [""] * self.num_envs
@@ -153,7 +166,10 @@ class VecLLMPrior(VecEnvWrapper):
 
     def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
         return text_state_from_info(
-            info, history, observation_to_text=self.observation_to_text, demonstrations=self.demonstrations,
+            info,
+            history,
+            observation_to_text=self.observation_to_text,
+            demonstrations=self.demonstrations,
             actions=self.actions,
         )
 
@@ -212,7 +228,7 @@ class VecLLMPrior(VecEnvWrapper):
             if self.actions is not None:
                 self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
             else:
-                self.venv.step_async(commands)
+                self.venv.step_async(commands)  # type: ignore[arg-type]  # SB3 types actions as an array
         except Exception as err:
             self._failure = f"the last step failed ({type(err).__name__}: {err}) while sending its actions to the envs"
             raise
@@ -228,7 +244,9 @@ class VecLLMPrior(VecEnvWrapper):
         if not self._resolved:
             raise RuntimeError("step_wait() without step_async(): call step(actions)")
         _, rewards, dones, infos = self.venv.step_wait()
-        states, terminal_of, scored = [], {}, []
+        states: list[TextState] = []
+        terminal_of: dict[int, int] = {}
+        scored: list[bool] = []
         for i, info in enumerate(infos):
             self._histories[i].append((self._texts[i], self._resolved[i].command))
             if dones[i]:

@@ -11,9 +11,8 @@ import numpy as np
 
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.prompts import PromptFn, TextState
-from prior_wrappers.token_ids import TokenIdSpec
+from prior_wrappers.proposals import PriorMode, ProposalConfig
 from prior_wrappers.slots import (
     CandidateText,
     EncoderSpec,
@@ -27,6 +26,7 @@ from prior_wrappers.slots import (
     validate_actions,
 )
 from prior_wrappers.text_info import env_prompt_example, prior_info
+from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["LLMPriorWrapper", "env_prompt_example"]
 
@@ -67,8 +67,8 @@ class LLMPriorWrapper(gym.Wrapper):
     could not be rebuilt: the wrapper keeps the last state it built (nothing is half-updated) and refuses
     :meth:`step` with a ``RuntimeError`` that names the failure until :meth:`reset`, so it never acts on a
     stale state. It does not retry the scoring itself: the env's reward and end-of-episode flags of that step
-    are lost with the exception, so only a reset gives the caller a consistent episode again. A prior that returns NaN or +inf
-    raises ``ValueError`` naming the prompt (see :class:`~prior_wrappers.slots.SlotBuilder`).
+    are lost with the exception, so only a reset gives the caller a consistent episode again. A prior that returns
+    NaN or +inf raises ``ValueError`` naming the prompt (see :class:`~prior_wrappers.slots.SlotBuilder`).
 
     **Episode ends.** With ``score_terminal=False`` (the default) the state a *terminated* episode ends in
     (``terminated=True``, whatever ``truncated`` says) is not shown to the prior: its observation has no valid
@@ -165,8 +165,17 @@ class LLMPriorWrapper(gym.Wrapper):
         super().__init__(env)
         check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
-            prior, k, encoder=encoder, prompt=prompt, normalization=normalization, order=order,
-            candidate_text=candidate_text, token_ids=token_ids, prior_mode=prior_mode, proposals=proposals, seed=seed,
+            prior,
+            k,
+            encoder=encoder,
+            prompt=prompt,
+            normalization=normalization,
+            order=order,
+            candidate_text=candidate_text,
+            token_ids=token_ids,
+            prior_mode=prior_mode,
+            proposals=proposals,
+            seed=seed,
         )
         self.k = self.builder.k
         self.actions = validate_actions(actions)

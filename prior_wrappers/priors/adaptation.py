@@ -60,8 +60,18 @@ ADAPTER_FORMAT = 1
 MIN_STEPS = 100  # optimiser steps that LoraSettings(batch_size=None) keeps at least, when the data allows
 MAX_AUTO_BATCH = 8
 # LoRA options that change what an adapter computes (beyond its weights, which are hashed whole)
-_SCORING_LORA_OPTIONS = ("r", "lora_alpha", "use_rslora", "use_dora", "bias", "lora_bias", "rank_pattern",
-                         "alpha_pattern", "fan_in_fan_out", "modules_to_save")
+_SCORING_LORA_OPTIONS = (
+    "r",
+    "lora_alpha",
+    "use_rslora",
+    "use_dora",
+    "bias",
+    "lora_bias",
+    "rank_pattern",
+    "alpha_pattern",
+    "fan_in_fan_out",
+    "modules_to_save",
+)
 
 
 @dataclass(frozen=True)
@@ -102,9 +112,14 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         checks = {
-            "r": self.r >= 1, "epochs": self.epochs >= 1, "batch_size": self.batch_size is None or self.batch_size >= 1,
-            "lr": self.lr > 0, "alpha": self.alpha > 0, "dropout": 0 <= self.dropout < 1,
-            "weight_decay": self.weight_decay >= 0, "listwise": self.listwise >= 0,
+            "r": self.r >= 1,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "alpha": self.alpha > 0,
+            "dropout": 0 <= self.dropout < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "listwise": self.listwise >= 0,
             "max_grad_norm": self.max_grad_norm is None or self.max_grad_norm > 0,
         }
         for name, ok in checks.items():
@@ -118,8 +133,14 @@ class LoraSettings:
         LoraConfig = _peft().LoraConfig
 
         targets = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-                          bias="none", task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -150,8 +171,16 @@ class AdaptedPrior(HFPrior):
     :param kwargs: :class:`HFPrior` options (``separator``, ``candidate_suffix``, ``token_budget``, ...).
     """
 
-    def __init__(self, peft_model: Any, tokenizer: Any, *, base_fingerprint: dict[str, Any],
-                 base_identity: dict[str, Any], info: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        peft_model: Any,
+        tokenizer: Any,
+        *,
+        base_fingerprint: dict[str, Any],
+        base_identity: dict[str, Any],
+        info: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.peft_model = peft_model.eval()
         self.base_fingerprint = dict(base_fingerprint)
         self.base_identity = base_identity
@@ -208,22 +237,29 @@ def base_identity(prior: HFPrior) -> dict[str, Any]:
 def _same_base(saved: dict[str, Any], current: dict[str, Any]) -> bool:
     """Same weights, config and tokenizer (the checkpoint's directory name may differ)."""
     keys = ("class", "config", "weights")
-    return all(saved["model"].get(k) == current["model"].get(k) for k in keys) and saved["tokenizer"] == current["tokenizer"]
+    return (
+        all(saved["model"].get(k) == current["model"].get(k) for k in keys)
+        and saved["tokenizer"] == current["tokenizer"]
+    )
 
 
 def _describe(identity: dict[str, Any]) -> str:
     model, tok = identity["model"], identity["tokenizer"]
     name = model.get("name") or model.get("class")
-    return (f"{name} (weights {model.get('weights')}, config {model.get('config')}; tokenizer {tok.get('class')} "
-            f"with {tok.get('vocab_size')} tokens, vocabulary {tok.get('vocab')})")
+    return (
+        f"{name} (weights {model.get('weights')}, config {model.get('config')}; tokenizer {tok.get('class')} "
+        f"with {tok.get('vocab_size')} tokens, vocabulary {tok.get('vocab')})"
+    )
 
 
 def _check_plain(prior: Any, what: str) -> None:
     if not isinstance(prior, HFPrior):
         raise TypeError(f"{what} needs an HFPrior, got {type(prior).__name__}")
     model = prior.model
-    if isinstance(prior, AdaptedPrior) or getattr(model, "peft_config", None) or any(
-        "lora_" in name for name, _ in model.named_parameters()
+    if (
+        isinstance(prior, AdaptedPrior)
+        or getattr(model, "peft_config", None)
+        or any("lora_" in name for name, _ in model.named_parameters())
     ):
         raise ValueError(
             f"{what} needs a prior over a plain base model, but this one's model already carries adapters; "
@@ -234,9 +270,14 @@ def _check_plain(prior: Any, what: str) -> None:
 def _engine_options(prior: HFPrior) -> dict[str, Any]:
     """The given prior's engine settings, for a new prior over the adapted model."""
     options: dict[str, Any] = dict(
-        separator=prior.separator, candidate_suffix=prior.candidate_suffix, token_budget=prior.token_budget,
-        truncation=prior.truncation, max_length=prior.max_length, prefix_cache=prior.prefix_cache_mode,
-        candidate_trie=prior.candidate_trie, attention=prior.attention,
+        separator=prior.separator,
+        candidate_suffix=prior.candidate_suffix,
+        token_budget=prior.token_budget,
+        truncation=prior.truncation,
+        max_length=prior.max_length,
+        prefix_cache=prior.prefix_cache_mode,
+        candidate_trie=prior.candidate_trie,
+        attention=prior.attention,
     )
     if prior.kv_cache is not None:
         options["kv_cache_bytes"] = prior.kv_cache.max_bytes
@@ -272,8 +313,10 @@ def decision_points(demonstrations: Any, prompt: Any = None, *, history: int = 2
     from prior_wrappers.prompts import PromptTemplate
 
     prompt = prompt or PromptTemplate(history=history)
-    if isinstance(demonstrations, Sequence) and demonstrations and all(
-        isinstance(d, DecisionPoint) for d in demonstrations
+    if (
+        isinstance(demonstrations, Sequence)
+        and demonstrations
+        and all(isinstance(d, DecisionPoint) for d in demonstrations)
     ):
         return list(demonstrations)
     pool = Demonstrations.training_pool(demonstrations, "fit_lora()")
@@ -303,7 +346,7 @@ def _examples(prior: HFPrior, points: Sequence[Any]) -> list[_Example]:
     warned = prior._warned_truncation
     out = []
     for start in range(0, len(points), 256):
-        for tp in prior._tokenize_candidates(prompts[start:start + 256], candidates[start:start + 256]):
+        for tp in prior._tokenize_candidates(prompts[start : start + 256], candidates[start : start + 256]):
             out.append(_Example(tp))
     if prior._warned_truncation and not warned:
         prior._warned_truncation = False  # warned here about the training prompts: warn again when it scores
@@ -311,7 +354,9 @@ def _examples(prior: HFPrior, points: Sequence[Any]) -> list[_Example]:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def _batch_loss(model: Any, examples: Sequence[_Example], listwise: float, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_loss(
+    model: Any, examples: Sequence[_Example], listwise: float, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed losses of one micro-batch: ``(nll, listwise cross-entropy)``, both summed over its points. The nll of
     a point is the mean negative log-probability of the expert command's tokens (its ``"token"``-normalised score)."""
     trunk = getattr(model, model.base_model_prefix)
@@ -334,13 +379,14 @@ def _batch_loss(model: Any, examples: Sequence[_Example], listwise: float, pad_i
             position_ids=packed.position_ids.to(dev),
             use_cache=False,
         ).last_hidden_state
-    sums = span_sums(candidate_token_logprobs(hidden, lm_head, packed, softcap),
-                     [span for spans in packed.spans for span in spans])
+    sums = span_sums(
+        candidate_token_logprobs(hidden, lm_head, packed, softcap), [span for spans in packed.spans for span in spans]
+    )
     nll = sums.new_zeros(())
     ranking = sums.new_zeros(())
     first = 0
     for n in counts:
-        scores = sums[first:first + len(n)] / torch.tensor(n, dtype=sums.dtype, device=sums.device)
+        scores = sums[first : first + len(n)] / torch.tensor(n, dtype=sums.dtype, device=sums.device)
         first += len(n)
         nll = nll - scores[0]
         if len(n) > 1:
@@ -427,30 +473,55 @@ def fit_lora(
         torch.manual_seed(settings.seed)
         peft_model = get_peft_model(model, settings.lora_config())
         info = {
-            "settings": settings.to_dict(), "decision_points": len(points), "history": history,
+            "settings": settings.to_dict(),
+            "decision_points": len(points),
+            "history": history,
             "prompt": repr(prompt) if prompt is not None else f"PromptTemplate(history={history})",
-            "example": example is not None, "sources": len({p.source for p in points}),
+            "example": example is not None,
+            "sources": len({p.source for p in points}),
         }
-        adapted = AdaptedPrior(peft_model, prior.tokenizer, base_fingerprint=base_fp, base_identity=identity,
-                               info=info, **_engine_options(prior))
+        adapted = AdaptedPrior(
+            peft_model,
+            prior.tokenizer,
+            base_fingerprint=base_fp,
+            base_identity=identity,
+            info=info,
+            **_engine_options(prior),
+        )
         examples = _examples(adapted, points)
-        losses = _train(peft_model, examples, settings, int(prior.tokenizer.pad_token_id or 0),
-                        token_budget or prior.token_budget, progress, tqdm)
+        losses = _train(
+            peft_model,
+            examples,
+            settings,
+            int(prior.tokenizer.pad_token_id or 0),
+            token_budget or prior.token_budget,
+            progress,
+            tqdm,
+        )
     peft_model.eval().requires_grad_(False)
     adapted.adapter_info.update(final_loss=losses[-1] if losses else None, cpu_seconds=time.process_time() - start)
     return adapted
 
 
-def _train(peft_model: Any, examples: list[_Example], settings: LoraSettings, pad_id: int, token_budget: int,
-           progress: bool, tqdm: Any) -> list[float]:
+def _train(
+    peft_model: Any,
+    examples: list[_Example],
+    settings: LoraSettings,
+    pad_id: int,
+    token_budget: int,
+    progress: bool,
+    tqdm: Any,
+) -> list[float]:
     """The optimisation loop (within ``fit_lora``'s seeded RNG); the mean loss of each epoch."""
+    assert settings.batch_size is not None  # fit_lora resolves None
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
     order_rng = np.random.default_rng(settings.seed)
     model = peft_model.get_base_model()
     losses = []
@@ -461,7 +532,7 @@ def _train(peft_model: Any, examples: list[_Example], settings: LoraSettings, pa
             order = order_rng.permutation(len(examples))
             epoch_loss = 0.0
             for s in range(steps_per_epoch):
-                batch = [examples[i] for i in order[s * settings.batch_size:(s + 1) * settings.batch_size]]
+                batch = [examples[i] for i in order[s * settings.batch_size : (s + 1) * settings.batch_size]]
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
                 for group in _micro_batches(batch, token_budget, settings.listwise > 0):
@@ -558,8 +629,14 @@ def load_adapter(prior: HFPrior, path: str | Path, *, copy_model: bool = True) -
     with _quiet_peft():
         peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     peft_model.eval().requires_grad_(False)
-    adapted = AdaptedPrior(peft_model, prior.tokenizer, base_fingerprint=base_fp, base_identity=info["base"],
-                           info=info.get("training", {}), **_engine_options(prior))
+    adapted = AdaptedPrior(
+        peft_model,
+        prior.tokenizer,
+        base_fingerprint=base_fp,
+        base_identity=info["base"],
+        info=info.get("training", {}),
+        **_engine_options(prior),
+    )
     if adapted.adapter_digest != info.get("adapter", adapted.adapter_digest):
         warnings.warn(
             f"the adapter at {str(path)!r} loaded with digest {adapted.adapter_digest}, not the {info['adapter']} it "

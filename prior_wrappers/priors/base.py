@@ -167,7 +167,11 @@ def model_fingerprint(model: Any, sample: int = 1024, portable: bool = False) ->
         and dtypes are left out, so the same weights loaded in float32 or bfloat16 give the same fingerprint.
     """
     config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
-    config = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    config = {
+        k: v
+        for k, v in config.items()
+        if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")
+    }
     import torch  # only models have fingerprints: the protocol module itself needs no torch
 
     hasher = hashlib.sha256()
@@ -226,7 +230,9 @@ def validate_request(
                 raise ValueError(f"candidates[{i}][{j}] is an empty command; drop empty strings before scoring")
 
 
-def normalization_divisors(num_tokens: np.ndarray, candidates: Sequence[str], normalization: Normalization) -> np.ndarray:
+def normalization_divisors(
+    num_tokens: np.ndarray, candidates: Sequence[str], normalization: Normalization
+) -> np.ndarray:
     """What each candidate's summed token log-probability is divided by: its token count (``token``), its
     whitespace word count (``word``) or 1 (``sum``); at least 1.
 

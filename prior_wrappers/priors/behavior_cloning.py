@@ -101,17 +101,28 @@ class BCPrior:
             raise ValueError(f"hidden sizes must be >= 1, got {hidden}")
         if "joint" not in features or not set(features) <= set(FEATURES) or len(set(features)) != len(features):
             raise ValueError(f"features must hold 'joint' and may add 'state' (each once), got {features}")
-        for name, value in (("updates", updates), ("epochs", 1 if epochs is None else epochs), ("batch_size", batch_size)):
+        for name, value in (
+            ("updates", updates),
+            ("epochs", 1 if epochs is None else epochs),
+            ("batch_size", batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if lr <= 0 or weight_decay < 0 or negatives < 1:
-            raise ValueError(f"need lr > 0, weight_decay >= 0 and negatives >= 1, got {lr}, {weight_decay}, {negatives}")
+            raise ValueError(
+                f"need lr > 0, weight_decay >= 0 and negatives >= 1, got {lr}, {weight_decay}, {negatives}"
+            )
         if encoder is not None and not isinstance(encoder, TextEncoder):
             raise TypeError(f"encoder must be a TextEncoder (encode(texts) and dim), got {type(encoder).__name__}")
         self.config: dict[str, Any] = {
-            "hidden": list(hidden), "features": list(features), "updates": int(updates),
-            "epochs": None if epochs is None else int(epochs), "lr": float(lr),
-            "weight_decay": float(weight_decay), "batch_size": int(batch_size), "negatives": int(negatives),
+            "hidden": list(hidden),
+            "features": list(features),
+            "updates": int(updates),
+            "epochs": None if epochs is None else int(epochs),
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "batch_size": int(batch_size),
+            "negatives": int(negatives),
             "seed": int(seed),
         }
         self._encoder: CachedEncoder | None = _cached(encoder) if encoder is not None else None
@@ -147,10 +158,15 @@ class BCPrior:
 
     def __repr__(self) -> str:
         c = self.config
-        what = (f"fitted on {self.training.get('states', '?')} states of {self.training.get('episodes', '?')} "
-                "episodes" if self.fitted else "not fitted")
-        return (f"BCPrior(encoder={self.encoder_name!r}, hidden={tuple(c['hidden'])}, features={tuple(c['features'])}, "
-                f"seed={c['seed']}, {what})")
+        what = (
+            f"fitted on {self.training.get('states', '?')} states of {self.training.get('episodes', '?')} episodes"
+            if self.fitted
+            else "not fitted"
+        )
+        return (
+            f"BCPrior(encoder={self.encoder_name!r}, hidden={tuple(c['hidden'])}, features={tuple(c['features'])}, "
+            f"seed={c['seed']}, {what})"
+        )
 
     @staticmethod
     def state_text(prompt: str) -> str:
@@ -217,8 +233,10 @@ class BCPrior:
         generator = torch.Generator().manual_seed(self.config["seed"])
         candidates, labels = self._add_negatives(states, candidates, labels, generator)
         if all(len(c) < 2 for c in candidates):
-            raise ValueError("every demonstration step has a single candidate command: there is nothing to choose "
-                             "between, so nothing to learn; record the admissible commands (from_expert does)")
+            raise ValueError(
+                "every demonstration step has a single candidate command: there is nothing to choose "
+                "between, so nothing to learn; record the admissible commands (from_expert does)"
+            )
         rows = self._rows(states, candidates)
         offsets = np.cumsum([0] + [len(c) for c in candidates])
         width = max(len(c) for c in candidates)
@@ -248,8 +266,14 @@ class BCPrior:
                 optimizer.step()
                 loss_sum += loss.item() * len(batch)
         self.model = model.eval()
-        self.training = {"states": n, "episodes": len(episodes), "history": history, "epochs": epochs,
-                         "updates": epochs * per_epoch, "final_loss": loss_sum / n}
+        self.training = {
+            "states": n,
+            "episodes": len(episodes),
+            "history": history,
+            "epochs": epochs,
+            "updates": epochs * per_epoch,
+            "final_loss": loss_sum / n,
+        }
         return self
 
     def _training_states(
@@ -360,7 +384,7 @@ class BCPrior:
             "version": FILE_VERSION,
             "config": self.config,
             "encoder": self.encoder_name,
-            "encoder_dim": int(model[0].in_features // len(self.config["features"])),
+            "encoder_dim": int(model[0].in_features // len(self.config["features"])),  # type: ignore[operator]  # a Linear
             "training": {k: v for k, v in self.training.items() if isinstance(v, (int, float, str))},
             "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         }
@@ -381,27 +405,48 @@ class BCPrior:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
-        except Exception as exc:  # noqa: BLE001: not a torch file, or one holding more than plain data
+        except Exception as exc:  # noqa: BLE001 (not a torch file, or one holding more than plain data)
             raise ValueError(f"{str(path)!r} is not a BCPrior file ({type(exc).__name__}: {exc})"[:500]) from exc
         if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
             raise ValueError(f"{str(path)!r} is not a BCPrior file (write one with BCPrior.save)")
         if payload.get("version") != FILE_VERSION:
-            raise ValueError(f"{str(path)!r} is BCPrior file version {payload.get('version')!r}; this version of "
-                             f"prior_wrappers reads version {FILE_VERSION}")
+            raise ValueError(
+                f"{str(path)!r} is BCPrior file version {payload.get('version')!r}; this version of "
+                f"prior_wrappers reads version {FILE_VERSION}"
+            )
         saved = str(payload.get("encoder"))
         if encoder is None and saved.startswith("hashing:"):
             encoder = HashingEncoder(int(saved.split(":", 1)[1]))
         elif encoder is None and saved != DEFAULT_ENCODER:
             raise ValueError(f"{str(path)!r} was trained with the encoder {saved!r}: pass it, load(path, encoder=...)")
         if encoder is not None and encoder_name(encoder) != saved:
-            raise ValueError(f"{str(path)!r} was trained with the encoder {saved!r}, not {encoder_name(encoder)!r}: "
-                             "its features would mean nothing to the trained scorer; pass the same encoder")
+            raise ValueError(
+                f"{str(path)!r} was trained with the encoder {saved!r}, not {encoder_name(encoder)!r}: "
+                "its features would mean nothing to the trained scorer; pass the same encoder"
+            )
         try:
             config = dict(payload["config"])
-            prior = cls(encoder=encoder, **{k: config[k] for k in (
-                "hidden", "features", "updates", "epochs", "lr", "weight_decay", "batch_size", "negatives", "seed")})
+            prior = cls(
+                encoder=encoder,
+                **{
+                    k: config[k]
+                    for k in (
+                        "hidden",
+                        "features",
+                        "updates",
+                        "epochs",
+                        "lr",
+                        "weight_decay",
+                        "batch_size",
+                        "negatives",
+                        "seed",
+                    )
+                },
+            )
             if encoder is not None and int(encoder.dim) != int(payload["encoder_dim"]):
-                raise ValueError(f"the encoder has dim {encoder.dim}, the file's scorer expects {payload['encoder_dim']}")
+                raise ValueError(
+                    f"the encoder has dim {encoder.dim}, the file's scorer expects {payload['encoder_dim']}"
+                )
             prior.encoder_name = saved
             model = prior._build(int(payload["encoder_dim"]) * len(prior.config["features"]))
             model.load_state_dict(payload["state_dict"])
@@ -421,6 +466,8 @@ def _episodes(demonstrations: Any) -> list[Demonstration]:
     pool = Demonstrations.training_pool(demonstrations, "fit()")
     episodes = [e for e in pool.episodes if e.success and e.steps]
     if not episodes:
-        raise ValueError(f"no demonstration to learn from: the {type(demonstrations).__name__} given holds no "
-                         "successful, non-empty episode (unsuccessful and empty episodes are dropped)")
+        raise ValueError(
+            f"no demonstration to learn from: the {type(demonstrations).__name__} given holds no "
+            "successful, non-empty episode (unsuccessful and empty episodes are dropped)"
+        )
     return episodes

@@ -8,7 +8,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _proposal_bytes(key: ProposalKey, entry: ProposalEntry) -> int:
 
 
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
-    out = np.array(array, dtype=dtype, copy=True)
+    out: np.ndarray = np.array(array, dtype=dtype, copy=True)
     out.setflags(write=False)  # shared by every hit: nobody may change a cached score in place
     return out
 
@@ -114,7 +114,8 @@ class CachedPrior:
         return self._bytes
 
     def cache_info(self) -> dict[str, float]:
-        """``hits``, ``misses``, ``hit_rate``, ``size`` (entries), ``bytes``, and the bounds ``maxsize``/``max_bytes``."""
+        """``hits``, ``misses``, ``hit_rate``, ``size`` (entries), ``bytes``, and the bounds
+        ``maxsize``/``max_bytes``."""
         return {
             "hits": self.hits,
             "misses": self.misses,
@@ -168,18 +169,37 @@ class CachedPrior:
             "keys": [[k[0], list(k[1]), k[2]] for k, _ in items],
             # (prompt, admissible or null, k, seed, options digest, commands, counts, generations, invalid)
             "proposals": [
-                [prompt, None if admissible is None else list(admissible), int(k), int(seed), options,
-                 list(commands), counts.tolist(), list(generations), int(invalid)]
-                for (prompt, admissible, k, seed, options), (commands, counts, generations, invalid)
-                in self._proposals.items()
+                [
+                    prompt,
+                    None if admissible is None else list(admissible),
+                    int(k),
+                    int(seed),
+                    options,
+                    list(commands),
+                    counts.tolist(),
+                    list(generations),
+                    int(invalid),
+                ]
+                for (prompt, admissible, k, seed, options), (
+                    commands,
+                    counts,
+                    generations,
+                    invalid,
+                ) in self._proposals.items()
             ],
         }
 
         def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
-            return np.concatenate([np.asarray(a, dtype=dtype).reshape(-1) for a in arrays]) if arrays else np.zeros(0, dtype)
+            return (
+                np.concatenate([np.asarray(a, dtype=dtype).reshape(-1) for a in arrays])
+                if arrays
+                else np.zeros(0, dtype)
+            )
 
-        arrays = {
-            "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8),
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.frombuffer(
+                json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8
+            ),
             "lengths": np.array([len(e[0]) for _, e in items], dtype=np.int64),
             "logprobs": cat([e[0] for _, e in items], np.float64),
             "raw_logprobs": cat([e[1] for _, e in items], np.float64),
@@ -194,7 +214,7 @@ class CachedPrior:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:  # a file object: numpy must not append ".npz" to the name
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy: **kwds could be allow_pickle
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -270,7 +290,7 @@ class CachedPrior:
         out: list[tuple[Key, Entry]] = []
         starts = np.concatenate([[0], np.cumsum(lengths)])
         row = 0
-        for i, raw_key in enumerate(keys):
+        for i, raw_key in enumerate(cast(list, keys)):  # consistent: a list
             try:
                 prompt, cands, normalization = raw_key
                 key: Key = (str(prompt), tuple(str(c) for c in cands), str(normalization))
@@ -295,12 +315,17 @@ class CachedPrior:
             try:
                 prompt, admissible, k, seed, options, commands, counts, generations, invalid = raw
                 proposal_key: ProposalKey = (
-                    str(prompt), None if admissible is None else tuple(str(a) for a in admissible), int(k), int(seed),
+                    str(prompt),
+                    None if admissible is None else tuple(str(a) for a in admissible),
+                    int(k),
+                    int(seed),
                     str(options),
                 )
                 proposal: ProposalEntry = (
-                    tuple(str(c) for c in commands), _frozen(np.asarray(counts, dtype=np.float64), np.float64),
-                    tuple(str(g) for g in generations), int(invalid),
+                    tuple(str(c) for c in commands),
+                    _frozen(np.asarray(counts, dtype=np.float64), np.float64),
+                    tuple(str(g) for g in generations),
+                    int(invalid),
                 )
             except (TypeError, ValueError):
                 raise bad(f"malformed proposal {i}") from None
@@ -405,19 +430,34 @@ class CachedPrior:
             results.append(entry)
         if missing:
             miss = list(missing)
-            fresh = self.prior.propose([key[0] for key in miss], [None if key[1] is None else list(key[1]) for key in miss],
-                                       k, seed=[key[3] for key in miss], **kwargs)
+            fresh = self.prior.propose(
+                [key[0] for key in miss],
+                [None if key[1] is None else list(key[1]) for key in miss],
+                k,
+                seed=[key[3] for key in miss],  # type: ignore[call-arg]  # propose_options: this prior takes seed=
+                **kwargs,
+            )
             for j, key in enumerate(miss):
-                invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
-                entry = (tuple(fresh.commands[j]), _frozen(fresh.counts[j], np.float64), tuple(fresh.generations[j]), int(invalid))
+                n_invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
+                entry = (
+                    tuple(fresh.commands[j]),
+                    _frozen(fresh.counts[j], np.float64),
+                    tuple(fresh.generations[j]),
+                    int(n_invalid),
+                )
                 self._put_proposal(key, entry)
                 for i in missing[key]:
                     results[i] = entry
             self._evict_proposals()
         done = [r for r in results if r is not None]
         invalid = [r[3] for r in done]
-        return Proposals([list(r[0]) for r in done], [r[1] for r in done], [list(r[2]) for r in done],
-                         invalid_rate=sum(invalid) / (k * len(done)), invalid=invalid)
+        return Proposals(
+            [list(r[0]) for r in done],
+            [r[1] for r in done],
+            [list(r[2]) for r in done],
+            invalid_rate=sum(invalid) / (k * len(done)),
+            invalid=invalid,
+        )
 
     def __getattr__(self, name: str) -> Any:
         # expose the wrapped prior's attributes (tokenizer, model, ...) without re-declaring them

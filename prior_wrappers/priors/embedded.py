@@ -106,7 +106,7 @@ def _convert_into(gguf_path: Path, out_dir: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # transformers de-quantised the GGUF weights to plain fp32 tensors on load; drop the GGUF markers so that
     # they save (and reload) as an ordinary model
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types an unknown Module attribute Tensor | Module
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     model.save_pretrained(out_dir)

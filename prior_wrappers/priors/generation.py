@@ -8,7 +8,7 @@ counters, and adds ancestral sampling with one KV cache per prompt shared by tha
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -47,12 +47,17 @@ class ProposalSampling:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: every row's text starts at position 0
         last = positions[:, -1:].repeat_interleave(k, dim=0)
         if self.kv_cache is None:
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.tokenizer.eos_token_id or 0)
+            pad_id = (
+                self.tokenizer.pad_token_id
+                if self.tokenizer.pad_token_id is not None
+                else (self.tokenizer.eos_token_id or 0)
+            )
             padded = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
             for i, e in enumerate(encoded):
                 padded[i, longest - len(e) :] = torch.tensor(e, dtype=torch.long)
-            out = forward_with_cache(self._base, None, input_ids=padded.to(dev), attention_mask=mask,
-                                     position_ids=positions, use_cache=True)
+            out = forward_with_cache(
+                self._base, None, input_ids=padded.to(dev), attention_mask=mask, position_ids=positions, use_cache=True
+            )
             layers, hidden = cache_layers(output_cache(out)), out.last_hidden_state[:, -1]
         else:  # one prompt at a time, each from its longest cached prefix
             rows, hiddens = [], []
@@ -60,9 +65,14 @@ class ProposalSampling:
                 held = self.kv_cache.match(ids, len(ids) - 1)
                 start = held.length
                 cached = cache_from_layers([(a[None], b[None]) for a, b in held.layers()]) if start else None
-                out = forward_with_cache(self._base, cached, kwarg=self._cache_kwarg, use_cache=True,
-                                         input_ids=torch.tensor([ids[start:]], device=dev),
-                                         position_ids=torch.arange(start, len(ids), device=dev)[None])
+                out = forward_with_cache(
+                    self._base,
+                    cached,
+                    kwarg=self._cache_kwarg,
+                    use_cache=True,
+                    input_ids=torch.tensor([ids[start:]], device=dev),
+                    position_ids=torch.arange(start, len(ids), device=dev)[None],
+                )
                 full = cache_layers(output_cache(out))
                 self.kv_cache.insert(ids, [(a[0, :, start:], b[0, :, start:]) for a, b in full], start=start)
                 self.computed_tokens += len(ids) - start
@@ -125,10 +135,11 @@ class ProposalSampling:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         per_prompt = prompt_seeds(seed, len(prompts))
-        generators: list[torch.Generator | None] = [None]
+        generators: list[torch.Generator] | list[None] = [None]
         if seed is not None:
-            generators = [torch.Generator(device=self.device) for _ in (per_prompt or [seed])]
-            for g, s in zip(generators, per_prompt or [seed]):
+            seeds = per_prompt or [cast(int, seed)]  # not per prompt: one int for the whole call
+            generators = [torch.Generator(device=self.device) for _ in seeds]
+            for g, s in zip(generators, seeds):
                 g.manual_seed(int(s))
         tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -145,8 +156,9 @@ class ProposalSampling:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
             probs = torch.softmax(logits / temperature, dim=-1)
             if len(generators) > 1:  # one generator per prompt draws that prompt's k rows
-                nxt = torch.cat([torch.multinomial(probs[i * k : (i + 1) * k], 1, generator=g)
-                                 for i, g in enumerate(generators)]).squeeze(-1)
+                nxt = torch.cat(
+                    [torch.multinomial(probs[i * k : (i + 1) * k], 1, generator=g) for i, g in enumerate(generators)]
+                ).squeeze(-1)
             else:
                 nxt = torch.multinomial(probs, 1, generator=generators[0]).squeeze(-1)
             nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
@@ -161,7 +173,12 @@ class ProposalSampling:
             step_positions = step_positions + 1
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             out = forward_with_cache(
-                self._base, past, input_ids=nxt[:, None], attention_mask=mask, position_ids=step_positions, use_cache=True
+                self._base,
+                past,
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=step_positions,
+                use_cache=True,
             )
             past = output_cache(out)
             hidden = out.last_hidden_state[:, -1]

@@ -23,20 +23,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 
-from prior_wrappers.priors.base import (
-    Normalization,
-    PriorScores,
-    digest,
-    model_fingerprint,
-    normalize_scores,
-    tokenizer_fingerprint,
-    validate_request,
-)
 from prior_wrappers.priors.attention import (
     ATTENTION_MODES,
     AttentionMode,
@@ -47,6 +38,15 @@ from prior_wrappers.priors.attention import (
     layer_masks,
     register_flex,
     scoring_implementation,
+)
+from prior_wrappers.priors.base import (
+    Normalization,
+    PriorScores,
+    digest,
+    model_fingerprint,
+    normalize_scores,
+    tokenizer_fingerprint,
+    validate_request,
 )
 from prior_wrappers.priors.generation import ProposalSampling
 from prior_wrappers.priors.hf_compat import (
@@ -63,6 +63,7 @@ from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
 PrefixCacheMode = Literal["tree", "shared", "off"]
+
 
 @dataclass
 class _Segment:
@@ -164,8 +165,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._lock = threading.RLock()  # one score call at a time: the caches and workspace are the engine's state
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
-        self._cache_kwarg = cache_kwarg(self._base)  # "cache" or "past_key_values", as the installed transformers names it
-        mode: PrefixCacheMode = {True: "tree", False: "off"}.get(prefix_cache, prefix_cache)  # type: ignore[arg-type]
+        # "cache" or "past_key_values", as the installed transformers names it
+        self._cache_kwarg = cache_kwarg(self._base)
+        mode: PrefixCacheMode = {True: "tree", False: "off"}.get(prefix_cache, prefix_cache)  # type: ignore[arg-type, assignment]
         if mode not in ("tree", "shared", "off"):
             raise ValueError(f"prefix_cache must be True, False, 'tree', 'shared' or 'off', got {prefix_cache!r}")
         if mode != "off" and self._cache_kwarg is None:
@@ -229,7 +231,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         if path.suffix == ".gguf":
             gguf_file, path = path.name, path.parent
         if looks_local and not path.exists():
-            raise FileNotFoundError(f"model path {str(name_or_path)!r} does not exist; pass a model directory, a .gguf file or a hub id")
+            raise FileNotFoundError(
+                f"model path {str(name_or_path)!r} does not exist; pass a model directory, a .gguf file or a hub id"
+            )
         if gguf_file is not None and not (path / gguf_file).is_file():
             raise FileNotFoundError(f"GGUF file {str(path / gguf_file)!r} not found")
         if path.is_dir() and gguf_file is None and not (path / "config.json").is_file():
@@ -238,7 +242,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         dtype = scoring_dtype(device) if dtype in (None, "auto") else dtype
         if isinstance(dtype, str):
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
-                raise ValueError(f"dtype {dtype!r} is not a torch dtype: use 'auto', 'float32', 'bfloat16' or 'float16'")
+                raise ValueError(
+                    f"dtype {dtype!r} is not a torch dtype: use 'auto', 'float32', 'bfloat16' or 'float16'"
+                )
             dtype = getattr(torch, dtype)
         source = str(path) if path.exists() else str(name_or_path)
         if local_files_only is None:
@@ -248,7 +254,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
             load_kwargs["gguf_file"] = gguf_file
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)  # type: ignore[arg-type]
         if adapter is None:
             return cls(model, tokenizer, **kwargs)
         from prior_wrappers.priors.adaptation import load_adapter
@@ -294,7 +300,10 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         batches: list[list[_Segment]] = []
         past = 0
         for seg in ordered:  # longest first: a batch's padded length is its first row's length
-            if batches and (len(batches[-1]) + 1) * (max(past, seg.offset) + batches[-1][0].length) <= self.token_budget:
+            if (
+                batches
+                and (len(batches[-1]) + 1) * (max(past, seg.offset) + batches[-1][0].length) <= self.token_budget
+            ):
                 batches[-1].append(seg)
                 past = max(past, seg.offset)
             else:
@@ -312,7 +321,10 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         n = len(batch)
         if self.prefix_cache_mode == "shared":  # every row has the same anchor
             return cache_from_layers(
-                [(k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1)) for k, v in self._anchor_kv]
+                [
+                    (k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1))
+                    for k, v in self._anchor_kv
+                ]
             )
         template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
         shapes = [(n, k.shape[0], width + room, k.shape[2]) for k, _ in template]
@@ -334,8 +346,10 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         into fresh allocations (whose first touch costs a page fault per 4 KB on a CPU)."""
         sizes = [int(np.prod(shape)) for shape in shapes]
         flat = self._workspace
-        if len(flat) != 2 * len(shapes) or any(f.numel() < size for f, size in zip(flat, sizes + sizes)) or (
-            flat and (flat[0].dtype != like.dtype or flat[0].device != like.device)
+        if (
+            len(flat) != 2 * len(shapes)
+            or any(f.numel() < size for f, size in zip(flat, sizes + sizes))
+            or (flat and (flat[0].dtype != like.dtype or flat[0].device != like.device))
         ):
             flat = [like.new_empty(int(size * 1.25)) for size in sizes + sizes]
             self._workspace = flat
@@ -348,8 +362,10 @@ class HFPrior(CandidateTokenization, ProposalSampling):
     ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
         n = len(batch)
         past_width = max(seg.offset for seg in batch)
-        packed = pack_rows([(seg.prompt_ids, seg.offset, seg.nodes, seg.paths) for seg in batch],
-                           self.tokenizer.pad_token_id or 0)
+        packed = pack_rows(
+            [(seg.prompt_ids, seg.offset, cast(list, seg.nodes), cast(list, seg.paths)) for seg in batch],  # laid out
+            self.tokenizer.pad_token_id or 0,
+        )
         width = packed.input_ids.shape[1]
         for seg, length in zip(batch, packed.lengths):
             self.computed_tokens += length
@@ -362,11 +378,14 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         visible[:, :, past_width:] = packed.allowed
         dev = self.device
         if self.attention == "flex":
+
             def build(v: torch.Tensor) -> Any:
                 return block_mask(v, dev)
         else:
+
             def build(v: torch.Tensor) -> Any:
                 return additive_mask(v, dtype).to(dev)
+
         # the cached columns hold prompt positions 0..offset-1 (beyond a row's offset they are masked anyway)
         key_positions = torch.cat([torch.arange(past_width).expand(n, -1), packed.position_ids], dim=1)
         mask = layer_masks(visible, packed.position_ids, key_positions, self._windows, build)
@@ -425,7 +444,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
                 return
             ids = torch.tensor([first[:n]], device=self.device)
             empty = cache_from_layers([])  # ours: the model's would keep only a window of sliding layers
-            cache = output_cache(forward_with_cache(self._base, empty, kwarg=self._cache_kwarg, input_ids=ids, use_cache=True))
+            cache = output_cache(
+                forward_with_cache(self._base, empty, kwarg=self._cache_kwarg, input_ids=ids, use_cache=True)
+            )
             self.prefix_passes += 1
             self.computed_tokens += n
             self._anchor = list(first[:n])
@@ -512,7 +533,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
                 self.prompt_tokens += len(seg.prompt_ids)
         raw = [np.zeros(len(c)) for c in candidates]
         ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
-        feats = [[None] * len(c) for c in candidates] if return_features else None
+        feats: list[list[Any]] | None = [[None] * len(c) for c in candidates] if return_features else None
         for batch in self._batches(segments):
             if self.prefix_cache_mode == "tree":
                 planned = max(seg.offset for seg in batch)
@@ -549,8 +570,14 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         }
         tree = self.kv_cache
         if tree is not None:
-            info.update(bytes=tree.bytes, max_bytes=tree.max_bytes, tokens=tree.tokens, nodes=tree.nodes,
-                        evictions=tree.evictions, evicted_tokens=tree.evicted_tokens)
+            info.update(
+                bytes=tree.bytes,
+                max_bytes=tree.max_bytes,
+                tokens=tree.tokens,
+                nodes=tree.nodes,
+                evictions=tree.evictions,
+                evicted_tokens=tree.evicted_tokens,
+            )
         elif self.prefix_cache_mode == "shared":
             info.update(bytes=sum(k.nbytes + v.nbytes for k, v in self._anchor_kv), tokens=len(self._anchor))
         return info
@@ -577,7 +604,10 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         ident = (id(self.model), id(self.tokenizer))
         cached = getattr(self, "_fingerprint_cache", None)
         if cached is None or cached[0] != ident:
-            parts = {"model": self._model_fingerprint(), "tokenizer": tokenizer_fingerprint(self.tokenizer)}
+            parts: dict[str, Any] = {
+                "model": self._model_fingerprint(),
+                "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            }
             cached = self._fingerprint_cache = (ident, parts)
         parts = dict(cached[1])
         parts.update(
@@ -614,7 +644,9 @@ def scoring_dtype(device: str | torch.device) -> torch.dtype:
 
 
 @torch.inference_mode()
-def naive_candidate_logprob(model: Any, tokenizer: Any, prompt: str, candidate: str, separator: str = " ", suffix: str = "") -> tuple[float, int]:
+def naive_candidate_logprob(
+    model: Any, tokenizer: Any, prompt: str, candidate: str, separator: str = " ", suffix: str = ""
+) -> tuple[float, int]:
     """Reference implementation: one full forward pass of ``prompt + separator + candidate + suffix``; returns
     the summed log-prob of the tokens the candidate adds and their count. Slow by design (tests, benchmarks)."""
     p_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
@@ -625,4 +657,3 @@ def naive_candidate_logprob(model: Any, tokenizer: Any, prompt: str, candidate: 
     logps = logits.log_softmax(-1)
     total = sum(logps[t - 1, ids[t]].item() for t in range(ctx, len(ids)))
     return float(total), len(ids) - ctx
-

@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ import torch
 CACHE_KWARGS = ("cache", "past_key_values")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forward_parameters(forward: Any) -> frozenset[str]:
     return frozenset(inspect.signature(forward).parameters)
 
@@ -41,7 +41,9 @@ def forward_with_cache(model: Any, cache: Any, *, kwarg: str | None = None, **in
     """
     name = kwarg or cache_kwarg(model)
     if name is None:
-        raise TypeError(f"{type(model).__name__}.forward takes no key/value cache (neither 'cache' nor 'past_key_values')")
+        raise TypeError(
+            f"{type(model).__name__}.forward takes no key/value cache (neither 'cache' nor 'past_key_values')"
+        )
     return model(**inputs, **{name: cache})
 
 
@@ -83,12 +85,15 @@ def prefilled_cache(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]
     return cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prefilled_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
-    class PrefilledLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+    class PrefilledLayer(DynamicLayer):
         """A ``DynamicLayer`` whose keys/values live in a buffer with room for the forward's new tokens."""
+
+        keys: torch.Tensor  # set in __init__ (DynamicLayer's may be None before its lazy initialisation)
+        values: torch.Tensor
 
         def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
             super().__init__()

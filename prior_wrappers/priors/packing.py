@@ -129,8 +129,9 @@ def pack_rows(
         spans.append([start + np.asarray(path, dtype=np.int64) for path in paths])
         last_cols.append([lp + path[-1] for path in paths])
         prompt_cols.append(lp)
-    return PackedRows(input_ids, position_ids, allowed, pred_rows, pred_cols, targets, spans, last_cols, prompt_cols,
-                      lengths)
+    return PackedRows(
+        input_ids, position_ids, allowed, pred_rows, pred_cols, targets, spans, last_cols, prompt_cols, lengths
+    )
 
 
 def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

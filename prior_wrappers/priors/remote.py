@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -30,12 +30,12 @@ from prior_wrappers.priors.base import (
     Proposals,
     digest,
     normalize_scores,
-    tokenizer_fingerprint,
     prompt_seeds,
+    tokenizer_fingerprint,
     validate_request,
 )
-from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
 from prior_wrappers.priors.matching import Fallback, tally_proposals
+from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
 
 if TYPE_CHECKING:
     import httpx
@@ -110,7 +110,6 @@ class OpenAIPrior(CandidateTokenization):
         :meth:`server_metrics` for what the server computed.
     """
 
-
     def __init__(
         self,
         base_url: str,
@@ -144,7 +143,7 @@ class OpenAIPrior(CandidateTokenization):
         self.separator = separator
         self.candidate_suffix = candidate_suffix
         self.truncation = truncation
-        self.max_length = max_length
+        self.max_length = max_length  # type: ignore[assignment]  # None: read from the server on first use
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
@@ -178,7 +177,9 @@ class OpenAIPrior(CandidateTokenization):
                 base_url=self.base_url,
                 headers=headers,
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+                limits=httpx.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                ),
             )
         return self._client
 
@@ -315,7 +316,9 @@ class OpenAIPrior(CandidateTokenization):
         return {"requests": self.requests, "retries": self.retries, "p50_ms": float(p50), "p95_ms": float(p95)}
 
     # ------------------------------------------------------------------ scoring
-    def _sequences(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[tuple[list[int], int]]]:
+    def _sequences(
+        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[list[tuple[list[int], int]]]:
         """Per prompt, per candidate: the token ids to echo and where the candidate's tokens start in them."""
         return [self._echo_sequences(tp) for tp in self._tokenize_candidates(prompts, candidates)]
 
@@ -438,21 +441,28 @@ class OpenAIPrior(CandidateTokenization):
                 for key, targets in wanted.items():
                     if (key in bases) == first_round:
                         ordered = sorted(targets)
-                        items += [(key, set(ordered[j : j + MAX_TARGET_IDS])) for j in range(0, len(ordered), MAX_TARGET_IDS)]
+                        items += [
+                            (key, set(ordered[j : j + MAX_TARGET_IDS])) for j in range(0, len(ordered), MAX_TARGET_IDS)
+                        ]
                 batches.extend(_pack_requests(items))
-            for answer in self._map(lambda i: self._next_token_request(batches[i]), len(batches)):
+            # _map calls the lambda before the loop moves on
+            for answer in self._map(lambda i: self._next_token_request(batches[i]), len(batches)):  # noqa: B023
                 for key, values in answer.items():
                     found.setdefault(key, {}).update(values)
         results = []
         for tp in tokenized:
-            raw = np.array([
-                sum(found[tuple(tp.prompt_ids[:ctx] + ids[:i])][t] for i, t in enumerate(ids))
-                for ctx, ids in zip(tp.contexts, tp.candidate_ids)
-            ])
+            raw = np.array(
+                [
+                    sum(found[tuple(tp.prompt_ids[:ctx] + ids[:i])][t] for i, t in enumerate(ids))
+                    for ctx, ids in zip(tp.contexts, tp.candidate_ids)
+                ]
+            )
             results.append((raw, np.array([len(ids) for ids in tp.candidate_ids], dtype=np.int64)))
         return results
 
-    def _next_token_request(self, items: list[tuple[tuple[int, ...], set[int]]]) -> dict[tuple[int, ...], dict[int, float]]:
+    def _next_token_request(
+        self, items: list[tuple[tuple[int, ...], set[int]]]
+    ) -> dict[tuple[int, ...], dict[int, float]]:
         """One request: every sequence generates one token; returns, per sequence, its targets' log-probs."""
         targets = sorted(set().union(*(t for _, t in items)))
         body: dict[str, Any] = {
@@ -532,8 +542,10 @@ class OpenAIPrior(CandidateTokenization):
             raise ValueError("k must be >= 1")
         self._handshake()
         # the prompt and its sampled tokens within the context window, as HFPrior.propose keeps them
-        prompt_ids = [self._fit_generation(i, ids, max_new_tokens)
-                      for i, ids in enumerate(self._encode([p + self.separator.rstrip(" ") for p in prompts]))]
+        prompt_ids = [
+            self._fit_generation(i, ids, max_new_tokens)
+            for i, ids in enumerate(self._encode([p + self.separator.rstrip(" ") for p in prompts]))
+        ]
 
         def sample(i: int) -> list[str]:
             body: dict[str, Any] = {
@@ -546,8 +558,9 @@ class OpenAIPrior(CandidateTokenization):
             }
             if per_prompt is not None:
                 body["seed"] = per_prompt[i]
-            elif seed is not None:
-                body["seed"] = int(seed) + i  # distinct per prompt, like one generator drawing for all prompts
+            elif seed is not None:  # one int (not per prompt)
+                # distinct per prompt, like one generator drawing for all prompts
+                body["seed"] = int(cast(int, seed)) + i
             choices = self._request("POST", "/v1/completions", body).get("choices") or []
             if len(choices) != k:
                 raise RemotePriorError(f"asked for n={k} samples, the server returned {len(choices)}")
@@ -590,9 +603,13 @@ def _load_tokenizer(source: Any) -> Any:
 
     path = Path(str(source)).expanduser()
     if path.is_absolute() and not path.exists():
-        raise FileNotFoundError(f"tokenizer path {str(source)!r} does not exist; pass tokenizer= the served model's directory or hub id")
+        raise FileNotFoundError(
+            f"tokenizer path {str(source)!r} does not exist; pass tokenizer= the served model's directory or hub id"
+        )
     try:
-        return AutoTokenizer.from_pretrained(str(path) if path.exists() else str(source), local_files_only=path.exists())
+        return AutoTokenizer.from_pretrained(
+            str(path) if path.exists() else str(source), local_files_only=path.exists()
+        )
     except OSError as err:  # e.g. a served name such as "smollm2" that is no hub id
         raise OSError(
             f"could not load a tokenizer from {str(source)!r}; pass tokenizer= the served model's directory or hub id "

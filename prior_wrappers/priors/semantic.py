@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -225,8 +225,13 @@ class SemanticCachedPrior:
     def clear(self) -> None:
         """Forget every cached state and reset the counters."""
         self.__init__(  # type: ignore[misc]
-            self.prior, self.encoder, threshold=self.threshold, candidates=self.candidates,
-            max_entries=self.max_entries, max_bytes=self.max_bytes, split=self.split,
+            self.prior,
+            self.encoder,
+            threshold=self.threshold,
+            candidates=self.candidates,
+            max_entries=self.max_entries,
+            max_bytes=self.max_bytes,
+            split=self.split,
         )
 
     # ------------------------------------------------------------------ storage
@@ -278,7 +283,8 @@ class SemanticCachedPrior:
             return [] if ok else list(dict.fromkeys(cands))
         have = entry.commands
         return [
-            c for c in dict.fromkeys(cands)
+            c
+            for c in dict.fromkeys(cands)
             if c not in entry.pending and (c not in have or (features and have[c][3] is None))
         ]
 
@@ -335,7 +341,9 @@ class SemanticCachedPrior:
         for i, (cands, group, (_, text)) in enumerate(zip(candidates, groups, splits)):
             entry, missing, semantic = self._find(group, text, vectors[i], cands, return_features)
             if entry is None:
-                vector = vectors[i] if vectors[i] is not None else np.zeros(self.encoder.dim, np.float32)
+                vector = (
+                    cast(np.ndarray, vectors[i]) if vectors[i] is not None else np.zeros(self.encoder.dim, np.float32)
+                )
                 entry = self._new_entry(group, text, vector)
             elif semantic and (group, text) not in self._exact:  # remembered: found by look-up next time
                 entry.aliases.append(text)
@@ -365,7 +373,7 @@ class SemanticCachedPrior:
             logprobs=[o[0] for o in out],
             raw_logprobs=[o[1] for o in out],
             num_tokens=[o[2] for o in out],
-            features=[o[3] for o in out] if return_features else None,  # type: ignore[misc]
+            features=[o[3] for o in out] if return_features else None,
         )
 
     def _fill(self, prompts, candidates, requests, normalization: Normalization, features: bool) -> None:
@@ -385,7 +393,12 @@ class SemanticCachedPrior:
             ntok = np.asarray(fresh.num_tokens[j], np.int64)
             feats = fresh.features[j] if features and fresh.features is not None else None
             records = {
-                c: (float(lp[k]), float(raw[k]), int(ntok[k]), None if feats is None else np.array(feats[k], np.float32))
+                c: (
+                    float(lp[k]),
+                    float(raw[k]),
+                    int(ntok[k]),
+                    None if feats is None else np.array(feats[k], np.float32),
+                )
                 for k, c in enumerate(cmds)
             }
             if self.candidates == "same":
@@ -412,10 +425,12 @@ class SemanticCachedPrior:
         ntok = np.array([r[2] for r in rows], np.int64)
         if self.candidates != "same":
             logprobs = normalize_scores(raw, ntok, cands, normalization)
-        feats = np.stack([r[3] for r in rows]).astype(np.float32) if features else None
+        feats = np.stack([cast(np.ndarray, r[3]) for r in rows]).astype(np.float32) if features else None
         return logprobs, raw, ntok, feats
 
-    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5, **kwargs: Any) -> Proposals:
+    def propose(
+        self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5, **kwargs: Any
+    ) -> Proposals:
         """Passed through to the wrapped prior, uncached (sampling is stochastic).
 
         :param prompts: one prompt per state.

@@ -70,7 +70,8 @@ class FunctionPrior:
         fn = self.fn
         qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         module = getattr(fn, "__module__", None) or type(fn).__module__
-        code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
+        # the code of a callable object's __call__ (not a callable() test)
+        code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)  # noqa: B004
         digest = hashlib.sha256(b"\0".join(_code_parts(code))).hexdigest()[:12]
         return f"FunctionPrior:{module}.{qualname}#{digest}"
 

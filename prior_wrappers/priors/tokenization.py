@@ -157,25 +157,32 @@ class CandidateTokenization:
         end = [[self.separator + c + self.candidate_suffix for c in cands] for cands in candidates]
         enabled = self._tail_enabled()
         cuts = self._prompt_cuts(prompts, prompt_ids) if enabled is not False else [None] * len(prompts)
-        tail_texts = [p[cut[0]:] + e for p, es, cut in zip(prompts, end, cuts) if cut is not None for e in es]
+        tail_texts = [p[cut[0] :] + e for p, es, cut in zip(prompts, end, cuts) if cut is not None for e in es]
         full_texts = [p + e for p, es, cut in zip(prompts, end, cuts) if cut is None for e in es]
         tails = iter(self.tokenizer(tail_texts, add_special_tokens=False)["input_ids"] if tail_texts else [])
         fulls = iter(self._encode(full_texts) if full_texts else [])
-        joined = [(cut[1], next(tails)) if cut is not None else (0, next(fulls))
-                  for es, cut in zip(end, cuts) for _ in es]
+        joined = [
+            (cut[1], next(tails)) if cut is not None else (0, next(fulls)) for es, cut in zip(end, cuts) for _ in es
+        ]
         if enabled is None and tail_texts:  # the once-per-engine cross-check, on every candidate of this call
             reference = self._encode([p + e for p, es in zip(prompts, end) for e in es])
             owners = [i for i, es in enumerate(end) for _ in es]
             agree = all(prompt_ids[i][:t] + ids == ref for i, (t, ids), ref in zip(owners, joined, reference))
             self._tail_state = (id(self.tokenizer), agree)
             if not agree:
-                warnings.warn("tokenising candidates from a cut near the prompt's end disagreed with tokenising "
-                              "prompt + candidate whole; this engine tokenises them whole from now on (slower, same "
-                              "scores)", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    "tokenising candidates from a cut near the prompt's end disagreed with tokenising "
+                    "prompt + candidate whole; this engine tokenises them whole from now on (slower, same "
+                    "scores)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 return [(0, ref) for ref in reference]
         return joined
 
-    def _tokenize_candidates(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[TokenizedPrompt]:
+    def _tokenize_candidates(
+        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[TokenizedPrompt]:
         prompt_ids = self._encode(list(prompts))
         joined = iter(self._joined_ids(prompts, prompt_ids, candidates))
         out = []
@@ -185,11 +192,13 @@ class CandidateTokenization:
                 t, ids = next(joined)  # the tokens of prompt + separator + c + suffix are p_ids[:t] + ids
                 ctx = t + common_prefix(p_ids[t:], ids)
                 if ctx == 0:
-                    raise ValueError(f"prompt {i} is empty after tokenisation: give the model some context to score from")
+                    raise ValueError(
+                        f"prompt {i} is empty after tokenisation: give the model some context to score from"
+                    )
                 if ctx == t + len(ids):
                     raise ValueError(f"candidate {c!r} adds no tokens to prompt {i}")
                 contexts.append(ctx)
-                cand_ids.append(ids[ctx - t:])
+                cand_ids.append(ids[ctx - t :])
             out.append(self._fit_context(i, TokenizedPrompt(p_ids, contexts, cand_ids)))
         return out
 
@@ -200,8 +209,10 @@ class CandidateTokenization:
         if overflow <= 0:
             return prompt_ids
         if new_tokens >= self.max_length:
-            raise ValueError(f"max_new_tokens={new_tokens} leaves no room for a prompt in the context window "
-                             f"({self.max_length} tokens)")
+            raise ValueError(
+                f"max_new_tokens={new_tokens} leaves no room for a prompt in the context window "
+                f"({self.max_length} tokens)"
+            )
         if self.truncation == "error":
             raise ValueError(
                 f"prompt {i} has {len(prompt_ids)} tokens and up to {new_tokens} are sampled after it, but the "
@@ -218,7 +229,7 @@ class CandidateTokenization:
             self._warned_truncation = True
         bos = self.tokenizer.bos_token_id
         keep_bos = bos is not None and bool(prompt_ids) and prompt_ids[0] == bos
-        return ([bos] if keep_bos else []) + prompt_ids[overflow + int(keep_bos):]
+        return ([bos] if keep_bos else []) + prompt_ids[overflow + int(keep_bos) :]
 
     def _fit_context(self, i: int, tp: TokenizedPrompt) -> TokenizedPrompt:
         """Drop the oldest prompt tokens when prompt + longest candidate exceed the context window."""
@@ -229,7 +240,8 @@ class CandidateTokenization:
         longest_candidate = max(len(t) for t in tp.candidate_ids)
         if longest_candidate >= self.max_length:
             raise ValueError(
-                f"a candidate of prompt {i} has {longest_candidate} tokens, more than the context window ({self.max_length})"
+                f"a candidate of prompt {i} has {longest_candidate} tokens, "
+                f"more than the context window ({self.max_length})"
             )
         if self.truncation == "error":
             raise ValueError(

@@ -30,7 +30,8 @@ from prior_wrappers.sb3.ppo_prior import PPOPrior, kl_to_prior
 from prior_wrappers.sb3.update_log import UpdateLog
 
 # Policy aliases: the string "CandidatePolicy" names DQNPriorPolicy for DQNPrior/CQLPrior (their
-# ``policy_aliases``) and CandidateActorCriticPolicy for PPOPrior; "LLMPolicy" names LLMActorCriticPolicy for GFlanPrior.
+# ``policy_aliases``) and CandidateActorCriticPolicy for PPOPrior; "LLMPolicy" names LLMActorCriticPolicy for
+# GFlanPrior.
 
 __all__ = [
     "CQLPrior",

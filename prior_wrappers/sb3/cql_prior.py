@@ -7,9 +7,8 @@ import warnings
 from typing import Any, Literal, TypeVar
 
 import torch as th
-from torch.nn import functional as F
-
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples
+from torch.nn import functional as F
 
 from prior_wrappers.sb3.dqn_prior import DQNPrior
 from prior_wrappers.sb3.masking import masked_logsumexp, valid_slots
@@ -79,9 +78,9 @@ class CQLPrior(DQNPrior):
 
     The defaults, all valid slots and ``conservative="logsumexp"``, are CQL(H) over the policy's own action set:
     the penalty pushes down, with equal weight, every action that greedy evaluation can take, the condition of
-    CQL's lower bound on that policy's value. A prior-based cut (top-k or mass) removes the actions the prior ranks low from the policy
-    itself: when the prior is wrong about the data (the benchmark's ``prior_top_k=2`` lost the data's good
-    action), no amount of data brings them back, unless ``behavior_threshold`` adds the data's own support
+    CQL's lower bound on that policy's value. A prior-based cut (top-k or mass) removes the actions the prior ranks
+    low from the policy itself: when the prior is wrong about the data (the benchmark's ``prior_top_k=2`` lost the
+    data's good action), no amount of data brings them back, unless ``behavior_threshold`` adds the data's own support
     (discrete BCQ's rule) to the candidates. ``conservative="prior_weighted"`` (log Σ p̃·exp Q) barely pushes
     down the actions the prior dislikes, so an unseen one keeps whatever Q the network extrapolates and greedy
     acting may take it; and a data action the prior dislikes is pushed up until it beats the prior's favourites
@@ -136,7 +135,9 @@ class CQLPrior(DQNPrior):
         if conservative not in ("logsumexp", "prior_weighted"):
             raise ValueError(f"conservative must be 'logsumexp' or 'prior_weighted', got {conservative!r}")
         if conservative == "prior_weighted" and not include_data_action:
-            raise ValueError("conservative='prior_weighted' keeps the data action in its set (include_data_action=True)")
+            raise ValueError(
+                "conservative='prior_weighted' keeps the data action in its set (include_data_action=True)"
+            )
         if not include_data_action and cql_weight > 1:
             warnings.warn(
                 f"include_data_action=False (the reference's CQL form) with cql_weight={cql_weight} > 1 has no "
@@ -158,13 +159,13 @@ class CQLPrior(DQNPrior):
         if self.behavior_threshold is None:
             return candidates
         with th.no_grad():
-            return self._with_data_support(obs, candidates, self.policy.behavior_net(obs))  # type: ignore[union-attr]
+            return self._with_data_support(obs, candidates, self.policy.behavior_net(obs))  # type: ignore[misc]
 
     def _with_data_support(self, obs: PyTorchObs, candidates: th.Tensor, behavior_logits: th.Tensor) -> th.Tensor:
         log_pi_b = behavior_logits.detach().log_softmax(dim=1)
         # π_b(a|s) / max_a' π_b(a'|s) ≥ τ  ⟺  log π_b(a|s) − max log π_b ≥ log τ
         supported = log_pi_b - log_pi_b.max(dim=1, keepdim=True).values >= math.log(self.behavior_threshold)  # type: ignore[arg-type]
-        return candidates | (supported & valid_slots(obs))
+        return candidates | (supported & valid_slots(obs))  # type: ignore[arg-type]  # SB3's PyTorchObs: a dict
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
         td_loss, q_values = self._td_loss(replay_data)
@@ -172,7 +173,7 @@ class CQLPrior(DQNPrior):
         obs = replay_data.observations
         candidates, behavior_logits = super().candidates(obs), None
         if self.behavior_threshold is not None:  # one forward of π_b serves the candidates and its own loss
-            behavior_logits = self.policy.behavior_net(obs)  # type: ignore[union-attr]
+            behavior_logits = self.policy.behavior_net(obs)  # type: ignore[misc]
             candidates = self._with_data_support(obs, candidates, behavior_logits)
         cql_loss = cql_penalty(
             q_values,

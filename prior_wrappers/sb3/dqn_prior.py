@@ -7,17 +7,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch as th
-from torch.nn import functional as F
-
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from torch.nn import functional as F
 
 from prior_wrappers.sb3.masking import (
-    candidate_slots,
     PRIOR_FLOOR,
+    candidate_slots,
     check_prior_floor,
     floored_log_prior,
     masked_fill,
@@ -274,11 +273,18 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             with th.no_grad():
                 q_values = self.q_net(obs)
             action = self._explore(q_values, log_prior, candidates)
-        action = action.cpu().numpy()
-        return action, action
+        actions = action.cpu().numpy()
+        return actions, actions
 
-    def _store_transition(self, replay_buffer: ReplayBuffer, buffer_action: np.ndarray, new_obs: Any,
-                          reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: Any,
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         if self._prior_trust is not None:
             self._prior_trust.step(reward, dones)
@@ -316,10 +322,10 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             action = masked_fill(scores, candidates).argmax(dim=1)
         else:
             action = self._explore(q_values, log_prior, candidates)
-        action = action.cpu().numpy()
+        actions = action.cpu().numpy()
         if not vectorized:
-            action = action.squeeze(axis=0)
-        return action, state
+            actions = actions.squeeze(axis=0)
+        return actions, state
 
     # ------------------------------------------------------------------ learning
     def next_state_values(self, next_observations: PyTorchObs) -> th.Tensor:

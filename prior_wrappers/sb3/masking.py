@@ -114,8 +114,10 @@ def floored_log_prior(log_prior: th.Tensor, candidates: th.Tensor, floor: float)
         return log_p
     n = candidates.sum(dim=-1, keepdim=True).clamp(min=1).to(log_p.dtype)
     # log((1 − λ)·p + λ/n), computed as a logsumexp of the two terms so that p ≈ 0 stays exact
-    mixed = th.logaddexp(log_p + th.log1p(th.tensor(-floor, dtype=log_p.dtype)) if floor < 1.0 else
-                         th.full_like(log_p, float("-inf")), th.log(floor / n).expand_as(log_p))
+    mixed = th.logaddexp(
+        log_p + th.log1p(th.tensor(-floor, dtype=log_p.dtype)) if floor < 1.0 else th.full_like(log_p, float("-inf")),
+        th.log(floor / n).expand_as(log_p),
+    )
     return masked_fill(mixed, candidates)
 
 

@@ -25,7 +25,6 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
-
 from stable_baselines3.common.buffers import DictReplayBuffer
 
 from prior_wrappers.sb3.signature import Signature, check_prior_match, env_prior_signature, normalize_signature
@@ -53,7 +52,8 @@ class OfflineDataset:
     :param episode_return: ``(n_episodes,)`` undiscounted return of each episode.
     :param prior_signature: the collecting wrapper's ``prior_signature`` (``None``: unknown, not checked).
     :param text_observations: ``(N,)`` str, the text of each row's observation (``record_text=True``; else
-        ``None``), e.g. for :meth:`Demonstrations.from_dataset <prior_wrappers.demonstrations.Demonstrations.from_dataset>`.
+        ``None``), e.g. for
+        :meth:`Demonstrations.from_dataset <prior_wrappers.demonstrations.Demonstrations.from_dataset>`.
     :param commands: ``(N,)`` str, the command each row executed (``record_text=True``).
     :param episode_task: ``(n_episodes,)`` str, each episode's ``info["task"]`` (``record_text=True``).
     :param episode_source: ``(n_episodes,)`` str, each episode's ``info["game_file"]`` or ``""``
@@ -83,12 +83,21 @@ class OfflineDataset:
         if ACTION_MASK not in self.observations:
             raise ValueError(f"observations have no {ACTION_MASK!r} key: record them behind LLMPriorWrapper")
         n = len(self.actions)
-        lengths = {"rewards": len(self.rewards), "terminated": len(self.terminated), "truncated": len(self.truncated),
-                   "episode_index": len(self.episode_index)}
+        lengths = {
+            "rewards": len(self.rewards),
+            "terminated": len(self.terminated),
+            "truncated": len(self.truncated),
+            "episode_index": len(self.episode_index),
+        }
         lengths.update({f"observations/{k}": len(v) for k, v in self.observations.items()})
         lengths.update({f"next_observations/{k}": len(v) for k, v in self.next_observations.items()})
-        lengths.update({name: len(getattr(self, name)) for name in ("text_observations", "commands")
-                        if getattr(self, name) is not None})
+        lengths.update(
+            {
+                name: len(getattr(self, name))
+                for name in ("text_observations", "commands")
+                if getattr(self, name) is not None
+            }
+        )
         wrong = {name: length for name, length in lengths.items() if length != n}
         if wrong:
             raise ValueError(f"the dataset has {n} actions but these arrays have other lengths: {wrong}")
@@ -178,7 +187,7 @@ class OfflineDataset:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy: **kwds could be allow_pickle
         return path
 
     @classmethod
@@ -260,7 +269,11 @@ class OfflineDataset:
         """
         if PRIOR_LOGPROBS in self.observations:
             check_prior_match(
-                "the dataset", self.observation_space, self.prior_signature, observation_space, prior_signature,
+                "the dataset",
+                self.observation_space,
+                self.prior_signature,
+                observation_space,
+                prior_signature,
                 target="the model",
             )
         if set(observation_space.spaces) != set(self.observations):
@@ -290,8 +303,9 @@ class OfflineDataset:
         kwargs.pop("optimize_memory_usage", None)
         rows = -(-n // n_envs)  # rows the dataset fills, the last one completed by repeats
         capacity_rows = max((buffer_size or n) // n_envs, rows)
-        buffer = buffer_class(capacity_rows * n_envs, observation_space, action_space, device=device, n_envs=n_envs,
-                              **kwargs)
+        buffer = buffer_class(
+            capacity_rows * n_envs, observation_space, action_space, device=device, n_envs=n_envs, **kwargs
+        )
         # transition t at [t // n_envs, t % n_envs]; slots n.. of the last row repeat transitions 0, 1, ...
         slot = np.arange(rows * n_envs)
         row, env, source = slot // n_envs, slot % n_envs, slot % n
@@ -320,8 +334,10 @@ def transition_nbytes(observation_space: spaces.Dict) -> int:
     observation twice (s and s'), an int64 action (``Discrete``), and float32 reward, done and time-out flags. For
     the prior observation that is 2·(k·D·4 + D·4 + k·4 + k) + 20 bytes, k slots of D-dimensional float32 features:
     multiply by ``buffer_size`` to size a buffer (k = 20, D = 384: about 65 kB, 6.5 GB per 100k transitions)."""
-    observation = sum(int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
-                      for space in observation_space.spaces.values())
+    observation = sum(
+        int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize  # type: ignore[arg-type, misc]  # Optional shape
+        for space in observation_space.spaces.values()
+    )
     return 2 * observation + np.dtype(np.int64).itemsize + 3 * np.dtype(np.float32).itemsize
 
 
@@ -391,8 +407,10 @@ def _play_episode(
         next_obs, reward, terminated, truncated, info = env.step(action)
         if record_text:
             if text is None or "command" not in info:
-                raise ValueError("record_text=True needs the wrapper's info['text_observation'] and info['command']: "
-                                 "collect behind LLMPriorWrapper")
+                raise ValueError(
+                    "record_text=True needs the wrapper's info['text_observation'] and info['command']: "
+                    "collect behind LLMPriorWrapper"
+                )
             rows["text_observations"].append(str(text))
             rows["commands"].append(str(info["command"]))
         rows["observations"].append(_copy(obs))
@@ -413,8 +431,18 @@ def _stack(episodes: list[tuple[dict[str, list], bool, float]], prior_signature:
         raise ValueError("no episodes were collected")
     rows: dict[str, list] = {f.name: [] for f in fields(OfflineDataset)}
     for i, (episode, _, _) in enumerate(episodes):
-        for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated",
-                     "text_observations", "commands", "episode_task", "episode_source"):
+        for name in (
+            "observations",
+            "actions",
+            "rewards",
+            "next_observations",
+            "terminated",
+            "truncated",
+            "text_observations",
+            "commands",
+            "episode_task",
+            "episode_source",
+        ):
             rows[name].extend(episode[name])
         rows["episode_index"].extend([i] * len(episode["actions"]))
     keys = rows["observations"][0].keys()
@@ -429,8 +457,10 @@ def _stack(episodes: list[tuple[dict[str, list], bool, float]], prior_signature:
         episode_success=np.asarray([s for _, s, _ in episodes], dtype=bool),
         episode_return=np.asarray([r for _, _, r in episodes], dtype=np.float64),
         prior_signature=prior_signature,
-        **{name: np.asarray(rows[name], dtype=str) if rows["episode_task"] else None
-           for name in ("text_observations", "commands", "episode_task", "episode_source")},
+        **{
+            name: np.asarray(rows[name], dtype=str) if rows["episode_task"] else None
+            for name in ("text_observations", "commands", "episode_task", "episode_source")
+        },
     )
 
 

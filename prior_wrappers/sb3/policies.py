@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from torch import nn
-
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
+from torch import nn
 
 from prior_wrappers.sb3.masking import check_prior_floor, floored_log_prior, masked_fill, valid_slots
 from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, OBSERVATION_FEATURES, PRIOR_LOGPROBS
@@ -51,13 +50,14 @@ class CandidateInputs(BaseFeaturesExtractor):
                     f"observation has no {key!r} key: the prior algorithms need the Dict observation of "
                     "LLMPriorWrapper / VecLLMPrior (see prior_wrappers.spaces)"
                 )
-        self.k = int(observation_space[PRIOR_LOGPROBS].shape[0])
+        # gymnasium types Space.shape as Optional; a Box's is a tuple
+        self.k = int(observation_space[PRIOR_LOGPROBS].shape[0])  # type: ignore[index]
         self.has_features = CANDIDATE_FEATURES in observation_space.spaces
         self.use_prior_logprob = use_prior_logprob
         self.use_observation_features = use_observation_features and OBSERVATION_FEATURES in observation_space.spaces
-        dim = observation_space[CANDIDATE_FEATURES].shape[-1] if self.has_features else self.k
+        dim = observation_space[CANDIDATE_FEATURES].shape[-1] if self.has_features else self.k  # type: ignore[index]
         if self.use_observation_features:
-            dim += observation_space[OBSERVATION_FEATURES].shape[-1]
+            dim += observation_space[OBSERVATION_FEATURES].shape[-1]  # type: ignore[index]
         if use_prior_logprob:
             dim += 1
         super().__init__(observation_space, features_dim=int(dim))
@@ -114,7 +114,7 @@ class CandidateQNetwork(BasePolicy):
         """Q-values ``(batch, K)``, :data:`MASKED_VALUE` in empty slots."""
         rows = self.extract_features(obs, self.features_extractor)
         q_values = self.q_net(rows).squeeze(-1)
-        return masked_fill(q_values, valid_slots(obs))
+        return masked_fill(q_values, valid_slots(obs))  # type: ignore[arg-type]  # SB3's PyTorchObs: here a dict
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self(observation).argmax(dim=1).reshape(-1)
@@ -150,8 +150,9 @@ class DQNPriorPolicy(DQNPolicy):
         :class:`~prior_wrappers.sb3.CQLPrior` sets it for ``behavior_threshold``.
     """
 
-    q_net: CandidateQNetwork
-    q_net_target: CandidateQNetwork
+    # SB3 types them QNetwork; CandidateQNetwork has its interface (forward, _predict, set_training_mode)
+    q_net: CandidateQNetwork  # type: ignore[assignment]
+    q_net_target: CandidateQNetwork  # type: ignore[assignment]
     behavior_net: CandidateQNetwork | None
 
     def __init__(
@@ -191,7 +192,7 @@ class DQNPriorPolicy(DQNPolicy):
                 [*self.q_net.parameters(), *self.behavior_net.parameters()], lr=lr_schedule(1), **self.optimizer_kwargs
             )
 
-    def make_q_net(self) -> CandidateQNetwork:
+    def make_q_net(self) -> CandidateQNetwork:  # type: ignore[override]
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return CandidateQNetwork(**net_args).to(self.device)
 
@@ -290,14 +291,14 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
 
     def _logits(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
         logits = self.action_net(rows).squeeze(-1)
-        valid = valid_slots(obs)
+        valid = valid_slots(obs)  # type: ignore[arg-type]  # SB3's PyTorchObs: here a dict
         if self.residual_prior:
-            log_prior = obs[PRIOR_LOGPROBS]
+            log_prior = obs[PRIOR_LOGPROBS]  # type: ignore[index]
             logits = logits + (floored_log_prior(log_prior, valid, self.prior_floor) if self.prior_floor else log_prior)
         return masked_fill(logits, valid)
 
     def _values(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
-        valid = valid_slots(obs).unsqueeze(-1).to(rows.dtype)
+        valid = valid_slots(obs).unsqueeze(-1).to(rows.dtype)  # type: ignore[arg-type]
         pooled = (self.slot_value_net(rows) * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
         return self.value_net(pooled)
 
@@ -305,19 +306,19 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         return self.action_dist.proba_distribution(action_logits=self._logits(obs, rows))  # type: ignore[return-value]
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        rows = self.extract_features(obs)
+        # SB3 types extract_features as a tuple too (separate actor/critic extractors); this policy shares one
+        rows: th.Tensor = self.extract_features(obs)  # type: ignore[assignment]
         distribution = self._distribution(obs, rows)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, self._values(obs, rows), distribution.log_prob(actions)
 
     def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        rows = self.extract_features(obs)
+        rows: th.Tensor = self.extract_features(obs)  # type: ignore[assignment]
         distribution = self._distribution(obs, rows)
         return self._values(obs, rows), distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
-        return self._distribution(obs, self.extract_features(obs))
+        return self._distribution(obs, self.extract_features(obs))  # type: ignore[arg-type]
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
-        return self._values(obs, self.extract_features(obs))
-
+        return self._values(obs, self.extract_features(obs))  # type: ignore[arg-type]

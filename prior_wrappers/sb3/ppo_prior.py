@@ -6,13 +6,12 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from torch.nn import functional as F
-
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
+from torch.nn import functional as F
 
 from prior_wrappers.sb3.dqn_prior import scalars_to_host
 from prior_wrappers.sb3.masking import PRIOR_FLOOR, candidate_slots, check_prior_floor, floored_log_prior
@@ -174,11 +173,17 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         )
         self._remember_prior_signature()
 
-    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
-                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, Any]:
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, Any]:
         if self.env is not None and self.prior_trust != 1.0 and not isinstance(self.env, PriorTrustVecEnv):
             self.env = PriorTrustVecEnv(self.env, self.prior_trust, seed=self.seed)
-            self._last_obs = None  # type: ignore[assignment]  # collected again through the wrapper
+            self._last_obs = None  # collected again through the wrapper
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
@@ -206,7 +211,8 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
 
     def kl_prior(self, obs: PyTorchObs) -> th.Tensor:
         """KL(π(·|s) ‖ p̃(·|s)) of the current policy over the candidate slots, ``(batch,)``."""
-        log_pi = self.policy.get_distribution(obs).distribution.logits
+        # SB3 types Distribution.distribution as one torch distribution or a list; a Categorical's has logits
+        log_pi = self.policy.get_distribution(obs).distribution.logits  # type: ignore[union-attr]
         return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs), self.prior_floor)  # type: ignore[index]
 
     def evaluate_policy(
@@ -221,8 +227,8 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         """
         values, log_prob, entropy = self.policy.evaluate_actions(obs, actions)
         with th.set_grad_enabled(kl_grad):
-            log_pi = self.policy.get_distribution(obs).distribution.logits
-        return values, log_prob, entropy, log_pi
+            log_pi = self.policy.get_distribution(obs).distribution.logits  # type: ignore[union-attr]
+        return values, log_prob, entropy, log_pi  # type: ignore[return-value]  # SB3: entropy is None for some
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -282,8 +288,12 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
                 # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the candidate (= valid) slots
+                # SB3 types the observations of a Dict rollout buffer as a Tensor
                 kl_prior = kl_to_prior(
-                    log_pi, observations[PRIOR_LOGPROBS], self.candidates(observations), self.prior_floor
+                    log_pi,
+                    observations[PRIOR_LOGPROBS],  # type: ignore[index]
+                    self.candidates(observations),
+                    self.prior_floor,
                 ).mean()
                 kl_priors.append(kl_prior.detach())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
@@ -311,10 +321,17 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 break
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        logs = scalars_to_host({  # one device -> host copy for the whole update
-            "entropy_loss": entropy_losses, "policy_gradient_loss": pg_losses, "value_loss": value_losses,
-            "kl_prior": kl_priors, "approx_kl": approx_kl_divs, "clip_fraction": clip_fractions, "loss": [loss],
-        })
+        logs = scalars_to_host(
+            {  # one device -> host copy for the whole update
+                "entropy_loss": entropy_losses,
+                "policy_gradient_loss": pg_losses,
+                "value_loss": value_losses,
+                "kl_prior": kl_priors,
+                "approx_kl": approx_kl_divs,
+                "clip_fraction": clip_fractions,
+                "loss": [loss],
+            }
+        )
         self.logger.record("train/entropy_loss", np.mean(logs["entropy_loss"]))
         self.logger.record("train/policy_gradient_loss", np.mean(logs["policy_gradient_loss"]))
         self.logger.record("train/value_loss", np.mean(logs["value_loss"]))

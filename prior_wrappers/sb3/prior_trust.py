@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
 
-Trust = Union[float, Literal["adaptive"]]
+Trust = float | Literal["adaptive"]
 
 
 def check_trust(trust: Trust) -> Trust:
@@ -57,8 +57,15 @@ class PriorTrust:
     :param start: the probability until the returns tell the kinds apart (adaptive only).
     """
 
-    def __init__(self, trust: Trust, n_envs: int, seed: int | None = None, window: int = 50,
-                 min_share: float = 0.05, start: float = 0.75) -> None:
+    def __init__(
+        self,
+        trust: Trust,
+        n_envs: int,
+        seed: int | None = None,
+        window: int = 50,
+        min_share: float = 0.05,
+        start: float = 0.75,
+    ) -> None:
         self.trust = check_trust(trust)
         self.start = start
         self.window = window
@@ -135,7 +142,7 @@ class PriorTrustVecEnv(VecEnvWrapper):
         return obs
 
     def reset(self) -> Any:
-        return self._hide_prior(self.venv.reset(), np.flatnonzero(~self.trust.with_prior))
+        return self._hide_prior(self.venv.reset(), np.flatnonzero(~self.trust.with_prior))  # type: ignore[arg-type]
 
     def step_wait(self) -> Any:
         obs, rewards, dones, infos = self.venv.step_wait()
@@ -143,10 +150,13 @@ class PriorTrustVecEnv(VecEnvWrapper):
         for i in ended_without:  # the ended episode's last observation, as the episode saw its observations
             terminal = infos[i].get("terminal_observation")
             if terminal is not None:
-                infos[i] = {**infos[i], "terminal_observation": {
-                    **terminal, PRIOR_LOGPROBS: uniform_logprobs(terminal[ACTION_MASK])}}
+                infos[i] = {
+                    **infos[i],
+                    "terminal_observation": {**terminal, PRIOR_LOGPROBS: uniform_logprobs(terminal[ACTION_MASK])},
+                }
         self.trust.step(rewards, dones)
-        return self._hide_prior(obs, np.flatnonzero(~self.trust.with_prior)), rewards, dones, infos
+        # SB3's VecEnvObs is any observation; the prior's is a Dict
+        return self._hide_prior(obs, np.flatnonzero(~self.trust.with_prior)), rewards, dones, infos  # type: ignore[arg-type]
 
 
 def uniform_logprobs(action_mask: np.ndarray) -> np.ndarray:

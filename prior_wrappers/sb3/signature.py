@@ -19,7 +19,6 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
-
 from stable_baselines3.common.save_util import json_to_data, open_path
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -66,8 +65,9 @@ def space_layout(observation_space: spaces.Space | None) -> dict[str, Any] | Non
         return None
     features = observation_space.spaces.get(CANDIDATE_FEATURES)
     return {
-        "k": int(observation_space[PRIOR_LOGPROBS].shape[0]),
-        "feature_dim": int(features.shape[-1]) if features is not None else None,
+        # gymnasium types Space.shape as Optional; a Box's is a tuple
+        "k": int(observation_space[PRIOR_LOGPROBS].shape[0]),  # type: ignore[index]
+        "feature_dim": int(features.shape[-1]) if features is not None else None,  # type: ignore[index]
     }
 
 
@@ -160,7 +160,7 @@ class PriorSignatureMixin:
             self.prior_signature = signature
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls,
         path: str | pathlib.Path | io.BufferedIOBase,
         env: Any = None,

@@ -48,25 +48,29 @@ class UpdateLog(BaseCallback):
         return True
 
     def _rollout_kl(self) -> float:
-        buffer = self.model.rollout_buffer
+        buffer = self.model.rollout_buffer  # type: ignore[attr-defined]  # SB3 types the model as BaseAlgorithm
         obs = {key: value.reshape(-1, *value.shape[2:]) for key, value in buffer.observations.items()}
         n = len(next(iter(obs.values())))
         kls = []
         with th.no_grad():
             for start in range(0, n, self.kl_batch_size):
-                batch = {k: th.as_tensor(v[start : start + self.kl_batch_size], device=self.model.device)
-                         for k, v in obs.items()}
-                kls.append(self.model.kl_prior(batch).cpu())
+                batch = {
+                    k: th.as_tensor(v[start : start + self.kl_batch_size], device=self.model.device)
+                    for k, v in obs.items()
+                }
+                kls.append(self.model.kl_prior(batch).cpu())  # type: ignore[attr-defined]  # a PPOPrior
         return max(float(th.cat(kls).mean()), 0.0)  # a KL is >= 0; float rounding at the prior gives -1e-8
 
     def _on_rollout_end(self) -> None:
-        self.rows.append({
-            "steps": self.num_timesteps,
-            "episodes": len(self._returns),
-            "mean_return": float(np.mean(self._returns)) if self._returns else float("nan"),
-            "reward_per_step": self._reward / max(self._steps, 1),
-            "kl_rollout": self._rollout_kl(),
-        })
+        self.rows.append(
+            {
+                "steps": self.num_timesteps,
+                "episodes": len(self._returns),
+                "mean_return": float(np.mean(self._returns)) if self._returns else float("nan"),
+                "reward_per_step": self._reward / max(self._steps, 1),
+                "kl_rollout": self._rollout_kl(),
+            }
+        )
         self._returns, self._reward, self._steps = [], 0.0, 0
 
     def _on_rollout_start(self) -> None:
@@ -84,7 +88,9 @@ class UpdateLog(BaseCallback):
         row["kl_update"] = float(logged["train/kl_prior"])
         row["seconds"] = time.perf_counter() - self._start
         if self.verbose:
-            print(f"update {len(self.rows)}: {row['steps']} steps, {row['episodes']} episodes finished (mean return "
-                  f"{row['mean_return']:.3f}), reward/step {row['reward_per_step']:.4f}, KL(pi || p_LLM) on the "
-                  f"rollout {row['kl_rollout']:.5f}, during the update {row['kl_update']:.5f}  [{row['seconds']:.0f} s]",
-                  flush=True)
+            print(
+                f"update {len(self.rows)}: {row['steps']} steps, {row['episodes']} episodes finished (mean return "
+                f"{row['mean_return']:.3f}), reward/step {row['reward_per_step']:.4f}, KL(pi || p_LLM) on the "
+                f"rollout {row['kl_rollout']:.5f}, during the update {row['kl_update']:.5f}  [{row['seconds']:.0f} s]",
+                flush=True,
+            )

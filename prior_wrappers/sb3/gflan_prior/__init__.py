@@ -1,4 +1,5 @@
-"""GFlan-Prior (Yan et al., ICLR 2025): PPO over the LLM itself as the policy (LoRA adapters), KL to the same LLM frozen.
+"""GFlan-Prior (Yan et al., ICLR 2025): PPO over the LLM itself as the policy (LoRA adapters), KL to the same LLM
+frozen.
 
 Needs the ``gflan`` extra (``pip install prior-wrappers[gflan]``: peft).
 

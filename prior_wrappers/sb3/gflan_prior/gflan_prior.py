@@ -7,7 +7,6 @@ import pathlib
 from typing import Any, ClassVar
 
 import torch as th
-
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, PyTorchObs, Schedule
 
@@ -85,19 +84,34 @@ class GFlanPrior(PPOPrior):
             if str(device) == "auto":
                 device = llm.device
             elif not _same_device(th.device(device), llm.device):
-                raise ValueError(f"device={device!r} but the LLM is on {llm.device}: move the LLM, or leave device='auto'")
+                raise ValueError(
+                    f"device={device!r} but the LLM is on {llm.device}: move the LLM, or leave device='auto'"
+                )
             self.base_model_fingerprint = llm.fingerprint
-        super().__init__(policy, env, alpha=alpha, learning_rate=learning_rate, n_steps=n_steps,
-                         batch_size=batch_size, n_epochs=n_epochs, gamma=gamma, device=device,
-                         prior_floor=prior_floor, prior_trust=prior_trust, **kwargs)
+        super().__init__(
+            policy,  # type: ignore[arg-type]  # LLMActorCriticPolicy has the actor-critic interface PPO calls
+            env,
+            alpha=alpha,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            gamma=gamma,
+            device=device,
+            prior_floor=prior_floor,
+            prior_trust=prior_trust,
+            **kwargs,
+        )
         if llm is not None:
             self._check_tokenizer(llm)
 
     def _check_tokenizer(self, llm: GFlanLLM) -> None:
         token_ids = (self.prior_signature or {}).get("token_ids")
         if token_ids is not None and token_ids.get("tokenizer") != llm.tokenizer_digest:
-            raise ValueError("the env's token ids come from another tokenizer than the LLM's: build the wrapper with "
-                             "token_ids=llm.token_id_spec(...)")
+            raise ValueError(
+                "the env's token ids come from another tokenizer than the LLM's: build the wrapper with "
+                "token_ids=llm.token_id_spec(...)"
+            )
 
     def _setup_model(self) -> None:
         if self.llm is None:
@@ -156,5 +170,13 @@ class GFlanPrior(PPOPrior):
             )
         if str(device) == "auto":
             device = llm.device
-        return super().load(path, env=env, device=device, custom_objects=custom_objects,
-                            print_system_info=print_system_info, force_reset=force_reset, llm=llm, **kwargs)
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            llm=llm,
+            **kwargs,
+        )

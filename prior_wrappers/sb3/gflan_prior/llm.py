@@ -122,8 +122,14 @@ class GFlanLLM:
                 f"max_prompt_tokens + max_candidate_tokens = {max_prompt_tokens + max_candidate_tokens} exceeds the "
                 f"model's context window ({window})"
             )
-        return TokenIdSpec(self.tokenizer, max_prompt_tokens, max_candidate_tokens, separator=self.separator,
-                           candidate_suffix=self.candidate_suffix, truncation=truncation)
+        return TokenIdSpec(
+            self.tokenizer,
+            max_prompt_tokens,
+            max_candidate_tokens,
+            separator=self.separator,
+            candidate_suffix=self.candidate_suffix,
+            truncation=truncation,
+        )
 
     def attach_adapter(self, config: Any) -> None:
         """Inject a LoRA adapter (a ``peft.LoraConfig``) into the model, in place: the prior's modules get it too,
@@ -171,8 +177,9 @@ class AdapterOffPrior(HFPrior):
 
     def __init__(self, llm: GFlanLLM, **kwargs: Any) -> None:
         self.llm = llm
-        super().__init__(llm.model, llm.tokenizer, separator=llm.separator, candidate_suffix=llm.candidate_suffix,
-                         **kwargs)
+        super().__init__(
+            llm.model, llm.tokenizer, separator=llm.separator, candidate_suffix=llm.candidate_suffix, **kwargs
+        )
 
     def score(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 (HFPrior.score, adapters off)
         with self.llm.adapter_off():

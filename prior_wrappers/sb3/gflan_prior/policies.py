@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from torch import nn
-
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
 
-from prior_wrappers.priors.hf_compat import enable_activation_checkpointing
 from prior_wrappers.priors.attention import LayerWindows, attention_implementation, layer_masks, scoring_implementation
+from prior_wrappers.priors.hf_compat import enable_activation_checkpointing
 from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
 from prior_wrappers.sb3.gflan_prior.llm import GFlanLLM
 from prior_wrappers.sb3.masking import masked_fill, valid_slots
@@ -103,8 +102,13 @@ class LLMActorCriticPolicy(BasePolicy):
                 f"the observation has no {missing} keys: the LLM policy scores token ids; build the wrapper with "
                 "token_ids=llm.token_id_spec(max_prompt_tokens=..., max_candidate_tokens=...)"
             )
-        super().__init__(observation_space, action_space, optimizer_class=optimizer_class,
-                         optimizer_kwargs=optimizer_kwargs, normalize_images=False)
+        super().__init__(
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=False,
+        )
         self.lora_rank, self.lora_alpha, self.lora_dropout = lora_rank, lora_alpha, lora_dropout
         self.target_modules = target_modules
         self.value_net_arch = [256] if value_net_arch is None else list(value_net_arch)
@@ -114,8 +118,15 @@ class LLMActorCriticPolicy(BasePolicy):
         if gradient_checkpointing is None:
             gradient_checkpointing = llm.device.type == "cuda"
         self.gradient_checkpointing = gradient_checkpointing
-        llm.attach_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                                      target_modules=target_modules, bias="none"))
+        llm.attach_adapter(
+            LoraConfig(
+                r=lora_rank,
+                lora_alpha=lora_alpha,  # type: ignore[arg-type]  # peft types it int; a float scales as well
+                lora_dropout=lora_dropout,
+                target_modules=target_modules,
+                bias="none",
+            )
+        )
         if gradient_checkpointing:
             enable_activation_checkpointing(model)
         self.lm = model  # a submodule (so .to/.train reach it); state_dict keeps its adapters only
@@ -168,7 +179,7 @@ class LLMActorCriticPolicy(BasePolicy):
     ) -> dict[str, Any]:
         """The trainable tensors only (LoRA adapters, value head): never the base weights."""
         full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in [k for k in full if k.startswith(prefix) and k[len(prefix):] not in self._saved_keys]:
+        for key in [k for k in full if k.startswith(prefix) and k[len(prefix) :] not in self._saved_keys]:
             del full[key]
         return full
 
@@ -205,9 +216,10 @@ class LLMActorCriticPolicy(BasePolicy):
         rows = []
         for b in range(len(prompt_ids)):
             prompt = prompt_ids[b, : prompt_len[b]].tolist()
-            slots = np.flatnonzero(valid[b]) if with_candidates else []
+            slots: np.ndarray | list[int] = np.flatnonzero(valid[b]) if with_candidates else []
             nodes, paths = candidate_nodes(
-                [int(contexts[b, k]) for k in slots], [cand_ids[b, k, : lens[b, k]].tolist() for k in slots],
+                [int(contexts[b, k]) for k in slots],
+                [cand_ids[b, k, : lens[b, k]].tolist() for k in slots],
                 self.candidate_trie,
             )
             rows.append((prompt, 0, nodes, paths))
@@ -221,7 +233,9 @@ class LLMActorCriticPolicy(BasePolicy):
         dtype = next(self._trunk.parameters()).dtype
         # the packed rows' 4-D mask through eager/SDPA attention, never a flash kernel (which rejects it)
         positions = packed.position_ids
-        mask = layer_masks(packed.allowed, positions, positions, self._windows, lambda v: additive_mask(v.to(dev), dtype))
+        mask = layer_masks(
+            packed.allowed, positions, positions, self._windows, lambda v: additive_mask(v.to(dev), dtype)
+        )
         with attention_implementation(self.llm.model, scoring_implementation(self.llm.model, "dense")):
             output = self._trunk(
                 input_ids=packed.input_ids.to(dev),
@@ -235,8 +249,10 @@ class LLMActorCriticPolicy(BasePolicy):
         if not with_candidates:
             return None, values
         valid = valid_slots(obs)  # type: ignore[arg-type]
-        sums = span_sums(candidate_token_logprobs(hidden, self._lm_head, packed, self._softcap),
-                         [span for spans in packed.spans for span in spans])
+        sums = span_sums(
+            candidate_token_logprobs(hidden, self._lm_head, packed, self._softcap),
+            [span for spans in packed.spans for span in spans],
+        )
         scores = th.zeros(valid.shape, dtype=sums.dtype, device=dev)
         scores[valid] = sums  # row-major: the rows' valid slots in order, as _rows packed them
         logits = scores / obs[CANDIDATE_NORMS].to(dev, sums.dtype).clamp(min=1.0)  # type: ignore[index]
@@ -248,7 +264,7 @@ class LLMActorCriticPolicy(BasePolicy):
 
     # ------------------------------------------------------------------ SB3's policy interface
     def _distribution(self, logits: th.Tensor) -> CategoricalDistribution:
-        return self.action_dist.proba_distribution(action_logits=logits)  # type: ignore[return-value]
+        return self.action_dist.proba_distribution(action_logits=logits)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         logits, values = self._run(obs)
