@@ -45,7 +45,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` and this folder's challenge_runs
 
 from benchmarks.challenge_runs import Config, family_task  # noqa: E402
-from prior_wrappers.evaluation import LearningCurve  # noqa: E402
+from prior_wrappers.evaluation import LearningCurve, seed_count  # noqa: E402
 
 THRESHOLDS = {"win": 1.0, "50%": 0.5, "25%": 0.25}  # of the game's points (a win scores them all)
 
@@ -218,7 +218,7 @@ def plot(results: list[dict[str, Any]], cfg: Config, out: Path) -> None:
                     continue
                 values = np.array([c.mean_return for c in cs])
                 ax.step(cs[0].steps, values.mean(0), where="post", color=color,
-                        label=f"{algo}{'-Prior' if prior else ''} ({len(cs)} seeds)")
+                        label=f"{algo}{'-Prior' if prior else ''} ({seed_count(len(cs))})")
                 ax.fill_between(cs[0].steps, values.min(0), values.max(0), step="post", color=color, alpha=0.2)
             ax.set_title(f"tw-{r['preset']} ({algo})", fontsize=9)
             longest = max([row.get("budget", cfg.steps) for row, _ in runs if row["algo"] == algo] or [cfg.steps])

@@ -125,28 +125,35 @@ def write_curves_csv(curves: Sequence[LearningCurve], path: str | Path) -> None:
                 writer.writerow([c.label, c.seed, s, f"{r:.4f}", f"{ret:.4f}"])
 
 
+def seed_count(n: int) -> str:
+    """``"1 seed"``, ``"5 seeds"``: how a legend counts runs."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def plot_curves(
     curves: Sequence[LearningCurve],
     path: str | Path,
     title: str = "",
     values: str = "success_rate",
     ylabel: str = "success rate (greedy evaluation)",
-) -> None:
+) -> list[str]:
     """Mean ``values`` (``"success_rate"`` or ``"mean_return"``; min–max band over seeds) against environment steps,
-    one line per label."""
+    one line per label; returns the legend's entries ("DQN-Prior (1 seed)", "DQN (5 seeds)")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    entries = []
     for label in dict.fromkeys(c.label for c in curves):
         runs = [c for c in curves if c.label == label]
         n = min(len(c.steps) for c in runs)
         steps = np.array(runs[0].steps[:n])
         rates = np.array([getattr(c, values)[:n] for c in runs])
         mean = rates.mean(0)
-        ax.plot(steps, mean, label=f"{label} ({len(runs)} seeds)")
+        entries.append(f"{label} ({seed_count(len(runs))})")
+        ax.plot(steps, mean, label=entries[-1])
         ax.fill_between(steps, rates.min(0), rates.max(0), alpha=0.2)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
@@ -159,3 +166,4 @@ def plot_curves(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return entries

@@ -25,3 +25,13 @@ def test_area_under_the_piecewise_constant_curve():
     assert c.area_under_curve() == pytest.approx(1 / 3)
     # returns, cut at a budget inside the second segment: (0 + 2 * 100) / 200
     assert c.area_under_curve(c.mean_return, budget=200) == pytest.approx(1.0)
+
+
+def test_the_legend_counts_seeds_in_words(tmp_path):
+    from prior_wrappers.evaluation import plot_curves
+
+    curves = [LearningCurve("DQN-Prior", 0, [0, 100], [0.0, 1.0], [0.0, 1.0])]
+    curves += [LearningCurve("DQN", seed, [0, 100], [0.0, 0.5], [0.0, 0.5]) for seed in range(3)]
+    entries = plot_curves(curves, tmp_path / "curves.png")
+    assert entries == ["DQN-Prior (1 seed)", "DQN (3 seeds)"]
+    assert (tmp_path / "curves.png").stat().st_size > 0
