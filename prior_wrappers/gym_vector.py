@@ -30,7 +30,14 @@ from prior_wrappers.slots import (
     stack_observations,
     validate_actions,
 )
-from prior_wrappers.text_info import PROMPT_EXAMPLE, TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
+from prior_wrappers.text_info import (
+    PROMPT_EXAMPLE,
+    TEXT_OBSERVATION,
+    TextInInfo,
+    env_prompt_example,
+    prior_info,
+    text_state_from_info,
+)
 from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["GymVectorLLMPrior", "SUPPORTED_AUTORESET_MODES", "make_text_gym_vector_env", "sub_env_info"]
@@ -77,6 +84,16 @@ def sub_env_info(infos: dict[str, Any], index: int) -> dict[str, Any]:
             continue
         out[key] = sub_env_info(value, index) if isinstance(value, dict) else value[index]
     return out
+
+
+def _prompt_examples(env: VectorEnv) -> list[str | None]:
+    """Each sub-env's ``prompt_example`` attribute, read in this process from a ``SyncVectorEnv``'s envs (``None``
+    where a sub-env has none). Other vector envs give ``None`` for all: asking an ``AsyncVectorEnv`` worker for an
+    attribute its env lacks shuts the worker down; there :class:`~prior_wrappers.TextInInfo` carries the example."""
+    sub_envs = getattr(env.unwrapped, "envs", None)
+    if not isinstance(sub_envs, (list, tuple)) or len(sub_envs) != env.num_envs:
+        return [None] * env.num_envs
+    return [env_prompt_example(sub) for sub in sub_envs]
 
 
 @dataclass(frozen=True)
@@ -170,12 +187,18 @@ class GymVectorLLMPrior(VectorWrapper):
     on it (``NEXT_STEP``: the ignored action of the reset step) must accept a row without valid slots (mask with
     a finite value, not ``-inf``). A step in which every sub-env's state goes unscored makes no prior call.
 
-    Sub-envs are wrapped in :class:`~prior_wrappers.TextInInfo` (:func:`make_text_gym_vector_env` does): their
-    observation travels in ``info["text_observation"]``, so ``AsyncVectorEnv`` workers never hold a prior, and
-    envs with non-text observations work with ``actions=[...]`` and ``observation_to_text=...`` as in the
-    single-env wrapper.
+    **Sub-envs.** A plain Gymnasium vector env of text envs wraps as it is:
+    ``GymVectorLLMPrior(gym.vector.SyncVectorEnv([make_env] * 4), prior)`` or
+    ``gym.make_vec("prior_wrappers/OvercookedTomato-v0", 4)``: the wrapper reads each sub-env's text from the
+    batched observation (a tuple of strings), and a ``SyncVectorEnv``'s sub-envs' ``prompt_example`` once. Where
+    observations cannot travel as they are (``AsyncVectorEnv`` with shared memory, its default, cannot hold a
+    ``Text`` space), or an async sub-env's ``prompt_example`` should reach the prompt, wrap each env in
+    :class:`~prior_wrappers.TextInInfo` (:func:`make_text_gym_vector_env` does): the observation and the example
+    then travel in ``info``. Envs with non-text observations work with
+    ``actions=[...]`` and ``observation_to_text=...`` as in the single-env wrapper.
 
-    :param env: a Gymnasium vector env of :class:`~prior_wrappers.TextInInfo` sub-envs.
+    :param env: a Gymnasium vector env of text envs (``Text`` observations), of
+        :class:`~prior_wrappers.TextInInfo` sub-envs, or of other envs with ``observation_to_text``.
     :param prior: the prior, shared by all sub-envs (wrap it in ``CachedPrior`` to reuse scores).
     :param k: number of candidate slots.
     :param encoder: candidate features: ``"minilm"``, ``"prior"``, ``"hashing"``, a ``TextEncoder`` or ``None``.
@@ -198,7 +221,8 @@ class GymVectorLLMPrior(VectorWrapper):
         and each slot's token ids (for LLM policies, :mod:`prior_wrappers.sb3.gflan_prior`).
     :param score_terminal: also score the last state of a terminated episode (default ``False``: no slot, no
         prior call for it; above). Truncated episodes' last states are always scored.
-    :raises TypeError: the sub-envs are not in :class:`~prior_wrappers.TextInInfo`.
+    :raises TypeError: the sub-envs' observations are not text, not in :class:`~prior_wrappers.TextInInfo`, and no
+        ``observation_to_text`` is given.
     :raises ValueError: an unsupported autoreset mode.
     """
 
@@ -228,12 +252,15 @@ class GymVectorLLMPrior(VectorWrapper):
         super().__init__(env)
         self.autoreset_mode = autoreset_mode_of(env)
         inner = env.single_observation_space
-        if not (isinstance(inner, gym.spaces.Box) and inner.shape == (1,)):
+        # TextInInfo's dummy observation: the text travels in info; else it is the sub-envs' observation itself
+        self._text_in_info = isinstance(inner, gym.spaces.Box) and inner.shape == (1,)
+        if not self._text_in_info and not isinstance(inner, gym.spaces.Text) and observation_to_text is None:
             raise TypeError(
-                f"GymVectorLLMPrior needs sub-envs wrapped in TextInInfo (their observations travel in "
-                f"info['text_observation']), got a vector env whose single_observation_space is {inner}; build it "
-                "with make_text_gym_vector_env(...) or wrap each env in TextInInfo in its env function"
+                f"GymVectorLLMPrior needs text: sub-envs with a Text observation space, observation_to_text=... for "
+                f"other observations, or sub-envs wrapped in TextInInfo (make_text_gym_vector_env(...)); got a "
+                f"vector env whose single_observation_space is {inner}"
             )
+        self._examples = [None] * env.num_envs if self._text_in_info else _prompt_examples(env)
         check_invalid_action(invalid_action)
         self.builder = builder or SlotBuilder(
             prior,
@@ -312,6 +339,15 @@ class GymVectorLLMPrior(VectorWrapper):
             raise TypeError(f"step() takes integer slot indices, got dtype {array.dtype}: {array!r}")
         return array
 
+    def _sub_info(self, infos: dict[str, Any], index: int, observations: Any) -> dict[str, Any]:
+        """Sub-env ``index``'s info, with its text observation (and prompt example) where it did not travel in
+        info (plain text sub-envs, not in TextInInfo)."""
+        info = sub_env_info(infos, index)
+        if not self._text_in_info:
+            info[TEXT_OBSERVATION] = observations[index]
+            info.setdefault(PROMPT_EXAMPLE, self._examples[index])
+        return info
+
     def _vector_info(self, infos: dict[str, Any]) -> dict[str, Any]:
         """The sub-envs' batched info without TextInInfo's transport keys (the wrapper writes its own)."""
         return {key: value for key, value in infos.items() if key.lstrip("_") not in _OWN_KEYS}
@@ -331,11 +367,11 @@ class GymVectorLLMPrior(VectorWrapper):
             self.builder.seed(seed)
         self._slots, self._failure = [], None
         self._autoreset[:] = False
-        _, infos = self.env.reset(seed=seed, options=options)
+        observations, infos = self.env.reset(seed=seed, options=options)
         for h in self._histories:
             h.clear()
         try:
-            subs = [sub_env_info(infos, i) for i in range(self.num_envs)]
+            subs = [self._sub_info(infos, i, observations) for i in range(self.num_envs)]
             states = [self._state(sub, ()) for sub in subs]
             slots = self.builder.build(states)
         except Exception as err:
@@ -371,8 +407,8 @@ class GymVectorLLMPrior(VectorWrapper):
         ]
         env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
         try:  # self._slots changes only once every new state is built
-            _, rewards, terminations, truncations, infos = self.env.step(env_actions)
-            obs, out = self._after_step(resolved, terminations, truncations, rewards, infos)
+            observations, rewards, terminations, truncations, infos = self.env.step(env_actions)
+            obs, out = self._after_step(resolved, terminations, truncations, rewards, infos, observations)
         except Exception as err:
             self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its actions went to the envs"
             raise
@@ -385,6 +421,7 @@ class GymVectorLLMPrior(VectorWrapper):
         truncations: np.ndarray,
         rewards: np.ndarray,
         infos: dict[str, Any],
+        observations: Any,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         same_step = self.autoreset_mode == SAME_STEP
         dones = terminations | truncations
@@ -393,14 +430,14 @@ class GymVectorLLMPrior(VectorWrapper):
         scored: list[bool] = []  # a terminated episode's last state goes unscored (nothing bootstraps from it)
         current_at: list[int] = []
         final_at: dict[int, int] = {}  # SAME_STEP: sub-env -> its final state's index in states
-        subs = [sub_env_info(infos, i) for i in range(self.num_envs)]
+        subs = [self._sub_info(infos, i, observations) for i in range(self.num_envs)]
         finals: dict[int, dict[str, Any]] = {}
         for i, r in enumerate(resolved):
             history = self._histories[i]
             if r is not None:
                 history.append((self._texts[i], r.command))
                 if same_step and dones[i]:
-                    finals[i] = sub_env_info(final_infos, i)
+                    finals[i] = self._sub_info(final_infos, i, infos.get("final_obs"))
                     final_at[i] = len(states)
                     states.append(self._state(finals[i], history))
                     scored.append(self.score_terminal or not terminations[i])

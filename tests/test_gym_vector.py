@@ -248,9 +248,7 @@ def test_bad_input_gets_clear_errors():
         envs.reset(options={"reset_mask": np.array([True, False])})
     with pytest.raises(ValueError, match="NEXT_STEP"):
         GymVectorLLMPrior(corridor(n=2, mode=AutoresetMode.DISABLED), UniformPrior(), k=4, encoder=None)
-    with pytest.raises(TypeError, match="make_text_gym_vector_env"):  # raw text obs cannot ride shared memory
-        GymVectorLLMPrior(SyncVectorEnv([lambda: CorridorTextEnv()]), UniformPrior(), k=4, encoder=None)
-    with pytest.raises(TypeError, match="make_text_gym_vector_env"):
+    with pytest.raises(TypeError, match="observation_to_text"):  # no text, and no way to make some
         GymVectorLLMPrior(gym.make_vec("CartPole-v1", 2), UniformPrior(), k=4, encoder=None)
     with pytest.raises(TypeError, match="observation_to_text"):  # an env without text, no way to make some
         GymVectorLLMPrior(make_text_gym_vector_env("FrozenLake-v1", 1), UniformPrior(), k=4, encoder=None,
