@@ -34,7 +34,7 @@ from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.evaluation import LearningCurve, evaluate_into
 from prior_wrappers.priors.embedded import cache_dir
 from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, PPOPrior, collect_dataset
-from prior_wrappers.sb3.masking import candidate_slots
+from prior_wrappers.sb3.support import candidate_slots
 from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
 from prior_wrappers.wrappers import LLMPriorWrapper
 from stable_baselines3.common.callbacks import BaseCallback

@@ -19,7 +19,7 @@ prior (slot 0 is the prior's favourite), so even a policy that ignores features 
 scored with ``normalization="sum"``, a command that no sampled proposal named) reads ``LOGPROB_MIN`` but stays
 valid. "Valid" and "supported by the prior" are kept apart: ``action_mask`` alone says what may be chosen, and
 the algorithms in :mod:`prior_wrappers.sb3` treat every valid slot as a candidate unless an explicit rule
-(``prior_top_k``, ``prior_min_logprob``) says otherwise (see :mod:`prior_wrappers.sb3.masking`).
+(``prior_top_k``, ``prior_min_logprob``) says otherwise (see :mod:`prior_wrappers.sb3.support`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
 - :class:`GFlanPrior`: PPO-Prior with the LLM itself as the policy (LoRA adapters; the ``gflan`` extra).
 
 All read ``prior_logprobs`` / ``action_mask`` (and the optional feature keys) from the observation of
-``LLMPriorWrapper`` / ``VecLLMPrior``; with ``UniformPrior`` in the wrapper they are the plain baselines.
+``LLMPriorWrapper`` / ``VecLLMPrior``; with ``UniformPrior`` in the wrapper they are the plain baselines. Which
+slots each may take (``prior_top_k``, ``prior_mass``, ``prior_min_logprob``, ``prior_floor``, CQL-Prior's
+``behavior_threshold``) is one :class:`CandidateSupport` (``model.support``, :mod:`prior_wrappers.sb3.support`).
 """
 
 from prior_wrappers.sb3.cql_prior import CQLPrior, cql_penalty
@@ -27,6 +29,7 @@ from prior_wrappers.sb3.policies import (
     DQNPriorPolicy,
 )
 from prior_wrappers.sb3.ppo_prior import PPOPrior, kl_to_prior
+from prior_wrappers.sb3.support import CandidateSupport
 from prior_wrappers.sb3.update_log import UpdateLog
 
 # Policy aliases: the string "CandidatePolicy" names DQNPriorPolicy for DQNPrior/CQLPrior (their
@@ -38,6 +41,7 @@ __all__ = [
     "CandidateActorCriticPolicy",
     "CandidateInputs",
     "CandidateQNetwork",
+    "CandidateSupport",
     "CommandPolicy",
     "DQNPrior",
     "DQNPriorPolicy",

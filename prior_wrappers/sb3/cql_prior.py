@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import warnings
 from typing import Any, Literal, TypeVar
 
@@ -11,9 +11,10 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from torch.nn import functional as F
 
 from prior_wrappers.sb3.dqn_prior import DQNPrior
-from prior_wrappers.sb3.masking import masked_logsumexp, valid_slots
+from prior_wrappers.sb3.masking import masked_logsumexp
 from prior_wrappers.sb3.offline_dataset import OfflineDataset
 from prior_wrappers.sb3.policies import DQNPriorPolicy
+from prior_wrappers.sb3.support import CandidateSupport
 from prior_wrappers.spaces import PRIOR_LOGPROBS
 
 SelfCQLPrior = TypeVar("SelfCQLPrior", bound="CQLPrior")
@@ -74,7 +75,8 @@ class CQLPrior(DQNPrior):
     keeps the smallest set holding prior mass ≥ p (adapts to the prior's confidence), ``prior_top_k=k`` the prior's
     k best (the reference labels k = 5 LLM proposals once per state), ``prior_min_logprob`` drops what the prior
     (almost) never names. Whatever the rule, a_data is in the penalty's set (standard CQL), and every state keeps
-    its prior's favourite valid slot as a candidate.
+    its prior's favourite valid slot as a candidate. These rules, ``behavior_threshold``'s included, are
+    ``model.support`` (a :class:`~prior_wrappers.sb3.support.CandidateSupport`, shared with the other algorithms).
 
     The defaults, all valid slots and ``conservative="logsumexp"``, are CQL(H) over the policy's own action set:
     the penalty pushes down, with equal weight, every action that greedy evaluation can take, the condition of
@@ -126,9 +128,8 @@ class CQLPrior(DQNPrior):
         batch_size: int = 128,
         **kwargs: Any,
     ) -> None:
+        # the support checks behavior_threshold with the prior rules (ValueError), in DQNPrior's constructor
         if behavior_threshold is not None:
-            if not 0 < behavior_threshold <= 1:
-                raise ValueError(f"behavior_threshold must be in (0, 1] (or None), got {behavior_threshold}")
             kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), "behavior_cloning": True}
         if cql_weight < 0:
             raise ValueError(f"cql_weight must be >= 0, got {cql_weight}")
@@ -152,29 +153,28 @@ class CQLPrior(DQNPrior):
         self.behavior_threshold = behavior_threshold
         super().__init__(policy, env, batch_size=batch_size, **kwargs)
 
-    def candidates(self, obs: PyTorchObs) -> th.Tensor:
-        """The prior's candidates, and with ``behavior_threshold`` τ every valid slot the data's behaviour policy
-        takes with π_b(a|s) ≥ τ·max π_b(·|s)."""
-        candidates = super().candidates(obs)
-        if self.behavior_threshold is None:
-            return candidates
-        with th.no_grad():
-            return self._with_data_support(obs, candidates, self.policy.behavior_net(obs))  # type: ignore[misc]
+    @property
+    def support(self) -> CandidateSupport:
+        """DQN-Prior's support, and with ``behavior_threshold`` τ the data's: every valid slot that the behaviour
+        policy takes with π_b(a|s) ≥ τ·max π_b(·|s) joins the prior's candidates."""
+        return dataclasses.replace(super().support, behavior_threshold=self.behavior_threshold)
 
-    def _with_data_support(self, obs: PyTorchObs, candidates: th.Tensor, behavior_logits: th.Tensor) -> th.Tensor:
-        log_pi_b = behavior_logits.detach().log_softmax(dim=1)
-        # π_b(a|s) / max_a' π_b(a'|s) ≥ τ  ⟺  log π_b(a|s) − max log π_b ≥ log τ
-        supported = log_pi_b - log_pi_b.max(dim=1, keepdim=True).values >= math.log(self.behavior_threshold)  # type: ignore[arg-type]
-        return candidates | (supported & valid_slots(obs))  # type: ignore[arg-type]  # SB3's PyTorchObs: a dict
+    def candidates(self, obs: PyTorchObs, behavior_logits: th.Tensor | None = None) -> th.Tensor:
+        """The support's candidates; with ``behavior_threshold``, π_b from ``behavior_logits`` or, when not given,
+        from a forward of the imitation network (without gradients)."""
+        if self.behavior_threshold is not None and behavior_logits is None:
+            with th.no_grad():
+                behavior_logits = self.policy.behavior_net(obs)  # type: ignore[misc]
+        return self.support.candidates(obs, behavior_logits)
 
     def _loss(self, replay_data: ReplayBufferSamples) -> th.Tensor:
         td_loss, q_values = self._td_loss(replay_data)
         # β · mean[ log Σ_j w_j·exp Q(s, a_j) − Q(s, a_data) ], a_j over the candidates at s (and a_data)
         obs = replay_data.observations
-        candidates, behavior_logits = super().candidates(obs), None
+        behavior_logits = None
         if self.behavior_threshold is not None:  # one forward of π_b serves the candidates and its own loss
             behavior_logits = self.policy.behavior_net(obs)  # type: ignore[misc]
-            candidates = self._with_data_support(obs, candidates, behavior_logits)
+        candidates = self.candidates(obs, behavior_logits)
         cql_loss = cql_penalty(
             q_values,
             replay_data.actions,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch as th
@@ -11,26 +11,15 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, PyTorchObs, ReplayBufferSamples, Schedule
 from torch.nn import functional as F
 
-from prior_wrappers.sb3.masking import (
-    PRIOR_FLOOR,
-    candidate_slots,
-    check_prior_floor,
-    floored_log_prior,
-    masked_fill,
-    masked_logsumexp,
-    masked_max,
-    sample_masked,
-)
+from prior_wrappers.sb3.masking import masked_fill, masked_logsumexp, masked_max, sample_masked
 from prior_wrappers.sb3.policies import DQNPriorPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
 from prior_wrappers.sb3.prior_trust import PriorTrust, Trust, check_trust
 from prior_wrappers.sb3.signature import PriorSignatureMixin
-from prior_wrappers.spaces import PRIOR_LOGPROBS
-
-SelfDQNPrior = TypeVar("SelfDQNPrior", bound="DQNPrior")
+from prior_wrappers.sb3.support import PRIOR_FLOOR, CandidateSupport, SupportMixin
 
 Sampling = Literal["posterior", "greedy"]
 Target = Literal["max", "soft"]
@@ -56,7 +45,7 @@ def scalars_to_host(logs: dict[str, list[th.Tensor]]) -> dict[str, list[float]]:
     return host
 
 
-class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
+class DQNPrior(SupportMixin, PriorStatsLogging, PriorSignatureMixin, DQN):
     """DQN-Prior: direct posterior sampling with an LLM action prior.
 
     Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
@@ -67,11 +56,11 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
     commands with Boltzmann exploration softmax(Q/α): the baseline, same network.
 
     The candidates are all the valid slots unless ``prior_top_k``, ``prior_mass`` or ``prior_min_logprob`` narrow
-    them (see
-    :mod:`prior_wrappers.sb3.masking`): a valid command that the prior gives almost no mass (log p clipped to
-    ``LOGPROB_MIN``) is rarely sampled, but greedy acting and the ``max`` target still take it when its Q is
-    the highest. The zip stores the wrapper's ``prior_signature``; ``load(path, env=...)`` and ``set_env``
-    raise a ``ValueError`` for an env with other wrapper settings (k, features, encoder, ...).
+    them (``model.support``, a :class:`~prior_wrappers.sb3.support.CandidateSupport` built from these arguments):
+    a valid command that the prior gives almost no mass (log p clipped to ``LOGPROB_MIN``) is rarely sampled, but
+    greedy acting and the ``max`` target still take it when its Q is the highest. The zip stores the wrapper's
+    ``prior_signature``; ``load(path, env=...)`` and ``set_env`` raise a ``ValueError`` for an env with other
+    wrapper settings (k, features, encoder, ...).
 
     Defaults are the reference implementation's where it has one (α⁻¹ = 10, AdamW, lr 5e-4, batch 64,
     γ 0.99, τ 0.005 every step, gradient clip 1.0, ``max`` target, no ε); the others are SB3's DQN defaults.
@@ -96,7 +85,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         ``None`` (default) or ``1.0`` keeps every valid slot. Combined with the other rules, a slot must pass all.
     :param prior_floor: λ, the share of the uniform distribution over the candidates mixed into the prior that
         acting uses (and the ``soft`` target and ``predict_with_prior``): p̃ = (1 − λ)·p + λ/n (see
-        :func:`~prior_wrappers.sb3.masking.floored_log_prior`). It keeps a wrong prior from trapping the
+        :func:`~prior_wrappers.sb3.support.floored_log_prior`). It keeps a wrong prior from trapping the
         learner: a command the prior puts 12 nats down is otherwise never tried (α = 0.1 and rewards in [0, 1]
         span at most 10 nats of Q/α), so its value is never learned, while the ``max`` target bootstraps from
         it. ``0`` is the reference's pure posterior.
@@ -139,6 +128,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         "CandidatePolicy": DQNPriorPolicy,
     }
     policy: DQNPriorPolicy
+    run_name = "DQNPrior"
 
     def __init__(
         self,
@@ -188,20 +178,15 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         exploration_final_eps = default_eps if exploration_final_eps is None else exploration_final_eps
         if double_q and target != "max":
             raise ValueError("double_q applies to the 'max' target only")
-        if prior_top_k is not None and prior_top_k < 1:
-            raise ValueError(f"prior_top_k must be >= 1 or None, got {prior_top_k}")
-        if prior_min_logprob is not None and prior_min_logprob > 0:
-            raise ValueError(f"prior_min_logprob is a log-probability threshold, <= 0 or None; got {prior_min_logprob}")
-        if prior_mass is not None and not 0.0 < prior_mass <= 1.0:
-            raise ValueError(f"prior_mass is a fraction of the prior's mass, in (0, 1] or None; got {prior_mass}")
+        self.prior_top_k = prior_top_k
+        self.prior_min_logprob = prior_min_logprob
+        self.prior_mass = prior_mass
+        self.prior_floor = prior_floor
+        self.prior_floor = self.support.floor  # the support checks the rules (ValueError) and makes the floor a float
         self.alpha = alpha
         self.sampling = sampling
         self.target = target
         self.double_q = double_q
-        self.prior_top_k = prior_top_k
-        self.prior_min_logprob = prior_min_logprob
-        self.prior_mass = prior_mass
-        self.prior_floor = check_prior_floor(prior_floor)
         self.prior_trust = check_trust(prior_trust)
         self._prior_trust: PriorTrust | None = None
         self.predict_with_prior = predict_with_prior
@@ -240,18 +225,13 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             super()._setup_model()
         self._train_logs: dict[str, list[th.Tensor]] = {}
 
-    def candidates(self, obs: PyTorchObs) -> th.Tensor:
-        """Boolean ``(batch, K)``: the slots this algorithm may act on and bootstrap from."""
-        return candidate_slots(
-            obs,  # type: ignore[arg-type]
-            top_k=self.prior_top_k,
-            min_logprob=self.prior_min_logprob,
-            mass=self.prior_mass,
+    @property
+    def support(self) -> CandidateSupport:
+        """The slots this algorithm may act on and bootstrap from, and the floored prior acting samples with: the
+        rules of ``prior_top_k``, ``prior_mass``, ``prior_min_logprob`` and ``prior_floor`` (as they are now)."""
+        return CandidateSupport(
+            top_k=self.prior_top_k, mass=self.prior_mass, min_logprob=self.prior_min_logprob, floor=self.prior_floor
         )
-
-    def acting_log_prior(self, obs: PyTorchObs, candidates: th.Tensor) -> th.Tensor:
-        """log p̃(a|s) over the candidates: the prior with its floor (``prior_floor``), what acting samples from."""
-        return floored_log_prior(obs[PRIOR_LOGPROBS], candidates, self.prior_floor)  # type: ignore[index]
 
     # ------------------------------------------------------------------ acting
     def _sample_action(
@@ -263,7 +243,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
             self._prior_trust = PriorTrust(self.prior_trust, n_envs, seed=self.seed)
         # an episode without the prior explores as the same algorithm with UniformPrior does
         with_prior = th.as_tensor(self._prior_trust.with_prior, device=candidates.device).unsqueeze(1)
-        log_prior = self.acting_log_prior(obs, candidates)
+        log_prior = self.support.log_prior(obs, candidates)
         log_prior = th.where(with_prior, log_prior, th.zeros_like(log_prior))
         if self.num_timesteps < learning_starts:
             # Warm-up: with Q ≡ 0 the posterior is the prior itself (uniform over candidates without it).
@@ -316,7 +296,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         with th.no_grad():
             q_values = self.q_net(obs)
         candidates = self.candidates(obs)
-        log_prior = self.acting_log_prior(obs, candidates)
+        log_prior = self.support.log_prior(obs, candidates)
         if deterministic:
             scores = q_values + self.alpha * log_prior if self.predict_with_prior else q_values
             action = masked_fill(scores, candidates).argmax(dim=1)
@@ -334,7 +314,7 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         candidates = self.candidates(next_observations)
         if self.target == "soft":
             # V(s') = α · log Σ_{a'} p̃(a'|s') · exp(Q_target(s', a') / α), p̃ the acting prior over the candidates
-            log_prior = self.acting_log_prior(next_observations, candidates)
+            log_prior = self.support.log_prior(next_observations, candidates)
             values = self.alpha * masked_logsumexp(next_q_values / self.alpha + log_prior, candidates)
         elif self.double_q:
             # a* = argmax_{a'} Q(s', a'),  V(s') = Q_target(s', a*)
@@ -382,24 +362,6 @@ class DQNPrior(PriorStatsLogging, PriorSignatureMixin, DQN):
         """Keep a scalar of this gradient step under ``key``, detached and where it is (no device -> host copy):
         :meth:`train` logs the mean of each key's values, all brought to the host together at its end."""
         self._train_logs.setdefault(key, []).append(value.detach())
-
-    def learn(
-        self: SelfDQNPrior,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "DQNPrior",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfDQNPrior:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_train_logs", "_prior_trust"]

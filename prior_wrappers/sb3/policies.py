@@ -22,8 +22,22 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from prior_wrappers.sb3.masking import check_prior_floor, floored_log_prior, masked_fill, valid_slots
+from prior_wrappers.sb3.masking import masked_fill, valid_slots
+from prior_wrappers.sb3.support import CandidateSupport
 from prior_wrappers.spaces import ACTION_MASK, CANDIDATE_FEATURES, OBSERVATION_FEATURES, PRIOR_LOGPROBS
+
+
+def check_candidate_action_space(action_space: spaces.Space, policy_kwargs: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless a candidate policy can act in ``action_space`` (``Discrete(K)``, one action per
+    slot) with SB3's on-policy keyword arguments ``policy_kwargs`` (no gSDE, which is for continuous actions).
+
+    :param action_space: the algorithm's action space.
+    :param policy_kwargs: the keyword arguments SB3 passes that a candidate policy does not use (``use_sde``, ...).
+    """
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(f"candidate policies need a Discrete(K) action space, got {action_space}")
+    if policy_kwargs.get("use_sde"):
+        raise ValueError("gSDE is for continuous actions; candidate slots are discrete")
 
 
 class CandidateInputs(BaseFeaturesExtractor):
@@ -221,9 +235,9 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
     :param activation_fn: activation function (default ``Tanh``, SB3's).
     :param ortho_init: orthogonal initialisation as in SB3 (output gains 0.01 for logits, 1 for the value).
     :param residual_prior: add the prior log-probabilities to the logits.
-    :param prior_floor: with ``residual_prior``, the logits add log p̃ = log((1 − λ)·p + λ/n) over the valid
-        slots instead of log p (see :func:`~prior_wrappers.sb3.masking.floored_log_prior`; ``PPOPrior`` sets it
-        to its own ``prior_floor``); ``0``: log p.
+    :param prior_floor: with ``residual_prior``, the logits add log p̃ = log((1 − λ)·p + λ/n) over the candidate
+        (= valid) slots instead of log p (see :func:`~prior_wrappers.sb3.support.floored_log_prior`; ``PPOPrior``
+        sets it to its own ``prior_floor``, so that :attr:`support` is the algorithm's); ``0``: log p.
     :param features_extractor_class: builds the per-slot rows (default :class:`CandidateInputs`).
     :param features_extractor_kwargs: keyword arguments for it.
     :param normalize_images: unused (no images), kept for SB3's signature.
@@ -248,12 +262,9 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **unused_sde_kwargs: Any,  # use_sde, log_std_init, ...: passed by SB3's PPO, meaningless here
     ) -> None:
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"candidate policies need a Discrete(K) action space, got {action_space}")
-        if unused_sde_kwargs.get("use_sde"):
-            raise ValueError("gSDE is for continuous actions; candidate slots are discrete")
+        check_candidate_action_space(action_space, unused_sde_kwargs)
         self.residual_prior = residual_prior
-        self.prior_floor = check_prior_floor(prior_floor)
+        self.prior_floor = CandidateSupport(floor=prior_floor).floor  # checked (ValueError), as a float
         super().__init__(
             observation_space,
             action_space,
@@ -289,13 +300,21 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):
         data.update(residual_prior=self.residual_prior, prior_floor=self.prior_floor)
         return data
 
+    @property
+    def support(self) -> CandidateSupport:
+        """The slots the policy may choose (all the valid slots) and the floored prior its residual logits add:
+        equal to its ``PPOPrior``'s support."""
+        return CandidateSupport(floor=self.prior_floor)
+
     def _logits(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
         logits = self.action_net(rows).squeeze(-1)
-        valid = valid_slots(obs)  # type: ignore[arg-type]  # SB3's PyTorchObs: here a dict
+        support = self.support
+        candidates = support.candidates(obs)
         if self.residual_prior:
-            log_prior = obs[PRIOR_LOGPROBS]  # type: ignore[index]
-            logits = logits + (floored_log_prior(log_prior, valid, self.prior_floor) if self.prior_floor else log_prior)
-        return masked_fill(logits, valid)
+            # without a floor log p as it comes, not renormalised over the candidates (the softmax is the same)
+            log_prior = support.log_prior(obs, candidates) if support.floor else obs[PRIOR_LOGPROBS]  # type: ignore[index]
+            logits = logits + log_prior
+        return masked_fill(logits, candidates)
 
     def _values(self, obs: PyTorchObs, rows: th.Tensor) -> th.Tensor:
         valid = valid_slots(obs).unsqueeze(-1).to(rows.dtype)  # type: ignore[arg-type]

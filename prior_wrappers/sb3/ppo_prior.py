@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -14,20 +14,18 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from torch.nn import functional as F
 
 from prior_wrappers.sb3.dqn_prior import scalars_to_host
-from prior_wrappers.sb3.masking import PRIOR_FLOOR, candidate_slots, check_prior_floor, floored_log_prior
 from prior_wrappers.sb3.policies import CandidateActorCriticPolicy
 from prior_wrappers.sb3.prior_stats import PriorStatsLogging
 from prior_wrappers.sb3.prior_trust import PriorTrustVecEnv, Trust, check_trust, uniform_logprobs
 from prior_wrappers.sb3.signature import PriorSignatureMixin
+from prior_wrappers.sb3.support import PRIOR_FLOOR, CandidateSupport, SupportMixin, floored_log_prior
 from prior_wrappers.spaces import ACTION_MASK, PRIOR_LOGPROBS
-
-SelfPPOPrior = TypeVar("SelfPPOPrior", bound="PPOPrior")
 
 
 def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor, floor: float = 0.0) -> th.Tensor:
     """KL(π ‖ p̃)(s) = Σ_{valid a} π(a|s)·[log π(a|s) − log p̃(a|s)], p̃ the prior renormalised over the valid
     slots and mixed with ``floor`` of the uniform distribution over them (see
-    :func:`~prior_wrappers.sb3.masking.floored_log_prior`); ``(batch,)``.
+    :func:`~prior_wrappers.sb3.support.floored_log_prior`); ``(batch,)``.
 
     A valid slot at ``LOGPROB_MIN`` (a command the prior gives almost no mass) counts with log p̃ ≈ −30: π may
     put mass on it, at a finite price of π(a)·(log π(a) + 30) nats, never an infinite KL.
@@ -42,15 +40,15 @@ def kl_to_prior(log_pi: th.Tensor, prior_logprobs: th.Tensor, valid: th.Tensor, 
     return th.where(valid, terms, th.zeros_like(terms)).sum(dim=-1)
 
 
-class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
+class PPOPrior(SupportMixin, PriorStatsLogging, PriorSignatureMixin, PPO):
     """PPO-Prior: KL-regularised PPO towards an LLM action prior.
 
     Paper: Yan et al., "Efficient Reinforcement Learning with Large Language Model Priors", ICLR 2025
     (https://arxiv.org/abs/2410.07927). Maximises E_π[Σ γ^t r_t] − α·E_s[KL(π(·|s) ‖ p_LLM(·|s))]: the PPO
     loss plus α·KL (logged as ``train/kl_prior``). The policy acts, and the KL is computed exactly, over the
-    candidate slots, which for PPO-Prior are all the valid slots (see :mod:`prior_wrappers.sb3.masking`): a
-    valid command at ``LOGPROB_MIN`` keeps a (tiny, with the residual policy) probability and costs
-    π(a)·(log π(a) + 30) in the KL. With α = 0 the updates are exactly PPO's. The default
+    candidate slots, which for PPO-Prior are all the valid slots (``model.support``, which its policy holds too;
+    see :mod:`prior_wrappers.sb3.support`): a valid command at ``LOGPROB_MIN`` keeps a (tiny, with the residual
+    policy) probability and costs π(a)·(log π(a) + 30) in the KL. With α = 0 the updates are exactly PPO's. The default
     :class:`CandidateActorCriticPolicy` uses residual logits f(s, a) + log p_LLM(a|s), so training starts at
     the prior. With ``UniformPrior`` in the wrapper this is the
     baseline, PPO over the admissible commands with the same network (KL to uniform = log n − entropy, so α
@@ -99,6 +97,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CandidatePolicy": CandidateActorCriticPolicy}
+    run_name = "PPOPrior"
 
     def __init__(
         self,
@@ -133,7 +132,8 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         if isinstance(alpha, (int, float)) and alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
-        self.prior_floor = check_prior_floor(prior_floor)
+        self.prior_floor = prior_floor
+        self.prior_floor = self.support.floor  # the support checks it (ValueError) and makes it a float
         self.prior_trust = check_trust(prior_trust)
         self.trusts_prior = True  # whether the policy acts with the prior: the trust's last verdict (saved)
         policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
@@ -205,15 +205,23 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
             observation = {**observation, PRIOR_LOGPROBS: uniform_logprobs(observation[ACTION_MASK])}
         return super().predict(observation, state, episode_start, deterministic)
 
-    def candidates(self, obs: PyTorchObs) -> th.Tensor:
-        """Boolean ``(batch, K)``: the slots the policy acts on and the KL sums over (all the valid slots)."""
-        return candidate_slots(obs)  # type: ignore[arg-type]
+    @property
+    def support(self) -> CandidateSupport:
+        """The slots the policy acts on and the KL sums over (all the valid slots: PPO-Prior has no rule that
+        narrows them), and the floored prior p̃ of ``prior_floor`` that the KL pulls towards."""
+        return CandidateSupport(floor=self.prior_floor)
 
-    def kl_prior(self, obs: PyTorchObs) -> th.Tensor:
-        """KL(π(·|s) ‖ p̃(·|s)) of the current policy over the candidate slots, ``(batch,)``."""
-        # SB3 types Distribution.distribution as one torch distribution or a list; a Categorical's has logits
-        log_pi = self.policy.get_distribution(obs).distribution.logits  # type: ignore[union-attr]
-        return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], self.candidates(obs), self.prior_floor)  # type: ignore[index]
+    def kl_prior(self, obs: PyTorchObs, log_pi: th.Tensor | None = None) -> th.Tensor:
+        """KL(π(·|s) ‖ p̃(·|s)) over the candidate slots, ``(batch,)``.
+
+        :param obs: the observations.
+        :param log_pi: ``(batch, K)`` log π(·|s); ``None``: the current policy's.
+        """
+        if log_pi is None:
+            # SB3 types Distribution.distribution as one torch distribution or a list; a Categorical's has logits
+            log_pi = self.policy.get_distribution(obs).distribution.logits  # type: ignore[union-attr]
+        support = self.support
+        return kl_to_prior(log_pi, obs[PRIOR_LOGPROBS], support.candidates(obs), support.floor)  # type: ignore[index]
 
     def evaluate_policy(
         self, obs: PyTorchObs, actions: th.Tensor, kl_grad: bool
@@ -288,13 +296,7 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
                 # α · E_s[ KL(π(·|s) ‖ p_LLM(·|s)) ], exact over the candidate (= valid) slots
-                # SB3 types the observations of a Dict rollout buffer as a Tensor
-                kl_prior = kl_to_prior(
-                    log_pi,
-                    observations[PRIOR_LOGPROBS],  # type: ignore[index]
-                    self.candidates(observations),
-                    self.prior_floor,
-                ).mean()
+                kl_prior = self.kl_prior(observations, log_pi).mean()
                 kl_priors.append(kl_prior.detach())
                 if alpha > 0:  # skipped at α = 0 so that the update is bit-for-bit PPO's
                     loss = loss + alpha * kl_prior
@@ -346,21 +348,3 @@ class PPOPrior(PriorStatsLogging, PriorSignatureMixin, PPO):
         self.logger.record("train/clip_range", clip_range)
         if self.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
-
-    def learn(
-        self: SelfPPOPrior,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "PPOPrior",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfPPOPrior:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )

@@ -12,7 +12,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import LinearSchedule
 
 from prior_wrappers.sb3 import CandidateActorCriticPolicy, PPOPrior
-from prior_wrappers.sb3.masking import candidate_slots
+from prior_wrappers.sb3.support import candidate_slots
 from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
 
 SMALL = dict(n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")

@@ -1,4 +1,5 @@
-"""The loss terms and masked reductions against hand computations on small tensors."""
+"""The loss terms and masked reductions against hand computations on small tensors (the support rules:
+test_support.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import torch as th
 from prior_wrappers.sb3 import cql_penalty, kl_to_prior
 from prior_wrappers.sb3.masking import (
     MASKED_VALUE,
-    candidate_slots,
-    floored_log_prior,
     masked_fill,
     masked_log_softmax,
     masked_logsumexp,
@@ -20,7 +19,8 @@ from prior_wrappers.sb3.masking import (
     masked_value,
     sample_masked,
 )
-from prior_wrappers.spaces import ACTION_MASK, LOGPROB_MIN, PRIOR_LOGPROBS
+from prior_wrappers.sb3.support import floored_log_prior
+from prior_wrappers.spaces import LOGPROB_MIN
 
 
 def test_masked_reductions_ignore_masked_slots():
@@ -43,31 +43,6 @@ def test_sample_masked_never_returns_masked_slot():
     draws = sample_masked(logits, mask)
     assert not (draws == 1).any()
     assert set(draws.tolist()) == {0, 2, 3}
-
-
-def test_candidates_are_the_valid_slots_unless_an_explicit_rule_narrows_them():
-    obs = {
-        PRIOR_LOGPROBS: th.tensor([[-0.5, -1.5, LOGPROB_MIN, -3.0, LOGPROB_MIN], [LOGPROB_MIN, -2.0, -0.2, -9.0, -4.0]]),
-        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], dtype=th.int8),
-    }
-    # slot 2 of row 1 is admissible with the prior's floor (a long command, no proposal named it): still a
-    # candidate; slot 4 is empty and never one
-    assert candidate_slots(obs).tolist() == [[True, True, True, True, False], [True, True, True, False, False]]
-    assert candidate_slots(obs, top_k=2).tolist() == [[True, True, False, False, False], [False, True, True, False, False]]
-    # the explicit support rule: drop what the prior (almost) never names
-    assert candidate_slots(obs, min_logprob=LOGPROB_MIN + 1).tolist() == [
-        [True, True, False, True, False],
-        [False, True, True, False, False],
-    ]
-    # a threshold above every slot keeps the prior's favourite valid slot (never an empty candidate set)
-    assert candidate_slots(obs, min_logprob=-0.1).tolist() == [
-        [True, False, False, False, False],
-        [False, False, True, False, False],
-    ]
-    assert candidate_slots(obs, top_k=1, min_logprob=-1.0).tolist() == [
-        [True, False, False, False, False],
-        [False, False, True, False, False],
-    ]
 
 
 def test_cql_penalty_matches_hand_computation():
@@ -127,57 +102,6 @@ def test_kl_to_prior_charges_a_valid_slot_at_logprob_min_a_finite_price():
     assert kl_to_prior(log_pi, prior, valid).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_prior_mass_keeps_the_smallest_set_holding_that_mass():
-    obs = {
-        PRIOR_LOGPROBS: th.log(
-            th.tensor(
-                [
-                    [0.05, 0.6, 0.25, 0.1, 0.5],  # slot 4 is empty: its prior is ignored
-                    [0.97, 0.01, 0.01, 0.01, 1.0],  # a confident prior
-                    [0.2, 0.2, 0.2, 0.2, 0.2],  # a flat one: ties go to the lower slot
-                    [0.3, 0.15, 0.05, 1.0, 1.0],  # mass 0.5 over the valid slots: renormalised to [.6, .3, .1]
-                ]
-            )
-        ),
-        ACTION_MASK: th.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=th.int8),
-    }
-    # p = 0.8: row 1 needs 0.6 + 0.25 = 0.85; row 2 has 0.97 in its favourite; row 3 needs four fifths;
-    # row 4: 0.6 + 0.3 = 0.9 (without renormalising, 0.3 + 0.15 + 0.05 = 0.5 < 0.8 would keep all three)
-    assert candidate_slots(obs, mass=0.8).tolist() == [
-        [False, True, True, False, False],
-        [True, False, False, False, False],
-        [True, True, True, True, False],
-        [True, True, False, False, False],
-    ]
-    # p = 0.9: row 1 needs 0.95 (three slots); row 4 has exactly 0.9 in two
-    assert candidate_slots(obs, mass=0.9).tolist() == [
-        [False, True, True, True, False],
-        [True, False, False, False, False],
-        [True, True, True, True, True],
-        [True, True, False, False, False],
-    ]
-    # a tiny p keeps the favourite alone; p = 1 keeps every valid slot (as no rule)
-    assert candidate_slots(obs, mass=1e-6).sum(dim=1).tolist() == [1, 1, 1, 1]
-    assert candidate_slots(obs, mass=1.0).tolist() == candidate_slots(obs).tolist()
-    # with the other rules a slot must pass all: top_k=1 cuts row 3's four to one
-    assert candidate_slots(obs, mass=0.8, top_k=1).tolist()[2] == [True, False, False, False, False]
-
-
-def test_prior_mass_counts_a_slot_at_logprob_min_and_never_empties_a_state():
-    obs = {
-        PRIOR_LOGPROBS: th.tensor([[LOGPROB_MIN, LOGPROB_MIN, LOGPROB_MIN], [math.log(0.5), LOGPROB_MIN, 0.0],
-                                   [0.0, 0.0, 0.0]]),
-        ACTION_MASK: th.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=th.int8),
-    }
-    # row 1: every valid slot at the floor is 1/2 after renormalising; row 2: p̃ = [1 − ε, ε], ε = e^-30 / 0.5;
-    # row 3 has no valid slot and no candidate
-    assert candidate_slots(obs, mass=0.5).tolist() == [[True, False, False], [True, False, False],
-                                                      [False, False, False]]
-    assert candidate_slots(obs, mass=0.99).tolist() == [[True, True, False], [True, False, False],
-                                                       [False, False, False]]
-    assert candidate_slots(obs, mass=1.0).tolist() == [[True, True, False], [True, True, False], [False, False, False]]
-
-
 def test_prior_weighted_cql_penalty_matches_hand_computation():
     q = th.tensor([[1.0, 2.0, 3.0, 50.0], [0.5, -1.0, 0.0, 0.0]])
     actions = th.tensor([[1], [2]])
@@ -205,23 +129,6 @@ def test_prior_weighted_cql_gradient_is_the_prior_weighted_softmax_minus_the_dat
     # ∂/∂Q_a = w_a − 1[a = a_data]: the data action the prior dislikes (0.1) is pushed up by 1 − w_2 ≈ 0.95
     np.testing.assert_allclose(q.grad.numpy()[0], w - np.array([0.0, 0.0, 1.0]), rtol=1e-5)
     assert 1 - w[2] > 0.94
-
-
-def test_floored_log_prior_mixes_the_renormalised_prior_with_uniform_over_the_candidates():
-    # prior over 4 slots; slot 3 is valid but not a candidate, slot 4 empty: p renormalised over 0-2 is [.6, .3, .1]
-    prior = th.tensor([[math.log(0.3), math.log(0.15), math.log(0.05), math.log(0.5), LOGPROB_MIN]])
-    candidates = th.tensor([[True, True, True, False, False]])
-    floored = floored_log_prior(prior, candidates, 0.3)
-    expected = 0.7 * np.array([0.6, 0.3, 0.1]) + 0.3 / 3  # [0.52, 0.31, 0.17]
-    assert floored[0, :3].exp().numpy() == pytest.approx(expected, rel=1e-5)
-    assert floored[0, 3:].tolist() == [MASKED_VALUE, MASKED_VALUE]
-    # 0: the renormalised prior; 1: uniform over the candidates
-    assert floored_log_prior(prior, candidates, 0.0)[0, :3].exp().numpy() == pytest.approx([0.6, 0.3, 0.1], rel=1e-5)
-    assert floored_log_prior(prior, candidates, 1.0)[0, :3].exp().numpy() == pytest.approx([1 / 3] * 3, rel=1e-6)
-    # a command the prior rules out (log p = -30) keeps floor/n, exactly
-    ruled_out = th.tensor([[0.0, LOGPROB_MIN, LOGPROB_MIN, LOGPROB_MIN]])
-    low = floored_log_prior(ruled_out, th.ones(1, 4, dtype=th.bool), 0.1)[0, 1].item()
-    assert low == pytest.approx(math.log(0.1 / 4 + 0.9 * math.exp(LOGPROB_MIN)), rel=1e-6)
 
 
 def test_kl_to_prior_with_a_floor_pulls_towards_the_floored_prior():
