@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
+
+from prior_wrappers.lru import BoundedLRU
 
 
 @runtime_checkable
@@ -142,19 +144,15 @@ class CachedEncoder:
         self.name = encoder_name(encoder)
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._bytes = 0
+        # text -> (vector, bytes of the vector and the text)
+        self._cache: BoundedLRU[str, tuple[np.ndarray, int]] = BoundedLRU(maxsize, max_bytes, itemgetter(1))
         self.hits = 0
         self.misses = 0
-
-    @staticmethod
-    def _entry_bytes(text: str, vector: np.ndarray) -> int:
-        return len(text.encode("utf-8", "surrogatepass")) + vector.nbytes
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the cached texts and vectors."""
-        return self._bytes
+        return int(self._cache.currsize)
 
     def cache_info(self) -> dict[str, float]:
         """``hits``, ``misses``, ``hit_rate``, ``size`` (texts), ``bytes``, and the bounds ``maxsize``/``max_bytes``."""
@@ -164,7 +162,7 @@ class CachedEncoder:
             "misses": self.misses,
             "hit_rate": self.hits / total if total else 0.0,
             "size": len(self._cache),
-            "bytes": self._bytes,
+            "bytes": self.nbytes,
             "maxsize": self.maxsize,
             "max_bytes": self.max_bytes,
         }
@@ -176,21 +174,17 @@ class CachedEncoder:
         fresh: dict[str, np.ndarray] = {}
         if missing:
             fresh = dict(zip(missing, np.asarray(self.encoder.encode(missing), dtype=np.float32)))
-        out = (
-            np.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
-            if texts
-            else np.zeros((0, self.dim), np.float32)
-        )
+        # the texts in the order they become the most recently used: a cached one at its last use, a new one where
+        # it is first stored (by its first use)
+        used: dict[str, tuple[np.ndarray, int]] = {}
         for t in texts:
             if t in fresh:
-                if t not in self._cache:
-                    self._cache[t] = fresh[t]
-                    self._bytes += self._entry_bytes(t, fresh[t])
+                used.setdefault(t, (fresh[t], len(t.encode("utf-8", "surrogatepass")) + fresh[t].nbytes))
             else:
-                self._cache.move_to_end(t)
-        while self._cache and (len(self._cache) > self.maxsize or self._bytes > self.max_bytes):
-            text, vector = self._cache.popitem(last=False)
-            self._bytes -= self._entry_bytes(text, vector)
+                used.pop(t, None)
+                used[t] = cast(tuple[np.ndarray, int], self._cache.peek(t))
+        out = np.stack([used[t][0] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        self._cache.put_all(used.items())
         return out
 
 

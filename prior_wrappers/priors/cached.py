@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
+from prior_wrappers.lru import BoundedLRU
 from prior_wrappers.priors.base import (
     ActionPrior,
     Normalization,
@@ -28,15 +28,25 @@ CACHE_FORMAT = "prior_wrappers.CachedPrior"
 CACHE_VERSION = 1
 
 Key = tuple[str, tuple[str, ...], str]
-Entry = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
-# (prompt, admissible or None, k, seed, digest of the other sampling options) -> commands, counts, generations, invalid
+# logprobs, raw logprobs, token counts, features or None; last, as in ProposalEntry, the bytes the entry holds (with
+# its key's texts): what max_bytes bounds
+Entry = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", int]
+# (prompt, admissible or None, k, seed, digest of the other sampling options) -> commands, counts, generations, invalid,
+# bytes
 ProposalKey = tuple[str, "tuple[str, ...] | None", int, int, str]
-ProposalEntry = tuple[tuple[str, ...], np.ndarray, tuple[str, ...], int]
+ProposalEntry = tuple[tuple[str, ...], np.ndarray, tuple[str, ...], int, int]
 
 
-def _proposal_bytes(key: ProposalKey, entry: ProposalEntry) -> int:
-    texts = [key[0], *(key[1] or ()), *entry[0], *entry[2]]
-    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) + entry[1].nbytes
+def _text_bytes(texts: Sequence[str]) -> int:
+    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+
+
+def _proposal(
+    key: ProposalKey, commands: Sequence[str], counts: np.ndarray, generations: Sequence[str], invalid: int
+) -> ProposalEntry:
+    frozen = _frozen(counts, np.float64)
+    texts = _text_bytes([key[0], *(key[1] or ()), *commands, *generations])
+    return tuple(commands), frozen, tuple(generations), invalid, texts + frozen.nbytes
 
 
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
@@ -45,9 +55,21 @@ def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def _entry_bytes(key: Key, entry: Entry) -> int:
-    text = len(key[0].encode("utf-8", "surrogatepass")) + sum(len(c.encode("utf-8", "surrogatepass")) for c in key[1])
-    return text + sum(a.nbytes for a in entry if a is not None)
+def _entry(
+    key: Key, logprobs: np.ndarray, raw_logprobs: np.ndarray, num_tokens: np.ndarray, features: np.ndarray | None
+) -> Entry:
+    arrays = (
+        _frozen(logprobs, np.float64),
+        _frozen(raw_logprobs, np.float64),
+        _frozen(num_tokens, np.int64),
+        None if features is None else _frozen(features, np.float32),
+    )
+    nbytes = _text_bytes([key[0], *key[1]]) + sum(a.nbytes for a in arrays if a is not None)
+    return (*arrays, nbytes)
+
+
+def _size(entry: Entry | ProposalEntry) -> int:
+    return entry[4]
 
 
 class CachedPrior:
@@ -83,12 +105,10 @@ class CachedPrior:
         self.prior = prior
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._cache: OrderedDict[Key, Entry] = OrderedDict()
-        self._bytes = 0
+        self._cache: BoundedLRU[Key, Entry] = BoundedLRU(maxsize, max_bytes, _size)
         self.hits = 0
         self.misses = 0
-        self._proposals: OrderedDict[ProposalKey, ProposalEntry] = OrderedDict()
-        self._proposal_bytes = 0
+        self._proposals: BoundedLRU[ProposalKey, ProposalEntry] = BoundedLRU(maxsize, max_bytes, _size)
         self.proposal_hits = 0
         self.proposal_misses = 0
 
@@ -111,7 +131,7 @@ class CachedPrior:
     @property
     def nbytes(self) -> int:
         """Bytes held by the cached entries."""
-        return self._bytes
+        return int(self._cache.currsize)
 
     def cache_info(self) -> dict[str, float]:
         """``hits``, ``misses``, ``hit_rate``, ``size`` (entries), ``bytes``, and the bounds
@@ -121,7 +141,7 @@ class CachedPrior:
             "misses": self.misses,
             "size": len(self._cache),
             "hit_rate": self.hit_rate,
-            "bytes": self._bytes,
+            "bytes": self.nbytes,
             "maxsize": self.maxsize,
             "max_bytes": self.max_bytes,
             "proposal_hits": self.proposal_hits,
@@ -131,36 +151,12 @@ class CachedPrior:
         }
 
     # ------------------------------------------------------------------ storage
-    def _put(self, key: Key, entry: Entry) -> None:
-        old = self._cache.pop(key, None)
-        if old is not None:
-            self._bytes -= _entry_bytes(key, old)
-        self._cache[key] = entry
-        self._bytes += _entry_bytes(key, entry)
-
-    def _evict(self) -> None:
-        while self._cache and (len(self._cache) > self.maxsize or self._bytes > self.max_bytes):
-            key, entry = self._cache.popitem(last=False)
-            self._bytes -= _entry_bytes(key, entry)
-
-    def _put_proposal(self, key: ProposalKey, entry: ProposalEntry) -> None:
-        old = self._proposals.pop(key, None)
-        if old is not None:
-            self._proposal_bytes -= _proposal_bytes(key, old)
-        self._proposals[key] = entry
-        self._proposal_bytes += _proposal_bytes(key, entry)
-
-    def _evict_proposals(self) -> None:
-        while self._proposals and (len(self._proposals) > self.maxsize or self._proposal_bytes > self.max_bytes):
-            key, entry = self._proposals.popitem(last=False)
-            self._proposal_bytes -= _proposal_bytes(key, entry)
-
     def save(self, path: str | Path) -> None:
         """Write the cached scores and seeded proposals to ``path`` (an ``.npz`` archive whatever its name), so
         later runs and other seeds reuse them. The write is atomic: a crash leaves the previous file intact."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        items = list(self._cache.items())
+        items = self._cache.lru_items()  # least recently used first, as load stores them
         with_features = [e[3] for _, e in items if e[3] is not None]
         meta = {
             "format": CACHE_FORMAT,
@@ -185,7 +181,8 @@ class CachedPrior:
                     counts,
                     generations,
                     invalid,
-                ) in self._proposals.items()
+                    _,
+                ) in self._proposals.lru_items()
             ],
         }
 
@@ -239,12 +236,8 @@ class CachedPrior:
                 f"wraps {self.fingerprint!r}; its scores would be wrong here. Use one cache file per prior "
                 "(or load(..., check_fingerprint=False) if you know the scores are still valid)"
             )
-        for key, entry in keys_entries:
-            self._put(key, entry)
-        self._evict()
-        for proposal_key, proposal in proposals:
-            self._put_proposal(proposal_key, proposal)
-        self._evict_proposals()
+        self._cache.put_all(keys_entries)
+        self._proposals.put_all(proposals)
         return len(keys_entries) + len(proposals)
 
     @staticmethod
@@ -301,14 +294,9 @@ class CachedPrior:
                 raise bad(f"key {i} has {len(key[1])} candidates but {b - a} scores")
             feats = None
             if has_features[i]:
-                feats = _frozen(features[row : row + b - a], np.float32)
+                feats = features[row : row + b - a]
                 row += b - a
-            entry: Entry = (
-                _frozen(arrays["logprobs"][a:b], np.float64),
-                _frozen(arrays["raw_logprobs"][a:b], np.float64),
-                _frozen(arrays["num_tokens"][a:b], np.int64),
-                feats,
-            )
+            entry = _entry(key, arrays["logprobs"][a:b], arrays["raw_logprobs"][a:b], arrays["num_tokens"][a:b], feats)
             out.append((key, entry))
         proposals: list[tuple[ProposalKey, ProposalEntry]] = []
         for i, raw in enumerate(meta.get("proposals", [])):  # files written before proposals were saved have none
@@ -321,10 +309,11 @@ class CachedPrior:
                     int(seed),
                     str(options),
                 )
-                proposal: ProposalEntry = (
-                    tuple(str(c) for c in commands),
-                    _frozen(np.asarray(counts, dtype=np.float64), np.float64),
-                    tuple(str(g) for g in generations),
+                proposal = _proposal(
+                    proposal_key,
+                    [str(c) for c in commands],
+                    np.asarray(counts, dtype=np.float64),
+                    [str(g) for g in generations],
                     int(invalid),
                 )
             except (TypeError, ValueError):
@@ -337,10 +326,8 @@ class CachedPrior:
     def clear(self) -> None:
         """Drop every cached score and proposal and reset the counters."""
         self._cache.clear()
-        self._bytes = 0
         self.hits = self.misses = 0
         self._proposals.clear()
-        self._proposal_bytes = 0
         self.proposal_hits = self.proposal_misses = 0
 
     # ------------------------------------------------------------------ the prior protocol
@@ -357,11 +344,10 @@ class CachedPrior:
         results: list[Entry | None] = []
         missing: dict[Key, list[int]] = {}
         for i, key in enumerate(keys):
-            entry = self._cache.get(key)
+            entry = self._cache.peek(key)
             if entry is not None and (not return_features or entry[3] is not None):
-                self._cache.move_to_end(key)
                 self.hits += 1
-                results.append(entry)
+                results.append(self._cache[key])  # a look-up: now the most recently used
             else:
                 self.misses += 1
                 results.append(None)
@@ -374,18 +360,20 @@ class CachedPrior:
                 normalization=normalization,
                 return_features=return_features,
             )
-            for j, key in enumerate(miss_keys):
-                feats = fresh.features[j] if fresh.features is not None else None
-                entry = (
-                    _frozen(fresh.logprobs[j], np.float64),
-                    _frozen(fresh.raw_logprobs[j], np.float64),
-                    _frozen(fresh.num_tokens[j], np.int64),
-                    _frozen(feats, np.float32) if feats is not None else None,
+            new = {
+                key: _entry(
+                    key,
+                    fresh.logprobs[j],
+                    fresh.raw_logprobs[j],
+                    fresh.num_tokens[j],
+                    fresh.features[j] if fresh.features is not None else None,
                 )
-                self._put(key, entry)
+                for j, key in enumerate(miss_keys)
+            }
+            for key, entry in new.items():
                 for i in missing[key]:
                     results[i] = entry
-            self._evict()
+            self._cache.put_all(new.items())
         done = [r for r in results if r is not None]
         return PriorScores(
             logprobs=[r[0] for r in done],
@@ -420,9 +408,8 @@ class CachedPrior:
         missing: dict[ProposalKey, list[int]] = {}
         results: list[ProposalEntry | None] = []
         for i, key in enumerate(keys):
-            entry = self._proposals.get(key)
+            entry = self._proposals.get(key)  # a hit is now the most recently used
             if entry is not None:
-                self._proposals.move_to_end(key)
                 self.proposal_hits += 1
             else:
                 self.proposal_misses += 1
@@ -437,18 +424,13 @@ class CachedPrior:
                 seed=[key[3] for key in miss],  # type: ignore[call-arg]  # propose_options: this prior takes seed=
                 **kwargs,
             )
+            new: dict[ProposalKey, ProposalEntry] = {}
             for j, key in enumerate(miss):
                 n_invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
-                entry = (
-                    tuple(fresh.commands[j]),
-                    _frozen(fresh.counts[j], np.float64),
-                    tuple(fresh.generations[j]),
-                    int(n_invalid),
-                )
-                self._put_proposal(key, entry)
+                new[key] = _proposal(key, fresh.commands[j], fresh.counts[j], fresh.generations[j], int(n_invalid))
                 for i in missing[key]:
-                    results[i] = entry
-            self._evict_proposals()
+                    results[i] = new[key]
+            self._proposals.put_all(new.items())
         done = [r for r in results if r is not None]
         invalid = [r[3] for r in done]
         return Proposals(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, cast
 
 import numpy as np
 
 from prior_wrappers.encoders import TextEncoder, encoder_name
+from prior_wrappers.lru import BoundedLRU
 from prior_wrappers.priors.base import (
     ActionPrior,
     Normalization,
@@ -53,7 +54,7 @@ class _Entry:
     commands: dict[str, Record] = field(default_factory=dict)  # per-command raw scores ("subset"/"rescore")
     sets: dict[tuple[str, ...], dict[str, Record]] = field(default_factory=dict)  # per candidate multiset ("same")
     pending: set[Any] = field(default_factory=set)  # commands / sets being scored in the current call
-    nbytes: int = 0
+    nbytes: int = 0  # embedding, texts, scores, features: what max_bytes bounds
 
 
 def _text_bytes(text: str) -> int:
@@ -168,7 +169,11 @@ class SemanticCachedPrior:
         self.prior, self.encoder, self.split = prior, encoder, split
         self.threshold, self.candidates = float(threshold), candidates
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # LRU order
+        self._entries: dict[int, _Entry] = {}  # every state by id, stored in _lru or not yet
+        # the stored states, least recently used first, and those used since: a call that completes stores these
+        # (their sizes final), evicting the least recently used beyond the bounds
+        self._lru: BoundedLRU[int, _Entry] = BoundedLRU(max_entries, max_bytes, attrgetter("nbytes"), self._forget)
+        self._used: dict[int, _Entry] = {}
         self._exact: dict[tuple[int, str], int] = {}  # (group, state text) -> entry id
         self._groups: dict[tuple[str, str], int] = {}  # (context, normalization) -> group id
         self._vectors = np.zeros((64, encoder.dim), np.float32)
@@ -176,7 +181,6 @@ class SemanticCachedPrior:
         self._slot_entry = np.full(64, -1, np.int64)
         self._free: list[int] = list(range(63, -1, -1))
         self._next_id = 0
-        self._bytes = 0
         self.hits = self.semantic_hits = self.partial = self.misses = 0
         self.queries = self.inner_calls = self.scored_commands = 0
 
@@ -199,7 +203,9 @@ class SemanticCachedPrior:
     @property
     def nbytes(self) -> int:
         """Bytes held by the cached states."""
-        return self._bytes
+        if self._used:  # a call failed before storing the states it used: count them as they are now
+            return sum(entry.nbytes for entry in self._entries.values())
+        return int(self._lru.currsize)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -215,8 +221,8 @@ class SemanticCachedPrior:
             "inner_calls": self.inner_calls,
             "scored_commands": self.scored_commands,
             "hit_rate": self.hit_rate,
-            "size": len(self._entries),
-            "bytes": self._bytes,
+            "size": len(self),
+            "bytes": self.nbytes,
             "max_entries": self.max_entries,
             "max_bytes": self.max_bytes,
             "threshold": self.threshold,
@@ -248,21 +254,15 @@ class SemanticCachedPrior:
         entry = _Entry(entry_id, group, slot, text, nbytes=self._vectors[slot].nbytes + _text_bytes(text))
         self._entries[entry_id] = entry
         self._exact[(group, text)] = entry_id
-        self._bytes += entry.nbytes
         return entry
 
-    def _add_bytes(self, entry: _Entry, n: int) -> None:
-        entry.nbytes += n
-        self._bytes += n
-
-    def _evict(self) -> None:
-        while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
-            _, entry = self._entries.popitem(last=False)
-            for text in [entry.text, *entry.aliases]:
-                self._exact.pop((entry.group, text), None)
-            self._slot_group[entry.slot] = self._slot_entry[entry.slot] = -1
-            self._free.append(entry.slot)
-            self._bytes -= entry.nbytes
+    def _forget(self, entry_id: int, entry: _Entry) -> None:
+        """An evicted state: drop its texts and free its embedding slot."""
+        del self._entries[entry_id]
+        for text in [entry.text, *entry.aliases]:
+            self._exact.pop((entry.group, text), None)
+        self._slot_group[entry.slot] = self._slot_entry[entry.slot] = -1
+        self._free.append(entry.slot)
 
     def _neighbours(self, group: int, vector: np.ndarray) -> list[int]:
         """Entry ids of the group's states with cosine >= threshold to ``vector``, most similar first (at most 8)."""
@@ -348,8 +348,9 @@ class SemanticCachedPrior:
             elif semantic and (group, text) not in self._exact:  # remembered: found by look-up next time
                 entry.aliases.append(text)
                 self._exact[(group, text)] = entry.id
-                self._add_bytes(entry, _text_bytes(text))
-            self._entries.move_to_end(entry.id)
+                entry.nbytes += _text_bytes(text)
+            self._used.pop(entry.id, None)  # now the most recently used
+            self._used[entry.id] = entry
             if not missing:
                 self.hits += 1
                 self.semantic_hits += int(text != entry.text)
@@ -368,7 +369,8 @@ class SemanticCachedPrior:
             for entry in entries:
                 entry.pending.clear()
         out = [self._answer(e, c, normalization, return_features) for e, c in zip(entries, candidates)]
-        self._evict()
+        self._lru.put_all(self._used.items())
+        self._used.clear()
         return PriorScores(
             logprobs=[o[0] for o in out],
             raw_logprobs=[o[1] for o in out],
@@ -412,7 +414,7 @@ class SemanticCachedPrior:
                         "SemanticCachedPrior(..., candidates='same'), or normalization='token'"
                     )
                 entry.commands.update(records)
-            self._add_bytes(entry, sum(_record_bytes(c, r) for c, r in records.items()))
+            entry.nbytes += sum(_record_bytes(c, r) for c, r in records.items())
 
     def _answer(self, entry: _Entry, cands: Sequence[str], normalization: Normalization, features: bool):
         if self.candidates == "same":

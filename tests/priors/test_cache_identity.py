@@ -171,6 +171,30 @@ def test_cached_encoder_is_bounded_by_bytes_and_reports_its_size():
     assert enc.hits == 1 and enc.name == "hashing:16"
 
 
+def test_a_saved_cache_keeps_the_order_of_use(tmp_path):
+    cached = CachedPrior(UniformPrior(), maxsize=2)
+    cached.score(["a", "b"], [["x", "y"]] * 2)
+    cached.score(["a"], [["x", "y"]])  # "a" is now the most recently used, though stored first
+    cached.save(tmp_path / "c.npz")
+    restored = CachedPrior(UniformPrior(), maxsize=2)
+    restored.load(tmp_path / "c.npz")
+    restored.score(["c"], [["x", "y"]])  # a third state evicts the least recently used: "b"
+    restored.score(["a", "b"], [["x", "y"]] * 2)
+    assert (restored.hits, restored.misses) == (1, 2)
+
+
+def test_caches_pickle_and_copy_with_their_contents():
+    cached, encoder = CachedPrior(UniformPrior()), CachedEncoder(HashingEncoder(dim=8))
+    cached.score(PROMPTS, CANDS)
+    encoder.encode(["go east", "go west"])
+    for copied in (pickle.loads(pickle.dumps(cached)), copy.deepcopy(cached)):
+        copied.score(PROMPTS, CANDS)
+        assert (copied.hits, copied.nbytes) == (2, cached.nbytes)
+    for copied_encoder in (pickle.loads(pickle.dumps(encoder)), copy.deepcopy(encoder)):
+        copied_encoder.encode(["go east"])
+        assert (copied_encoder.hits, copied_encoder.nbytes) == (1, encoder.nbytes)
+
+
 # ---------------------------------------------------------------- matching and FunctionPrior
 
 

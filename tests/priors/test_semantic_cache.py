@@ -165,6 +165,50 @@ def test_eviction_respects_entries_and_bytes():
     assert 1 <= len(small) < 20 and small.cache_info()["size"] == len(small)
 
 
+class FailingOnce(Recording):
+    """Raises on the call after ``fail`` is set, like a prior server going down once."""
+
+    fail = False
+
+    def score(self, prompts, candidates, **kwargs):
+        if self.fail:
+            self.fail = False
+            raise ConnectionError("prior server unreachable")
+        return super().score(prompts, candidates, **kwargs)
+
+
+def test_a_failed_call_keeps_its_states_and_the_next_call_stores_them_by_use():
+    inner, encoder = FailingOnce(), CountingEncoder()
+    prior = SemanticCachedPrior(inner, encoder, threshold=0.85, max_entries=2)
+    garden = TASK + "Observation: A sunny garden with a gate and a well.\nAction:"
+    prior.score([FAR], [CANDS])
+    inner.fail = True
+    with pytest.raises(ConnectionError):
+        prior.score([NEAR_A], [CANDS])
+    assert len(prior) == 2 and prior.nbytes > 0 and prior.misses == 2
+    prior.score([garden], [CANDS])  # a third state: FAR, the least recently used, goes
+    assert len(prior) == 2 and inner.calls == 2
+    encoded = len(encoder.texts)
+    prior.score([NEAR_A], [CANDS])  # kept (unscored): found by its text, scored now
+    assert len(encoder.texts) == encoded and inner.calls == 3 and len(prior) == 2
+    prior.score([FAR], [CANDS])
+    assert inner.calls == 4 and prior.misses == 5
+
+
+def test_the_cache_pickles_and_its_copy_evicts_on_its_own():
+    import copy
+    import pickle
+
+    prior, _ = make(max_entries=1)
+    prior.score([NEAR_A], [CANDS])
+    for copied in (pickle.loads(pickle.dumps(prior)), copy.deepcopy(prior)):
+        copied.score([FAR], [CANDS])
+        assert len(copied) == 1 and copied.misses == 2
+        copied.score([NEAR_B], [CANDS])  # NEAR_A was evicted from the copy...
+        assert copied.misses == 3
+    prior.score([NEAR_B], [CANDS])  # ... not from the original
+    assert len(prior) == 1 and (prior.hits, prior.misses) == (1, 1)
+
 def test_near_duplicates_within_one_call_are_scored_once():
     prior, inner = make()
     out = prior.score([NEAR_A, NEAR_B, NEAR_A, FAR], [CANDS, CANDS, CANDS[::-1], CANDS])
