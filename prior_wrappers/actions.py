@@ -1,6 +1,6 @@
 """What text envs return and what a slot index means: validating env output into a :class:`TextState`, and
-resolving a policy's action to the command the env receives (shared by the single and the vector wrapper;
-re-exported by :mod:`prior_wrappers.slots`)."""
+resolving a policy's action to the command the env receives (for :class:`~prior_wrappers.core.PriorCore`, the
+core of the three wrappers)."""
 
 from __future__ import annotations
 

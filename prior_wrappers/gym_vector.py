@@ -3,7 +3,6 @@ vector step, the LLM in this process (CleanRL-style loops; SB3 users have :class
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,31 +12,14 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from prior_wrappers.demonstrations import Demonstrations, success_recorder
+from prior_wrappers.actions import InvalidAction
+from prior_wrappers.core import CoreAttributes, EnvOutcome, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import (
-    CandidateText,
-    EncoderSpec,
-    InvalidAction,
-    ResolvedAction,
-    SlotBuilder,
-    SlotOrder,
-    Slots,
-    check_invalid_action,
-    resolve_action,
-    stack_observations,
-    validate_actions,
-)
-from prior_wrappers.text_info import (
-    PROMPT_EXAMPLE,
-    TEXT_OBSERVATION,
-    TextInInfo,
-    env_prompt_example,
-    prior_info,
-    text_state_from_info,
-)
+from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder, stack_observations
+from prior_wrappers.text_info import PROMPT_EXAMPLE, TEXT_OBSERVATION, TextInInfo, env_prompt_example
 from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["GymVectorLLMPrior", "SUPPORTED_AUTORESET_MODES", "make_text_gym_vector_env", "sub_env_info"]
@@ -142,7 +124,7 @@ def make_text_gym_vector_env(
     return (SyncVectorEnv if vectorization_mode == "sync" else AsyncVectorEnv)(fns, **kwargs)
 
 
-class GymVectorLLMPrior(VectorWrapper):
+class GymVectorLLMPrior(CoreAttributes, VectorWrapper):
     """Attach an LLM prior to a Gymnasium vector env of text envs with **one** prior call per vector step.
 
     >>> import numpy as np
@@ -249,6 +231,7 @@ class GymVectorLLMPrior(VectorWrapper):
         token_ids: TokenIdSpec | None = None,
         score_terminal: bool = False,
     ) -> None:
+        options = core_options(locals())  # holds builder, actions, ... (CoreAttributes)
         super().__init__(env)
         self.autoreset_mode = autoreset_mode_of(env)
         inner = env.single_observation_space
@@ -261,37 +244,13 @@ class GymVectorLLMPrior(VectorWrapper):
                 f"vector env whose single_observation_space is {inner}"
             )
         self._examples = [None] * env.num_envs if self._text_in_info else _prompt_examples(env)
-        check_invalid_action(invalid_action)
-        self.builder = builder or SlotBuilder(
-            prior,
-            k,
-            encoder=encoder,
-            prompt=prompt,
-            normalization=normalization,
-            order=order,
-            candidate_text=candidate_text,
-            prior_mode=prior_mode,
-            proposals=proposals,
-            seed=seed,
-            token_ids=token_ids,
-        )
+        states, next_step = "the sub-envs' current states", self.autoreset_mode == NEXT_STEP
+        self._core = PriorCore(env.num_envs, **options, states=states, autoreset_next=next_step)
         self.k = self.builder.k
         self.single_observation_space = self.builder.observation_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.single_action_space = gym.spaces.Discrete(self.k)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.invalid_action = invalid_action
-        self.score_terminal = score_terminal
-        self.actions = validate_actions(actions)
-        self.observation_to_text = observation_to_text
-        self.demonstrations = demonstrations
-        self._histories: list[deque[tuple[str, str]]] = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
-        self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
-        self._rng = np.random.default_rng(seed)
-        self._slots: list[Slots] = []
-        self._texts: list[str] = [""] * self.num_envs
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: these sub-envs reset on the next step
-        self._failure: str | None = None
 
     @property
     def prior_stats(self) -> dict[str, float]:
@@ -305,28 +264,7 @@ class GymVectorLLMPrior(VectorWrapper):
 
     def action_masks(self) -> np.ndarray:
         """``(num_envs, k)`` boolean masks of the valid slots (after a failed step: of the last states built)."""
-        if not self._slots:
-            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
-        return np.stack([s.mask for s in self._slots])
-
-    def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
-        return text_state_from_info(
-            info,
-            history,
-            observation_to_text=self.observation_to_text,
-            demonstrations=self.demonstrations,
-            actions=self.actions,
-        )
-
-    def _check_ready(self, what: str) -> list[Slots]:
-        if self._failure is not None:
-            raise RuntimeError(
-                f"{self._failure}, so the wrapper has no valid slots for the sub-envs' current states; "
-                f"call reset() before {what}"
-            )
-        if not self._slots:
-            raise RuntimeError(f"call reset() before {what}")
-        return self._slots
+        return self._core.masks()
 
     def _check_actions(self, actions: Any) -> np.ndarray:
         array = np.asarray(actions)
@@ -339,14 +277,14 @@ class GymVectorLLMPrior(VectorWrapper):
             raise TypeError(f"step() takes integer slot indices, got dtype {array.dtype}: {array!r}")
         return array
 
-    def _sub_info(self, infos: dict[str, Any], index: int, observations: Any) -> dict[str, Any]:
-        """Sub-env ``index``'s info, with its text observation (and prompt example) where it did not travel in
-        info (plain text sub-envs, not in TextInInfo)."""
+    def _observed(self, infos: dict[str, Any], index: int, observations: Any) -> Observed:
+        """Sub-env ``index``'s state, its text observation (and prompt example) read from the batched observation
+        where it did not travel in info (plain text sub-envs, not in TextInInfo)."""
         info = sub_env_info(infos, index)
         if not self._text_in_info:
             info[TEXT_OBSERVATION] = observations[index]
             info.setdefault(PROMPT_EXAMPLE, self._examples[index])
-        return info
+        return Observed.from_info(info)
 
     def _vector_info(self, infos: dict[str, Any]) -> dict[str, Any]:
         """The sub-envs' batched info without TextInInfo's transport keys (the wrapper writes its own)."""
@@ -362,28 +300,14 @@ class GymVectorLLMPrior(VectorWrapper):
         """
         if options is not None and "reset_mask" in options:
             raise ValueError("GymVectorLLMPrior resets all sub-envs at once; options['reset_mask'] is not supported")
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            self.builder.seed(seed)
-        self._slots, self._failure = [], None
-        self._autoreset[:] = False
+        self._core.seed(seed)
+        self._core.forget()
         observations, infos = self.env.reset(seed=seed, options=options)
-        for h in self._histories:
-            h.clear()
-        try:
-            subs = [self._sub_info(infos, i, observations) for i in range(self.num_envs)]
-            states = [self._state(sub, ()) for sub in subs]
-            slots = self.builder.build(states)
-        except Exception as err:
-            self._failure = f"reset() failed ({type(err).__name__}: {err})"
-            raise
-        self._slots, self._texts = slots, [s.observation for s in states]
+        built = self._core.reset(self._observed(infos, i, observations) for i in range(self.num_envs))
         out = self._vector_info(infos)
-        for i, (recorder, state, sub) in enumerate(zip(self._recorders, states, subs)):
-            if recorder is not None:
-                recorder.start(state.observation, sub)
-            self._add_info(out, prior_info({}, state.observation, slots[i]), i)
-        return stack_observations([s.observation for s in slots]), out
+        for i, first in enumerate(built):
+            self._add_info(out, first.prior_info(env_info=False), i)
+        return stack_observations([first.slots.observation for first in built]), out
 
     def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Run each sub-env's slot and score every resulting state (final states of ``SAME_STEP`` resets included;
@@ -392,90 +316,44 @@ class GymVectorLLMPrior(VectorWrapper):
         :param actions: an integer array of shape ``(num_envs,)``: each sub-env's slot index (ignored for the
             sub-envs that ``NEXT_STEP`` resets on this step).
         """
-        slots = self._check_ready("step()")
-        actions = self._check_actions(actions)
-        resolved: list[ResolvedAction | None] = [
-            None if self._autoreset[i] else resolve_action(a, slots[i], self._rng, self.invalid_action)
-            for i, a in enumerate(actions)
-        ]
-        # a sub-env that resets on this step ignores its action; it gets a valid one all the same (where its final
-        # state listed no command, the first of a fixed action set, or an empty command)
-        ignored = self.actions[0] if self.actions else ""
-        commands = [
-            r.command if r is not None else (s.candidates[0] if s.candidates else ignored)
-            for r, s in zip(resolved, slots)
-        ]
-        env_actions: Any = np.array([self.actions.index(c) for c in commands]) if self.actions else tuple(commands)
-        try:  # self._slots changes only once every new state is built
-            observations, rewards, terminations, truncations, infos = self.env.step(env_actions)
-            obs, out = self._after_step(resolved, terminations, truncations, rewards, infos, observations)
-        except Exception as err:
-            self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its actions went to the envs"
-            raise
-        return obs, rewards, terminations, truncations, out
-
-    def _after_step(
-        self,
-        resolved: list[ResolvedAction | None],
-        terminations: np.ndarray,
-        truncations: np.ndarray,
-        rewards: np.ndarray,
-        infos: dict[str, Any],
-        observations: Any,
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._core.ready("step()")
+        resolved = self._core.resolve(self._check_actions(actions))
+        env_actions = self._core.env_actions(resolved)
         same_step = self.autoreset_mode == SAME_STEP
-        dones = terminations | truncations
-        final_infos = infos.get("final_info", {})
-        states: list[TextState] = []
-        scored: list[bool] = []  # a terminated episode's last state goes unscored (nothing bootstraps from it)
-        current_at: list[int] = []
-        final_at: dict[int, int] = {}  # SAME_STEP: sub-env -> its final state's index in states
-        subs = [self._sub_info(infos, i, observations) for i in range(self.num_envs)]
-        finals: dict[int, dict[str, Any]] = {}
-        for i, r in enumerate(resolved):
-            history = self._histories[i]
-            if r is not None:
-                history.append((self._texts[i], r.command))
-                if same_step and dones[i]:
-                    finals[i] = self._sub_info(final_infos, i, infos.get("final_obs"))
-                    final_at[i] = len(states)
-                    states.append(self._state(finals[i], history))
-                    scored.append(self.score_terminal or not terminations[i])
-                    history.clear()
-            current_at.append(len(states))
-            states.append(self._state(subs[i], history))
-            scored.append(same_step or self.score_terminal or not terminations[i])  # NEXT_STEP: may be the last
-            if dones[i] and not same_step:
-                history.clear()  # the next step resets this sub-env
-        built = self.builder.build(states, scored)  # the one prior call of this vector step
+        with self._core.failing("the last step() failed ({error}) after its actions went to the envs"):
+            observations, rewards, terminations, truncations, infos = self.env.step(
+                np.array(env_actions) if self.actions else tuple(env_actions)
+            )
+            dones, finals = terminations | truncations, infos.get("final_info", {})
+            steps = [
+                EnvStep(
+                    r,
+                    rewards[i],
+                    bool(dones[i]),
+                    bool(terminations[i]),
+                    self._observed(infos, i, observations),
+                    self._observed(finals, i, infos.get("final_obs")) if same_step and dones[i] else None,
+                )
+                for i, r in enumerate(resolved)
+            ]
+            outcomes = self._core.step(steps)  # the one prior call of this vector step
+            out = self._step_info(outcomes, infos, finals)
+        return stack_observations([o.now.slots.observation for o in outcomes]), rewards, terminations, truncations, out
 
+    def _step_info(self, outcomes: list[EnvOutcome], infos: dict[str, Any], finals: dict[str, Any]) -> dict[str, Any]:
+        """The batched info of a step (with ``SAME_STEP`` resets: ``final_info`` and ``final_obs``)."""
         out = self._vector_info(infos)
-        final_out = self._vector_info(final_infos) if final_at else {}
+        final_out = self._vector_info(finals)
         final_obs = np.full(self.num_envs, None, dtype=object)
-        for i, r in enumerate(resolved):
-            state, slots = states[current_at[i]], built[current_at[i]]
-            self._add_info(out, prior_info({}, state.observation, slots), i)
-            recorder = self._recorders[i]
-            if r is None:  # NEXT_STEP: sub-env i was reset by this step; no command ran
-                if recorder is not None:
-                    recorder.start(state.observation, subs[i])
-                continue
-            executed = {"command": r.command, "executed_slot": r.slot, "invalid_action": r.invalid}
-            self._add_info(out, executed, i)
-            if i in final_at:
-                final_state, final_slots = states[final_at[i]], built[final_at[i]]
-                self._add_info(final_out, {**prior_info({}, final_state.observation, final_slots), **executed}, i)
-                final_obs[i] = final_slots.observation
-            if recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
-                reached = states[final_at[i]] if i in final_at else state
-                recorder.step(r.command, reached.observation, float(rewards[i]), bool(dones[i]), finals.get(i, subs[i]))
-                if i in final_at:
-                    recorder.start(state.observation, subs[i])
-            if dones[i]:
-                self._add_info(out, {"prior_stats": self.builder.stats.as_dict()}, i)
-        if final_at:
+        for i, o in enumerate(outcomes):
+            self._add_info(out, o.now.prior_info(env_info=False), i)
+            if o.executed:
+                self._add_info(out, o.executed, i)
+            if o.final is not None:
+                self._add_info(final_out, {**o.final.prior_info(env_info=False), **o.executed}, i)
+                final_obs[i] = o.final.slots.observation
+            if o.ended:
+                self._add_info(out, o.ended, i)
+        if any(o.final is not None for o in outcomes):
             out["final_info"], out["final_obs"] = final_out, final_obs
-        self._slots = [built[j] for j in current_at]
-        self._texts = [states[j].observation for j in current_at]
-        self._autoreset = np.zeros(self.num_envs, dtype=bool) if same_step else np.asarray(dones, dtype=bool).copy()
-        return stack_observations([s.observation for s in self._slots]), out
+        return out

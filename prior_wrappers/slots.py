@@ -1,5 +1,5 @@
 """From text states to fixed-size candidate slots: the one place where prior calls, top-K selection,
-slot ordering and feature encoding happen, shared by the single-env and the vector wrapper."""
+slot ordering and feature encoding happen, for the three wrappers (through :class:`~prior_wrappers.core.PriorCore`)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from gymnasium import spaces
 
-from prior_wrappers.actions import (  # noqa: F401  (re-exported: what envs return, what a slot index means)
-    INVALID_ACTIONS,
-    InvalidAction,
-    ResolvedAction,
-    check_invalid_action,
-    make_text_state,
-    resolve_action,
-    validate_actions,
-)
+from prior_wrappers.actions import make_text_state  # noqa: F401  (re-exported: benchmarks/ import it from here)
 from prior_wrappers.encoders import (
     CachedEncoder,
     HashingEncoder,

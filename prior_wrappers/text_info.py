@@ -2,22 +2,23 @@
 
 Vector envs keep observations in numeric buffers (SB3's always, Gymnasium's ``AsyncVectorEnv`` in shared
 memory), so a text env's observation travels in ``info["text_observation"]`` instead (:class:`TextInInfo`). On the
-wrapper's side :func:`text_state_from_info` turns one sub-env's ``info`` back into a
-:class:`~prior_wrappers.prompts.TextState`, and :func:`prior_info` writes the prior's keys into that sub-env's
-``info``, the same keys as the single-env :class:`~prior_wrappers.wrappers.LLMPriorWrapper` adds.
+wrapper's side :func:`observation_from_info` reads it back, :func:`text_state` makes any env's
+:class:`~prior_wrappers.prompts.TextState` (for all three wrappers; :func:`text_state_from_info` from ``info``
+alone), and :func:`prior_info` writes the prior's keys into that env's ``info``, the same keys in every wrapper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from prior_wrappers.actions import make_text_state
 from prior_wrappers.demonstrations import Demonstrations, demonstration_text
 from prior_wrappers.prompts import TextState
-from prior_wrappers.slots import Slots, make_text_state
+from prior_wrappers.slots import Slots
 
 TEXT_OBSERVATION = "text_observation"
 PROMPT_EXAMPLE = "prompt_example"
@@ -70,6 +71,50 @@ class TextInInfo(gym.Wrapper):
         return dummy, reward, terminated, truncated, info
 
 
+def observation_from_info(info: dict[str, Any]) -> Any:
+    """One sub-env's observation, from the ``info`` that :class:`TextInInfo` filled.
+
+    :raises KeyError: ``info`` has no ``text_observation`` (the env was not wrapped in :class:`TextInInfo`).
+    """
+    if TEXT_OBSERVATION not in info:
+        raise KeyError(
+            f"a sub-env's info has no {TEXT_OBSERVATION!r}: wrap every env in TextInInfo "
+            "(make_text_vec_env and make_text_gym_vector_env do)"
+        )
+    return info[TEXT_OBSERVATION]
+
+
+def text_state(
+    observation: Any,
+    info: dict[str, Any],
+    history: Iterable[tuple[str, str]],
+    *,
+    example: str | None = None,
+    observation_to_text: Callable[[Any], str] | None = None,
+    demonstrations: Demonstrations | str | None = None,
+    actions: Sequence[str] | None = None,
+) -> TextState:
+    """One env's text state, as every wrapper makes it (:func:`~prior_wrappers.actions.make_text_state`).
+
+    :param observation: the env's observation (text, or what ``observation_to_text`` turns into text).
+    :param info: the env's ``info`` (its admissible commands, task, ...).
+    :param history: previous (observation, command) pairs of the episode, oldest first.
+    :param example: the env's own prompt example (``prompt_example``), if any.
+    :param observation_to_text: turns a non-text observation into text.
+    :param demonstrations: in-context examples in place of ``example``.
+    :param actions: names of a fixed discrete action set (the admissible commands when ``info`` has none).
+    """
+    if observation_to_text is not None:
+        observation = observation_to_text(observation)
+    return make_text_state(
+        observation,
+        info,
+        history=tuple(history),
+        example=demonstration_text(demonstrations, example),
+        actions=actions,
+    )
+
+
 def text_state_from_info(
     info: dict[str, Any],
     history: Sequence[tuple[str, str]],
@@ -87,19 +132,13 @@ def text_state_from_info(
     :param actions: names of a fixed discrete action set (the admissible commands when ``info`` has none).
     :raises KeyError: ``info`` has no ``text_observation`` (the env was not wrapped in :class:`TextInInfo`).
     """
-    if TEXT_OBSERVATION not in info:
-        raise KeyError(
-            f"a sub-env's info has no {TEXT_OBSERVATION!r}: wrap every env in TextInInfo "
-            "(make_text_vec_env and make_text_gym_vector_env do)"
-        )
-    observation = info[TEXT_OBSERVATION]
-    if observation_to_text is not None:
-        observation = observation_to_text(observation)
-    return make_text_state(
-        observation,
+    return text_state(
+        observation_from_info(info),
         info,
-        history=history,
-        example=demonstration_text(demonstrations, info.get(PROMPT_EXAMPLE)),
+        history,
+        example=info.get(PROMPT_EXAMPLE),
+        observation_to_text=observation_to_text,
+        demonstrations=demonstrations,
         actions=actions,
     )
 

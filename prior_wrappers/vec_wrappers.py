@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,24 +10,14 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from prior_wrappers.demonstrations import Demonstrations, success_recorder
+from prior_wrappers.actions import InvalidAction, ResolvedAction
+from prior_wrappers.core import CoreAttributes, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import (
-    CandidateText,
-    EncoderSpec,
-    InvalidAction,
-    ResolvedAction,
-    SlotBuilder,
-    SlotOrder,
-    Slots,
-    check_invalid_action,
-    resolve_action,
-    stack_observations,
-    validate_actions,
-)
-from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo, prior_info, text_state_from_info
+from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder, stack_observations
+from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo
 from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["TEXT_OBSERVATION", "TextInInfo", "VecLLMPrior", "make_text_vec_env"]
@@ -63,7 +52,7 @@ def make_text_vec_env(
     return venv
 
 
-class VecLLMPrior(VecEnvWrapper):
+class VecLLMPrior(CoreAttributes, VecEnvWrapper):
     """Attach an LLM prior to a vector of text envs with **one** prior call per vector step.
 
     >>> venv = VecLLMPrior(
@@ -134,53 +123,17 @@ class VecLLMPrior(VecEnvWrapper):
                 "VecLLMPrior needs envs wrapped in TextInInfo (SB3 vector envs cannot carry str observations); "
                 "build the vector env with make_text_vec_env(...)"
             )
-        check_invalid_action(invalid_action)
-        self.builder = builder or SlotBuilder(
-            prior,
-            k,
-            encoder=encoder,
-            prompt=prompt,
-            normalization=normalization,
-            order=order,
-            candidate_text=candidate_text,
-            token_ids=token_ids,
-            prior_mode=prior_mode,
-            proposals=proposals,
-            seed=seed,
+        self._core = PriorCore(  # holds builder, actions, ... (CoreAttributes)
+            venv.num_envs, **core_options(locals()), states="the envs' current states", finals_first=True
         )
         super().__init__(
             venv, observation_space=self.builder.observation_space, action_space=gym.spaces.Discrete(self.builder.k)
         )
-        self.invalid_action = invalid_action
-        self.score_terminal = score_terminal
-        self.actions = validate_actions(actions)
-        self.observation_to_text = observation_to_text
-        self._histories: list[deque[tuple[str, str]]] = [deque(maxlen=max(history, 0)) for _ in range(self.num_envs)]
-        self._slots: list[Slots] = []
-        self._failure: str | None = None
-        self._texts: list[str] = [""] * self.num_envs
-        self._resolved: list[ResolvedAction] = []
-        self._rng = np.random.default_rng(seed)
-        self.demonstrations = demonstrations
-        self._recorders = [success_recorder(demonstrations) for _ in range(self.num_envs)]  # None: not learning
-
-    def _state(self, info: dict[str, Any], history: Sequence[tuple[str, str]]) -> TextState:
-        return text_state_from_info(
-            info,
-            history,
-            observation_to_text=self.observation_to_text,
-            demonstrations=self.demonstrations,
-            actions=self.actions,
-        )
-
-    def _info(self, info: dict[str, Any], state: TextState, slots: Slots) -> dict[str, Any]:
-        return prior_info(info, state.observation, slots)
+        self._resolved: list[ResolvedAction | None] = []
 
     def seed(self, seed: int | None = None) -> Sequence[None | int]:
         """Seed the sub-envs (as SB3's ``VecEnv.seed``) and this wrapper's resampling generator."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            self.builder.seed(seed)
+        self._core.seed(seed)
         return self.venv.seed(seed)
 
     @property
@@ -189,102 +142,43 @@ class VecLLMPrior(VecEnvWrapper):
         return self.builder.signature()
 
     def reset(self) -> VecEnvObs:
-        self._slots = []
-        self._failure = None
+        self._core.forget()
         self.venv.reset()
-        infos = self.venv.reset_infos
-        for h in self._histories:
-            h.clear()
-        try:
-            states = [self._state(info, ()) for info in infos]
-            self._slots = self.builder.build(states)
-        except Exception as err:
-            self._failure = f"reset() failed ({type(err).__name__}: {err})"
-            raise
-        self._texts = [state.observation for state in states]
-        for recorder, state, info in zip(self._recorders, states, infos):
-            if recorder is not None:
-                recorder.start(state.observation, info)
-        self.reset_infos = [self._info(info, st, sl) for info, st, sl in zip(infos, states, self._slots)]
-        return stack_observations([s.observation for s in self._slots])
-
-    def _check_ready(self, what: str) -> list[Slots]:
-        if self._failure is not None:
-            raise RuntimeError(
-                f"{self._failure}, so the wrapper has no valid slots for the envs' current states; "
-                f"call reset() before {what}"
-            )
-        if not self._slots:
-            raise RuntimeError(f"call reset() before {what}")
-        return self._slots
+        built = self._core.reset(Observed.from_info(info) for info in self.venv.reset_infos)
+        self.reset_infos = [first.prior_info() for first in built]
+        return stack_observations([first.slots.observation for first in built])
 
     def step_async(self, actions: np.ndarray) -> None:
-        slots = self._check_ready("step()")
+        self._core.ready("step()")
         if len(actions) != self.num_envs:
             raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
-        self._resolved = [resolve_action(a, s, self._rng, self.invalid_action) for a, s in zip(actions, slots)]
-        commands = [r.command for r in self._resolved]
-        try:  # self._slots changes only once step_wait has built the new states
-            if self.actions is not None:
-                self.venv.step_async(np.array([self.actions.index(c) for c in commands]))
-            else:
-                self.venv.step_async(commands)  # type: ignore[arg-type]  # SB3 types actions as an array
-        except Exception as err:
-            self._failure = f"the last step failed ({type(err).__name__}: {err}) while sending its actions to the envs"
-            raise
+        self._resolved = self._core.resolve(actions)
+        with self._core.failing("the last step failed ({error}) while sending its actions to the envs"):
+            env_actions = self._core.env_actions(self._resolved)
+            self.venv.step_async(np.array(env_actions) if self.actions is not None else env_actions)  # type: ignore[arg-type]
 
     def step_wait(self) -> VecEnvStepReturn:
-        try:
-            return self._step_wait()
-        except Exception as err:
-            self._failure = f"the last step failed ({type(err).__name__}: {err}) after its actions went to the envs"
-            raise
-
-    def _step_wait(self) -> VecEnvStepReturn:
-        if not self._resolved:
-            raise RuntimeError("step_wait() without step_async(): call step(actions)")
-        _, rewards, dones, infos = self.venv.step_wait()
-        states: list[TextState] = []
-        terminal_of: dict[int, int] = {}
-        scored: list[bool] = []
-        for i, info in enumerate(infos):
-            self._histories[i].append((self._texts[i], self._resolved[i].command))
-            if dones[i]:
-                terminal_of[i] = len(states)
-                states.append(self._state(info, self._histories[i]))
-                # SB3 bootstraps from the terminal observation only on a time-out: else it needs no prior
-                scored.append(self.score_terminal or bool(info.get("TimeLimit.truncated", False)))
-                self._histories[i].clear()
-        current_at = len(states)
-        for i, info in enumerate(infos):
-            source = self.venv.reset_infos[i] if dones[i] else info
-            states.append(self._state(source, self._histories[i]))
-        scored += [True] * self.num_envs
-        built = self.builder.build(states, scored)  # the one prior call of this vector step
-        current = states[current_at:]
-        self._slots = built[current_at:]
+        with self._core.failing("the last step failed ({error}) after its actions went to the envs"):
+            if not self._resolved:
+                raise RuntimeError("step_wait() without step_async(): call step(actions)")
+            _, rewards, dones, infos = self.venv.step_wait()
+            steps = []
+            for resolved, reward, done, info, reset_info in zip(
+                self._resolved, rewards, dones, infos, self.venv.reset_infos
+            ):  # an ended env has reset already: info holds its episode's last state, reset_info the next one's first
+                time_out = bool(info.get("TimeLimit.truncated", False))
+                now, last = Observed.from_info(reset_info if done else info), Observed.from_info(info) if done else None
+                steps.append(EnvStep(resolved, reward, bool(done), bool(done) and not time_out, now, last))
+            outcomes = self._core.step(steps)  # the one prior call of this vector step
         new_infos = []
-        for i, info in enumerate(infos):
-            if dones[i]:
-                out = self._info(info, states[terminal_of[i]], built[terminal_of[i]])
-            else:
-                out = self._info(info, current[i], self._slots[i])
-            r = self._resolved[i]
-            out.update(command=r.command, executed_slot=r.slot, invalid_action=r.invalid)
-            recorder = self._recorders[i]
-            if recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
-                reached = states[terminal_of[i]] if dones[i] else current[i]
-                recorder.step(r.command, reached.observation, float(rewards[i]), bool(dones[i]), info)
-                if dones[i]:
-                    recorder.start(current[i].observation, self.venv.reset_infos[i])
-            if dones[i]:
-                out["terminal_observation"] = built[terminal_of[i]].observation
-                out["prior_stats"] = self.builder.stats.as_dict()
-                self.reset_infos[i] = self._info(self.venv.reset_infos[i], current[i], self._slots[i])
-            new_infos.append(out)
-        self._texts = [state.observation for state in current]
+        for i, out in enumerate(outcomes):
+            info = {**out.reached.prior_info(), **out.executed}
+            if out.final is not None:
+                info["terminal_observation"] = out.final.slots.observation
+                self.reset_infos[i] = out.now.prior_info()
+            new_infos.append({**info, **out.ended})
         self._resolved = []
-        return stack_observations([s.observation for s in self._slots]), rewards, dones, new_infos
+        return stack_observations([out.now.slots.observation for out in outcomes]), rewards, dones, new_infos
 
     @property
     def prior_stats(self) -> dict[str, float]:
@@ -293,9 +187,7 @@ class VecLLMPrior(VecEnvWrapper):
 
     def action_masks(self) -> np.ndarray:
         """``(n_envs, k)`` boolean masks of the valid slots (after a failed step: of the last states built)."""
-        if not self._slots:
-            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
-        return np.stack([s.mask for s in self._slots])
+        return self._core.masks()
 
     # attributes that live in this wrapper, not in the sub-envs: answered here for every index
     _OWN_ATTRIBUTES = ("action_masks", "prior_signature", "prior_stats")

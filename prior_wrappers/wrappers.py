@@ -1,37 +1,28 @@
-"""The single-env wrapper: a text env in, an SB3-ready env with an LLM prior out."""
+"""The single-env wrapper: a text env in, an SB3-ready env with an LLM prior out (its core, one env's prior
+state and step, is :class:`~prior_wrappers.core.PriorCore`)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from prior_wrappers.demonstrations import Demonstrations, demonstration_text, success_recorder
+from prior_wrappers.actions import InvalidAction
+from prior_wrappers.core import CoreAttributes, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
-from prior_wrappers.prompts import PromptFn, TextState
+from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import (
-    CandidateText,
-    EncoderSpec,
-    InvalidAction,
-    SlotBuilder,
-    SlotOrder,
-    Slots,
-    check_invalid_action,
-    make_text_state,
-    resolve_action,
-    validate_actions,
-)
-from prior_wrappers.text_info import env_prompt_example, prior_info
+from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder
+from prior_wrappers.text_info import env_prompt_example
 from prior_wrappers.token_ids import TokenIdSpec
 
 __all__ = ["LLMPriorWrapper", "env_prompt_example"]
 
 
-class LLMPriorWrapper(gym.Wrapper):
+class LLMPriorWrapper(CoreAttributes, gym.Wrapper):
     """Attach an LLM action prior to a text environment.
 
     >>> env = LLMPriorWrapper(gym.make("prior_wrappers/OvercookedTomato-v0"), HFPrior.default(), k=8)
@@ -163,51 +154,11 @@ class LLMPriorWrapper(gym.Wrapper):
         score_terminal: bool = False,
     ) -> None:
         super().__init__(env)
-        check_invalid_action(invalid_action)
-        self.builder = builder or SlotBuilder(
-            prior,
-            k,
-            encoder=encoder,
-            prompt=prompt,
-            normalization=normalization,
-            order=order,
-            candidate_text=candidate_text,
-            token_ids=token_ids,
-            prior_mode=prior_mode,
-            proposals=proposals,
-            seed=seed,
-        )
+        self._core = PriorCore(1, **core_options(locals()))  # holds builder, actions, ... (CoreAttributes)
         self.k = self.builder.k
-        self.actions = validate_actions(actions)
-        self.observation_to_text = observation_to_text
-        self.invalid_action = invalid_action
-        self.score_terminal = score_terminal
         self.observation_space = self.builder.observation_space
         self.action_space = gym.spaces.Discrete(self.k)
-        self._history: deque[tuple[str, str]] = deque(maxlen=max(history, 0))
         self._example = env_prompt_example(env)
-        self.demonstrations = demonstrations
-        self._recorder = success_recorder(demonstrations)  # None unless learn_from_successes
-        self._rng = np.random.default_rng(seed)
-        self._slots: Slots | None = None
-        self._unscored: TextState | None = None  # the current state, when it is a terminated episode's unscored last
-        self._failure: str | None = None
-        self._text = ""
-
-    def _to_text(self, observation: Any) -> Any:
-        return self.observation_to_text(observation) if self.observation_to_text else observation
-
-    def _observe(
-        self, observation: Any, info: dict[str, Any], scored: bool = True
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The observation and ``info`` of a new state; ``scored=False``: no slot, no prior call (terminated)."""
-        text = self._to_text(observation)
-        example = demonstration_text(self.demonstrations, self._example)
-        state = make_text_state(text, info, history=self._history, example=example, actions=self.actions)
-        self._slots = self.builder.build([state], [scored])[0]
-        self._unscored = None if scored else state
-        self._text = text
-        return self._slots.observation, prior_info(info, text, self._slots)
 
     @property
     def prior_stats(self) -> dict[str, float]:
@@ -221,57 +172,24 @@ class LLMPriorWrapper(gym.Wrapper):
         return self.builder.signature()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-            self.builder.seed(seed)
-        self._slots, self._unscored = None, None
-        self._failure = None
+        self._core.seed(seed)
+        self._core.forget()
         observation, info = self.env.reset(seed=seed, options=options)
-        self._history.clear()
-        try:
-            out = self._observe(observation, info)
-        except Exception as err:
-            self._failure = f"reset() failed ({type(err).__name__}: {err})"
-            raise
-        if self._recorder is not None:
-            self._recorder.start(self._text, info)
-        return out
-
-    def _check_ready(self, what: str) -> Slots:
-        if self._failure is not None:
-            raise RuntimeError(
-                f"{self._failure}, so the wrapper has no valid slots for the env's current state; "
-                f"call reset() before {what}"
-            )
-        if self._slots is None:
-            raise RuntimeError(f"call reset() before {what}")
-        return self._slots
+        (first,) = self._core.reset([Observed(observation, info, self._example)])
+        return first.slots.observation, first.prior_info()
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
-        slots = self._check_ready("step()")
-        if self._unscored is not None:  # stepping on past a terminated episode: its last state is scored now
-            slots = self._slots = self.builder.build([self._unscored])[0]
-            self._unscored = None
-        resolved = resolve_action(action, slots, self._rng, self.invalid_action)
-        env_action: Any = self.actions.index(resolved.command) if self.actions is not None else resolved.command
-        try:  # self._slots changes only once the new state is fully built
+        resolved = self._core.resolve([action])
+        (env_action,) = self._core.env_actions(resolved)
+        with self._core.failing("the last step() failed ({error}) after its action went to the env"):
             observation, reward, terminated, truncated, info = self.env.step(env_action)
-            self._history.append((self._text, resolved.command))
-            obs, info = self._observe(observation, info, scored=self.score_terminal or not terminated)
-        except Exception as err:
-            self._failure = f"the last step() failed ({type(err).__name__}: {err}) after its action went to the env"
-            raise
-        info.update(command=resolved.command, executed_slot=resolved.slot, invalid_action=resolved.invalid)
-        if self._recorder is not None:  # a won episode joins the demonstrations (learn_from_successes)
-            self._recorder.step(resolved.command, self._text, float(reward), terminated or truncated, info)
-        if terminated or truncated:
-            info["prior_stats"] = self.prior_stats
-        return obs, reward, terminated, truncated, info
+            seen = Observed(observation, info, self._example)
+            (out,) = self._core.step([EnvStep(resolved[0], reward, terminated or truncated, terminated, seen)])
+        info = {**out.now.prior_info(), **out.executed, **out.ended}  # prior keys, command, prior_stats at the end
+        return out.now.slots.observation, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Boolean mask of the valid slots (sb3-contrib's ``MaskablePPO`` calls this). After a failed step it is
         still the mask of the last state the wrapper built (nothing was half-updated), but :meth:`step` refuses
         until :meth:`reset`."""
-        if self._slots is None:
-            self._check_ready("action_masks()")  # raises: the reason, and to call reset()
-        return self._slots.mask  # type: ignore[union-attr]
+        return self._core.masks()[0]
