@@ -14,6 +14,13 @@ computes only its new tokens and its candidates. Each row of the batch then star
 (keys/values padded to the longest, masked per row), so all rows of a call still go through one forward. The
 scores are those of a full recompute: causal attention makes a prefix's keys/values independent of what follows
 it, and positions are explicit.
+
+The engine's parts: loading a model and its scoring dtype (:mod:`~prior_wrappers.priors.loading`), which tokens are
+a candidate's (:mod:`~prior_wrappers.priors.tokenization`), rows and forwards within the token budget
+(:mod:`~prior_wrappers.priors.batching`), the packed rows' layout and maths (:mod:`~prior_wrappers.priors.packing`)
+and masks (:mod:`~prior_wrappers.priors.attention`), the cached past each row starts from
+(:mod:`~prior_wrappers.priors.kv_workspace`, over :mod:`~prior_wrappers.priors.prefix_tree`), sampling
+(:mod:`~prior_wrappers.priors.generation`) and transformers' cache API (:mod:`~prior_wrappers.priors.hf_compat`).
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -48,6 +54,7 @@ from prior_wrappers.priors.base import (
     tokenizer_fingerprint,
     validate_request,
 )
+from prior_wrappers.priors.batching import Segment, batches, split_to_budget
 from prior_wrappers.priors.generation import ProposalSampling
 from prior_wrappers.priors.hf_compat import (
     cache_from_layers,
@@ -55,44 +62,19 @@ from prior_wrappers.priors.hf_compat import (
     cache_layers,
     forward_with_cache,
     output_cache,
-    prefilled_cache,
-    quiet_loading,
 )
-from prior_wrappers.priors.packing import additive_mask, candidate_nodes, candidate_token_logprobs, pack_rows, span_sums
-from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
+from prior_wrappers.priors.kv_workspace import CachedPast
+from prior_wrappers.priors.loading import load_causal_lm, native_bf16_cpu, scoring_dtype
+from prior_wrappers.priors.packing import additive_mask, candidate_token_logprobs, pack_rows, span_sums
+from prior_wrappers.priors.prefix_tree import PrefixKVCache
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
+
+__all__ = ["HFPrior", "PrefixCacheMode", "naive_candidate_logprob", "native_bf16_cpu", "scoring_dtype"]
 
 PrefixCacheMode = Literal["tree", "shared", "off"]
 
 
-@dataclass
-class _Segment:
-    """One packed row: a (possibly truncated) prompt and some of its candidates."""
-
-    prompt_index: int
-    prompt_ids: list[int]  # the whole prompt; the row computes prompt_ids[offset:]
-    candidate_indices: list[int]
-    contexts: list[int]  # how many prompt tokens each candidate continues from
-    candidate_ids: list[list[int]]
-    offset: int = 0  # leading prompt tokens served from the KV cache (not in this row)
-    match: PrefixMatch | None = None  # prefix-tree mode: where those keys/values are
-    nodes: list[tuple[int, int, int, int]] | None = None  # candidate tokens in the row: (token, parent, ctx, depth)
-    paths: list[list[int]] | None = None  # per candidate: its nodes, first token first
-
-    @property
-    def length(self) -> int:
-        """Tokens this row computes."""
-        n_candidate = len(self.nodes) if self.nodes is not None else sum(len(c) for c in self.candidate_ids)
-        return len(self.prompt_ids) - self.offset + n_candidate
-
-    def pack_candidates(self, share: bool) -> None:
-        """Lay out the candidates' tokens (see :func:`~prior_wrappers.priors.packing.candidate_nodes`): with
-        ``share``, as a token trie (candidates that continue the same context with the same first tokens, "take
-        knife" and "take apple", compute those tokens once), else one chain each."""
-        self.nodes, self.paths = candidate_nodes(self.contexts, self.candidate_ids, share)
-
-
-class HFPrior(CandidateTokenization, ProposalSampling):
+class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
     """LLM action prior from a transformers causal language model.
 
     >>> prior = HFPrior.default()                      # embedded SmolLM2-135M-Instruct, offline
@@ -224,37 +206,9 @@ class HFPrior(CandidateTokenization, ProposalSampling):
             :class:`~prior_wrappers.priors.adaptation.AdaptedPrior`.
         :param kwargs: forwarded to :class:`HFPrior` (``separator``, ``token_budget``, ...).
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(str(name_or_path)).expanduser()
-        looks_local = path.is_absolute() or str(name_or_path).startswith((".", "~")) or path.suffix == ".gguf"
-        if path.suffix == ".gguf":
-            gguf_file, path = path.name, path.parent
-        if looks_local and not path.exists():
-            raise FileNotFoundError(
-                f"model path {str(name_or_path)!r} does not exist; pass a model directory, a .gguf file or a hub id"
-            )
-        if gguf_file is not None and not (path / gguf_file).is_file():
-            raise FileNotFoundError(f"GGUF file {str(path / gguf_file)!r} not found")
-        if path.is_dir() and gguf_file is None and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{str(path)!r} has no config.json: it is not a transformers model directory")
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = scoring_dtype(device) if dtype in (None, "auto") else dtype
-        if isinstance(dtype, str):
-            if not isinstance(getattr(torch, dtype, None), torch.dtype):
-                raise ValueError(
-                    f"dtype {dtype!r} is not a torch dtype: use 'auto', 'float32', 'bfloat16' or 'float16'"
-                )
-            dtype = getattr(torch, dtype)
-        source = str(path) if path.exists() else str(name_or_path)
-        if local_files_only is None:
-            local_files_only = path.exists()
-        load_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
-        if gguf_file is not None:
-            load_kwargs["gguf_file"] = gguf_file
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs).to(device)  # type: ignore[arg-type]
+        model, tokenizer = load_causal_lm(
+            name_or_path, gguf_file=gguf_file, dtype=dtype, device=device, local_files_only=local_files_only
+        )
         if adapter is None:
             return cls(model, tokenizer, **kwargs)
         from prior_wrappers.priors.adaptation import load_adapter
@@ -270,95 +224,17 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         return cls.from_pretrained(ensure_converted(embedded_gguf_path()), **kwargs)
 
     # ------------------------------------------------------------------ scoring
-    def _segments(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[_Segment]:
-        segments: list[_Segment] = []
+    def _segments(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[Segment]:
+        segments: list[Segment] = []
         for i, tp in enumerate(self._tokenize_candidates(prompts, candidates)):
-            segments.extend(self._split_to_budget(i, tp.prompt_ids, tp.contexts, tp.candidate_ids))
+            segments.extend(split_to_budget(i, tp.prompt_ids, tp.contexts, tp.candidate_ids, self.token_budget))
         for seg in segments:
             seg.pack_candidates(self.candidate_trie)
         return segments
 
-    def _split_to_budget(
-        self, i: int, p_ids: list[int], contexts: list[int], cand_ids: list[list[int]]
-    ) -> list[_Segment]:
-        segments, current = [], _Segment(i, p_ids, [], [], [])
-        for j, (ctx, ids) in enumerate(zip(contexts, cand_ids)):
-            if current.candidate_indices and current.length + len(ids) > self.token_budget:
-                segments.append(current)
-                current = _Segment(i, p_ids, [], [], [])
-            current.candidate_indices.append(j)
-            current.contexts.append(ctx)
-            current.candidate_ids.append(ids)
-        segments.append(current)
-        return segments
-
-    def _batches(self, segments: list[_Segment]) -> list[list[_Segment]]:
-        """Group rows into forwards of at most ``token_budget`` key/value positions: rows x (the longest cached
-        past + the longest row), the workspace a forward fills (each row's past is copied into it, padded to the
-        longest). A row alone may exceed it."""
-        ordered = sorted(segments, key=lambda s: s.length, reverse=True)
-        batches: list[list[_Segment]] = []
-        past = 0
-        for seg in ordered:  # longest first: a batch's padded length is its first row's length
-            if (
-                batches
-                and (len(batches[-1]) + 1) * (max(past, seg.offset) + batches[-1][0].length) <= self.token_budget
-            ):
-                batches[-1].append(seg)
-                past = max(past, seg.offset)
-            else:
-                batches.append([seg])
-                past = seg.offset
-        return batches
-
-    def _past(self, batch: list[_Segment], room: int) -> Any:
-        """The batch's cached prefixes as one key/value cache, or ``None``: ``(rows, kv_heads, P, head_dim)`` per
-        layer, P the longest row's offset; row r's keys/values fill its first ``offset_r`` columns (the rest is
-        zero, and masked). With the tree the buffers have ``room`` more positions, which the forward fills in place."""
-        width = max(seg.offset for seg in batch)
-        if width == 0:
-            return None
-        n = len(batch)
-        if self.prefix_cache_mode == "shared":  # every row has the same anchor
-            return cache_from_layers(
-                [
-                    (k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1))
-                    for k, v in self._anchor_kv
-                ]
-            )
-        template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
-        shapes = [(n, k.shape[0], width + room, k.shape[2]) for k, _ in template]
-        keys, values = self._workspace_views(shapes, template[0][0])
-        for r, seg in enumerate(batch):
-            if seg.offset:
-                seg.match.copy_into(keys, values, r)  # type: ignore[union-attr]
-            if seg.offset < width:  # masked, but must be finite: 0 x garbage could be NaN
-                for k, v in zip(keys, values):
-                    k[r, :, seg.offset : width] = 0
-                    v[r, :, seg.offset : width] = 0
-        return prefilled_cache(keys, values, filled=width)
-
-    def _workspace_views(
-        self, shapes: list[tuple[int, int, int, int]], like: torch.Tensor
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Contiguous key and value buffers of the given per-layer shapes, carved from flat buffers kept between
-        calls (grown when too small): a forward's past is written into memory that is already mapped, rather than
-        into fresh allocations (whose first touch costs a page fault per 4 KB on a CPU)."""
-        sizes = [int(np.prod(shape)) for shape in shapes]
-        flat = self._workspace
-        if (
-            len(flat) != 2 * len(shapes)
-            or any(f.numel() < size for f, size in zip(flat, sizes + sizes))
-            or (flat and (flat[0].dtype != like.dtype or flat[0].device != like.device))
-        ):
-            flat = [like.new_empty(int(size * 1.25)) for size in sizes + sizes]
-            self._workspace = flat
-        views = [f[:size].view(shape) for f, size, shape in zip(flat, sizes + sizes, shapes + shapes)]
-        return views[: len(shapes)], views[len(shapes) :]
-
     @torch.inference_mode()
     def _run_batch(
-        self, batch: list[_Segment], want_features: bool
+        self, batch: list[Segment], want_features: bool
     ) -> list[tuple[list[np.ndarray], list[np.ndarray] | None]]:
         n = len(batch)
         past_width = max(seg.offset for seg in batch)
@@ -419,87 +295,6 @@ class HFPrior(CandidateTokenization, ProposalSampling):
             out.append((sums, feats))
         return out
 
-    @staticmethod
-    def _reusable(seg: _Segment) -> int:
-        """How many leading prompt tokens of a row may come from a cache: each candidate needs the hidden state at
-        its context's last token, so that token stays in the row."""
-        return min(seg.contexts) - 1
-
-    @torch.inference_mode()
-    def _apply_shared_prefix(self, segments: list[_Segment]) -> None:
-        """``prefix_cache="shared"``: serve the prompts' common leading tokens from the cached anchor.
-
-        The anchor is the token prefix common to every prompt scored so far; it only shrinks (slicing its cache
-        is exact: causal attention makes a prefix's keys/values independent of what follows) until a call shares
-        too little of it, which re-anchors on that call's own common prefix.
-        """
-        limit = min(self._reusable(seg) for seg in segments)
-        n = min(len(self._anchor), limit)
-        for seg in segments:
-            n = min(n, common_prefix(self._anchor, seg.prompt_ids))
-        if n < self.min_prefix_tokens:
-            first = segments[0].prompt_ids
-            n = min(limit, min(common_prefix(first, seg.prompt_ids) for seg in segments))
-            if n < self.min_prefix_tokens:
-                return
-            ids = torch.tensor([first[:n]], device=self.device)
-            empty = cache_from_layers([])  # ours: the model's would keep only a window of sliding layers
-            cache = output_cache(
-                forward_with_cache(self._base, empty, kwarg=self._cache_kwarg, input_ids=ids, use_cache=True)
-            )
-            self.prefix_passes += 1
-            self.computed_tokens += n
-            self._anchor = list(first[:n])
-            self._anchor_kv = cache_layers(cache)
-        elif n < len(self._anchor):
-            self._anchor = self._anchor[:n]
-            self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]
-        for seg in segments:
-            seg.offset = n
-
-    @torch.inference_mode()
-    def _apply_prefix_tree(self, segments: list[_Segment]) -> None:
-        """``prefix_cache="tree"``: each row starts after its longest cached prefix.
-
-        Before that, a prefix that every row of the call shares but the tree lacks (the instruction and
-        demonstrations on a first call) is computed once in its own forward, so that the rows do not each compute it.
-        """
-        tree = self.kv_cache
-        assert tree is not None
-        if len(segments) >= 2:
-            first = segments[0].prompt_ids
-            n = min(min(self._reusable(seg), common_prefix(first, seg.prompt_ids)) for seg in segments)
-            held = tree.match(first, n)
-            if n - held.length >= self.min_prefix_tokens:
-                self._prefill(first[:n], held)
-        for seg in segments:
-            self._match(seg)
-
-    def _match(self, seg: _Segment, limit: int | None = None) -> None:
-        """Point a row at its longest cached prefix (at most ``limit`` tokens). Done again right before the row's
-        batch runs: the inserts of earlier batches may have split the tree's nodes (or extended what it holds) since
-        the first look-up; the batch's past, as planned, is then the limit, so the forward stays within the budget
-        (a row served more from the cache computes fewer tokens itself)."""
-        most = self._reusable(seg) if limit is None else min(self._reusable(seg), limit)
-        seg.match = self.kv_cache.match(seg.prompt_ids, most)  # type: ignore[union-attr]
-        seg.offset = seg.match.length
-
-    def _prefill(self, ids: list[int], held: PrefixMatch) -> None:
-        """Compute the keys/values of ``ids`` after its cached part ``held`` and store them in the tree."""
-        start, n = held.length, len(ids)
-        # our own cache even when empty: the model's would keep only the last window of its sliding layers
-        past = cache_from_layers([(k[None], v[None]) for k, v in held.layers()] if start else [])
-        inputs = dict(
-            input_ids=torch.tensor([ids[start:]], device=self.device),
-            position_ids=torch.arange(start, n, device=self.device)[None],
-        )
-        output = forward_with_cache(self._base, past, kwarg=self._cache_kwarg, use_cache=True, **inputs)
-        layers = cache_layers(output_cache(output))
-        self.kv_cache.insert(ids, [(k[0, :, start:n], v[0, :, start:n]) for k, v in layers], start=start)  # type: ignore[union-attr]
-        self.prefix_passes += 1
-        self.computed_tokens += n - start
-        self._anchor = list(ids)
-
     def score(
         self,
         prompts: Sequence[str],
@@ -534,7 +329,7 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         raw = [np.zeros(len(c)) for c in candidates]
         ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
         feats: list[list[Any]] | None = [[None] * len(c) for c in candidates] if return_features else None
-        for batch in self._batches(segments):
+        for batch in batches(segments, self.token_budget):
             if self.prefix_cache_mode == "tree":
                 planned = max(seg.offset for seg in batch)
                 for seg in batch:
@@ -550,48 +345,6 @@ class HFPrior(CandidateTokenization, ProposalSampling):
         logprobs = [normalize_scores(r, t, c, normalization) for r, t, c in zip(raw, ntok, candidates)]
         features = [np.stack(f).astype(np.float32) for f in feats] if feats is not None else None
         return PriorScores(logprobs=logprobs, raw_logprobs=raw, num_tokens=ntok, features=features)
-
-    def cache_info(self) -> dict[str, Any]:
-        """The engine's counters since it was made (or since :meth:`reset_counters`):
-
-        ``prompt_tokens`` (tokens of the prompts scored, what a full recompute would compute before the
-        candidates), ``computed_tokens`` (tokens that went through the model: uncached prompt tokens, shared
-        prefixes and candidates, no padding), ``hit_tokens`` (prompt tokens served from the cache),
-        ``forward_passes`` and ``prefix_passes``; with the tree also ``bytes``, ``max_bytes``, ``tokens`` (held,
-        each once), ``nodes``, ``evictions`` and ``evicted_tokens``.
-        """
-        info: dict[str, Any] = {
-            "mode": self.prefix_cache_mode,
-            "prompt_tokens": self.prompt_tokens,
-            "computed_tokens": self.computed_tokens,
-            "hit_tokens": self.hit_tokens,
-            "forward_passes": self.forward_passes,
-            "prefix_passes": self.prefix_passes,
-        }
-        tree = self.kv_cache
-        if tree is not None:
-            info.update(
-                bytes=tree.bytes,
-                max_bytes=tree.max_bytes,
-                tokens=tree.tokens,
-                nodes=tree.nodes,
-                evictions=tree.evictions,
-                evicted_tokens=tree.evicted_tokens,
-            )
-        elif self.prefix_cache_mode == "shared":
-            info.update(bytes=sum(k.nbytes + v.nbytes for k, v in self._anchor_kv), tokens=len(self._anchor))
-        return info
-
-    def reset_counters(self) -> None:
-        """Zero the token counters (the cached keys/values stay)."""
-        self.prompt_tokens = self.computed_tokens = self.hit_tokens = 0
-
-    def clear_cache(self) -> None:
-        """Forget every cached prefix (the next call recomputes its prompts in full)."""
-        if self.kv_cache is not None:
-            self.kv_cache.clear()
-        self._anchor, self._anchor_kv = [], []
-        self._workspace = []
 
     # ------------------------------------------------------------------ identity
     @property
@@ -622,25 +375,6 @@ class HFPrior(CandidateTokenization, ProposalSampling):
     def _model_fingerprint(self) -> dict[str, Any]:
         """The model part of :attr:`fingerprint` (a subclass whose model carries adapters gives its base's)."""
         return model_fingerprint(self.model)
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX tiles), where bf16 scoring
-    is faster than fp32; elsewhere torch emulates bf16 and it is slower."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
-
-
-def scoring_dtype(device: str | torch.device) -> torch.dtype:
-    """The dtype ``HFPrior.from_pretrained(dtype="auto")`` loads a model in for scoring on ``device``: bf16 on CUDA;
-    on a CPU, bf16 where it computes bf16 natively (:func:`native_bf16_cpu`), fp32 elsewhere. Measured with
-    ``benchmarks/cpu_dtype.py`` on an AVX512-BF16 CPU (SmolLM2-135M, 58 expert states of tw-cooking, Overcooked
-    tomato and TextWorldExpress cooking): bf16 1.66x faster than fp32, the same top command in every state, MRR
-    0.474 vs 0.473. Exact comparisons (tests against a reference forward) pin ``dtype="float32"``."""
-    device = torch.device(device)
-    if device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu()):
-        return torch.bfloat16
-    return torch.float32
 
 
 @torch.inference_mode()

@@ -3,6 +3,16 @@
 transformers 4.56–5.x take the cache as ``past_key_values=`` and return it as ``output.past_key_values``; newer 5.x
 releases renamed both to ``cache`` (the old name warns, and is removed in 5.40). The engine calls only these
 functions, so a rename touches this file alone.
+
+A batch's cached past goes into the forward as a :func:`prefilled_cache`: ``Cache(layers=...)`` over
+``PrefilledLayer``, a subclass of transformers' ``DynamicLayer`` (both public, exported from ``transformers`` since
+4.56, as is the ``CacheLayerMixin`` interface it overrides: ``lazy_initialization``, ``update``,
+``get_seq_length``) whose keys/values live in the engine's preallocated workspace. transformers has no public cache
+that does this: ``DynamicCache`` concatenates the new keys/values to the past at every layer (a copy of the whole past
+per layer and forward), and ``StaticCache``/``StaticLayer`` allocate buffers of their own on first use (the engine's
+reused workspace cannot be handed over without writing their internals), keep only the window for a model's sliding
+layers (the engine windows its own masks and needs every position), and in 4.56 write at the position the model
+derives from the first row's non-zero keys, wrong for a batch whose rows have cached pasts of different lengths.
 """
 
 from __future__ import annotations
@@ -73,21 +83,19 @@ def cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> An
 
 
 def prefilled_cache(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], filled: int) -> Any:
-    """A ``DynamicCache`` over preallocated per-layer buffers ``(batch, kv_heads, filled + room, head_dim)`` whose
+    """A key/value cache over preallocated per-layer buffers ``(batch, kv_heads, filled + room, head_dim)`` whose
     first ``filled`` positions hold the past: the forward writes its new keys/values in place after them and attends
     over ``[:filled + new]``, instead of concatenating (which copies the whole past at every layer). ``filled`` is
     what ``get_seq_length`` reports, as for a cache that holds exactly the past."""
-    from transformers import DynamicCache
+    from transformers import Cache
 
     layer_class = _prefilled_layer_class()
-    cache = DynamicCache()
-    cache.layers = [layer_class(k, v, filled) for k, v in zip(keys, values)]
-    return cache
+    return Cache(layers=[layer_class(k, v, filled) for k, v in zip(keys, values)])
 
 
 @cache
 def _prefilled_layer_class() -> type:
-    from transformers.cache_utils import DynamicLayer
+    from transformers import DynamicLayer
 
     class PrefilledLayer(DynamicLayer):
         """A ``DynamicLayer`` whose keys/values live in a buffer with room for the forward's new tokens."""

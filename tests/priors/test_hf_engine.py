@@ -353,11 +353,12 @@ def test_forwards_over_one_model_take_turns_across_threads(tiny_llama, smollm_to
 
 def test_auto_dtype_is_bf16_where_the_cpu_computes_it_natively(tiny_llama, smollm_tokenizer, tmp_path, monkeypatch):
     import prior_wrappers.priors.hf as hf
+    import prior_wrappers.priors.loading as loading
 
     tiny_llama.save_pretrained(tmp_path)
     smollm_tokenizer.save_pretrained(tmp_path)
     for native, want in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(hf, "native_bf16_cpu", lambda native=native: native)
+        monkeypatch.setattr(loading, "native_bf16_cpu", lambda native=native: native)  # hf re-exports loading's
         assert hf.scoring_dtype("cpu") == want
         assert next(HFPrior.from_pretrained(tmp_path, device="cpu").model.parameters()).dtype == want
         assert next(HFPrior.from_pretrained(tmp_path, device="cpu", dtype=None).model.parameters()).dtype == want

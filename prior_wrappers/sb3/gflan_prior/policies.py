@@ -177,7 +177,9 @@ class LLMActorCriticPolicy(BasePolicy):
     def state_dict(  # type: ignore[override]
         self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
     ) -> dict[str, Any]:
-        """The trainable tensors only (LoRA adapters, value head): never the base weights."""
+        """The trainable tensors only (LoRA adapters, value head): never the base weights. Under the policy's own
+        names: peft's ``get_peft_model_state_dict`` holds the same adapter tensors named from the ``PeftModel``
+        without the adapter's name, so the saved zips of earlier releases would no longer load."""
         full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         for key in [k for k in full if k.startswith(prefix) and k[len(prefix) :] not in self._saved_keys]:
             del full[key]
