@@ -11,17 +11,16 @@ slots each may take (``prior_top_k``, ``prior_mass``, ``prior_min_logprob``, ``p
 ``behavior_threshold``) is one :class:`CandidateSupport` (``model.support``, :mod:`prior_wrappers.sb3.support`).
 """
 
-from prior_wrappers.sb3.cql_prior import CQLPrior, cql_penalty
-from prior_wrappers.sb3.dqn_prior import DQNPrior
-from prior_wrappers.sb3.gflan_prior import GFlanLLM, GFlanPrior, LLMActorCriticPolicy
-from prior_wrappers.sb3.offline_dataset import (
+from prior_wrappers.sb3.collection import (
     CommandPolicy,
-    OfflineDataset,
     RandomCandidatePolicy,
     collect_dataset,
     collect_expert_mixture,
-    transition_nbytes,
 )
+from prior_wrappers.sb3.cql_prior import CQLPrior, cql_penalty
+from prior_wrappers.sb3.dqn_prior import DQNPrior
+from prior_wrappers.sb3.gflan_prior import GFlanLLM, GFlanPrior, LLMActorCriticPolicy
+from prior_wrappers.sb3.offline_dataset import OfflineDataset, transition_nbytes
 from prior_wrappers.sb3.policies import (
     CandidateActorCriticPolicy,
     CandidateInputs,
