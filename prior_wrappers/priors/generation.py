@@ -7,22 +7,21 @@ counters, and adds ancestral sampling with one KV cache per prompt shared by tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from prior_wrappers.priors.base import Proposals, prompt_seeds, validate_request
 from prior_wrappers.priors.hf_compat import cache_from_layers, cache_layers, forward_with_cache, output_cache
-from prior_wrappers.priors.matching import Fallback, tally_proposals
 from prior_wrappers.priors.prefix_tree import PrefixKVCache
+from prior_wrappers.priors.proposing import SampledProposals, Seed
 
 
-class ProposalSampling:
-    """``propose`` for :class:`~prior_wrappers.priors.hf.HFPrior`, which sets the attributes declared here."""
+class ProposalSampling(SampledProposals):
+    """How :class:`~prior_wrappers.priors.hf.HFPrior` draws the samples of ``propose`` (:meth:`_sample`; the
+    request and the tally are :class:`~prior_wrappers.priors.proposing.SampledProposals`'). ``HFPrior`` sets the
+    attributes declared here."""
 
     tokenizer: Any
-    separator: str
     device: torch.device
     kv_cache: PrefixKVCache | None
     computed_tokens: int
@@ -31,8 +30,6 @@ class ProposalSampling:
     _lm_head: Any
     _softcap: float | None
     _cache_kwarg: str | None
-    _encode: Callable[[list[str]], list[list[int]]]  # the engine's tokenization (CandidateTokenization)
-    _fit_generation: Callable[[int, list[int], int], list[int]]  # CandidateTokenization: the context window
 
     def _prompt_caches(self, encoded: list[list[int]], k: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each prompt's keys/values, left-padded to a common length and repeated ``k`` times (rows: prompt 0 x k,
@@ -92,52 +89,29 @@ class ProposalSampling:
         past = cache_from_layers([(a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)) for a, b in layers])
         return past, hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, dim=0), last
 
-    @torch.inference_mode()
-    def propose(
-        self,
-        prompts: Sequence[str],
-        admissible: Sequence[Sequence[str] | None],
-        k: int = 5,
-        *,
-        temperature: float = 1.0,
-        max_new_tokens: int = 10,
-        fallback: Fallback = "drop",
-        seed: int | Sequence[int] | None = None,
-    ) -> Proposals:
-        """Sample ``k`` completions per prompt (stopping at a newline) and map each to an admissible command
-        (see :class:`~prior_wrappers.priors.matching.CommandMatcher`). ``fallback`` says what an invalid
-        generation counts as; the invalid rate is reported either way. Where ``admissible[i]`` is ``None`` (an
-        env without an admissible list) the distinct generations become prompt ``i``'s commands
-        (:func:`~prior_wrappers.priors.matching.count_free_text`).
-
-        Sampling is plain ancestral sampling from ``softmax(logits / temperature)`` over the whole vocabulary
-        (no top-k/top-p, whatever the model's generation config says), with a KV cache. Each prompt is computed
-        once and its cache shared by its ``k`` samples.
-
-        :param prompts: one prompt per state.
-        :param admissible: each prompt's admissible commands, or ``None``.
-        :param k: samples per prompt.
-        :param temperature: softmax temperature (> 0).
-        :param max_new_tokens: tokens sampled at most per completion.
-        :param fallback: what a generation that matches no command counts as (``"drop"``, ``"uniform"``, ...).
-        :param seed: with a seed, samples come from a local ``torch.Generator``: the same seed gives the same
-            proposals and torch's global RNG (which SB3 seeds and draws from) is left untouched. One int seeds
-            one generator for the whole call; one int per prompt gives each prompt its own generator, so that
-            its samples are those of ``propose([prompt], ..., seed=its_seed)`` whatever else shares the call (up
-            to float rounding of batched logits): what caching proposals per state needs. Without a seed,
-            samples draw from torch's global RNG, as ``model.generate`` does.
-        """
-        validate_request(prompts, admissible, free_text=True)
-        if k < 1:
-            raise ValueError("k must be >= 1")
+    def _before_sampling(self, temperature: float, max_new_tokens: int) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        per_prompt = prompt_seeds(seed, len(prompts))
+
+    @torch.inference_mode()
+    def _sample(
+        self, prompt_ids: list[list[int]], k: int, *, temperature: float, max_new_tokens: int, seed: Seed
+    ) -> list[list[str]]:
+        """Plain ancestral sampling from ``softmax(logits / temperature)`` over the whole vocabulary (no
+        top-k/top-p, whatever the model's generation config says), with a KV cache, stopping at a newline. Each
+        prompt is computed once and its cache shared by its ``k`` samples.
+
+        With a seed, samples come from a local ``torch.Generator``: the same seed gives the same proposals and
+        torch's global RNG (which SB3 seeds and draws from) is left untouched. One int seeds one generator for the
+        whole call; one int per prompt gives each prompt its own generator (its samples are then those of the
+        prompt alone, up to float rounding of batched logits). Without a seed, samples draw from torch's global
+        RNG, as ``model.generate`` does.
+        """
         generators: list[torch.Generator] | list[None] = [None]
         if seed is not None:
-            seeds = per_prompt or [cast(int, seed)]  # not per prompt: one int for the whole call
+            seeds = seed if isinstance(seed, list) else [seed]  # not per prompt: one int for the whole call
             generators = [torch.Generator(device=self.device) for _ in seeds]
             for g, s in zip(generators, seeds):
                 g.manual_seed(int(s))
@@ -145,9 +119,7 @@ class ProposalSampling:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         eos_id = tok.eos_token_id
         dev = self.device
-        encoded = self._encode([p + self.separator.rstrip(" ") for p in prompts])
-        encoded = [self._fit_generation(i, ids, max_new_tokens) for i, ids in enumerate(encoded)]
-        past, hidden, mask, step_positions = self._prompt_caches(encoded, k)
+        past, hidden, mask, step_positions = self._prompt_caches(prompt_ids, k)
         finished = torch.zeros(len(mask), dtype=torch.bool, device=dev)
         sampled: list[torch.Tensor] = []
         for step in range(max_new_tokens):
@@ -183,4 +155,4 @@ class ProposalSampling:
             past = output_cache(out)
             hidden = out.last_hidden_state[:, -1]
         texts = tok.batch_decode(torch.stack(sampled, dim=1).cpu(), skip_special_tokens=True)
-        return tally_proposals([texts[i * k : (i + 1) * k] for i in range(len(prompts))], admissible, fallback)
+        return [texts[i * k : (i + 1) * k] for i in range(len(prompt_ids))]
