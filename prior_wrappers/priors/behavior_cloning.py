@@ -1,4 +1,8 @@
-"""A prior learned from expert demonstrations alone (behaviour cloning), with no LLM anywhere."""
+"""A prior learned from expert demonstrations alone (behaviour cloning), with no LLM anywhere.
+
+:class:`BCPrior` (its features, scoring and files) is here; its MLP and the training loop are in
+:mod:`prior_wrappers.priors.bc_training`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from prior_wrappers.priors.base import (
     log_softmax,
     validate_request,
 )
+from prior_wrappers.priors.bc_training import add_negatives, build_mlp, train_mlp, training_episodes, training_states
 from prior_wrappers.prompts import PromptFn, one_line, strip_examples
 
 __all__ = ["BCPrior"]
@@ -188,22 +193,6 @@ class BCPrior:
             parts.append(torch.from_numpy(per_state).repeat_interleave(counts, dim=0))
         return torch.cat(parts, dim=1)
 
-    def _build(self, input_dim: int, generator: torch.Generator | None = None) -> nn.Sequential:
-        """The MLP; with a generator, initialised from it (PyTorch's default Linear init, without global RNG)."""
-        sizes = [input_dim, *self.config["hidden"], 1]
-        layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-            linear = nn.utils.skip_init(nn.Linear, n_in, n_out)
-            if generator is not None:
-                bound = 1.0 / np.sqrt(n_in)
-                with torch.no_grad():
-                    linear.weight.uniform_(-bound, bound, generator=generator)
-                    linear.bias.uniform_(-bound, bound, generator=generator)
-            layers.append(linear)
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
     # ----- training -----------------------------------------------------------------------------------------------
     def fit(
         self,
@@ -228,92 +217,19 @@ class BCPrior:
         :raises ValueError: no successful step to learn from, or a step whose expert command is not among its
             admissible commands.
         """
-        episodes = _episodes(demonstrations)
-        states, candidates, labels = self._training_states(episodes, prompt, history)
+        episodes = training_episodes(demonstrations)
+        states, candidates, labels = training_states(episodes, prompt, history, self.state_text)
         generator = torch.Generator().manual_seed(self.config["seed"])
-        candidates, labels = self._add_negatives(states, candidates, labels, generator)
+        candidates = add_negatives(candidates, labels, self.config["negatives"], generator)
         if all(len(c) < 2 for c in candidates):
             raise ValueError(
                 "every demonstration step has a single candidate command: there is nothing to choose "
                 "between, so nothing to learn; record the admissible commands (from_expert does)"
             )
         rows = self._rows(states, candidates)
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
-        width = max(len(c) for c in candidates)
-        index = torch.full((len(states), width), rows.shape[0], dtype=torch.long)  # the padding row
-        for i, cands in enumerate(candidates):
-            index[i, : len(cands)] = torch.arange(offsets[i], offsets[i + 1])
-        rows = torch.cat([rows, torch.zeros(1, rows.shape[1])])
-        target = torch.tensor(labels, dtype=torch.long)
-
-        model = self._build(rows.shape[1], generator)
-        c = self.config
-        optimizer = torch.optim.AdamW(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
-        n = len(states)
-        per_epoch = -(-n // c["batch_size"])
-        epochs = c["epochs"] or max(1, -(-c["updates"] // per_epoch))
-        loss_sum = 0.0
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=generator)
-            loss_sum = 0.0
-            for start in range(0, n, c["batch_size"]):
-                batch = order[start : start + c["batch_size"]]
-                idx = index[batch]
-                logits = model(rows[idx]).squeeze(-1).masked_fill(idx == rows.shape[0] - 1, float("-inf"))
-                loss = nn.functional.cross_entropy(logits, target[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(batch)
-        self.model = model.eval()
-        self.training = {
-            "states": n,
-            "episodes": len(episodes),
-            "history": history,
-            "epochs": epochs,
-            "updates": epochs * per_epoch,
-            "final_loss": loss_sum / n,
-        }
+        self.model, stats = train_mlp(rows, [len(c) for c in candidates], labels, self.config, generator)
+        self.training = {"states": len(states), "episodes": len(episodes), "history": history, **stats}
         return self
-
-    def _training_states(
-        self, episodes: list[Demonstration], prompt: PromptFn | None, history: int
-    ) -> tuple[list[str], list[list[str]], list[int]]:
-        states, candidates, labels = [], [], []
-        for e, episode in enumerate(episodes):
-            for j, point in enumerate(episode.decision_points(prompt, history=history)):
-                command = point.command
-                if not isinstance(command, str) or not command.strip():
-                    raise ValueError(f"step {j} of demonstration {e} (source {episode.source!r}) has an empty command")
-                admissible = [a for a in point.admissible if a.strip()]
-                if admissible and command not in admissible:
-                    shown = admissible[:8] + (["..."] if len(admissible) > 8 else [])
-                    raise ValueError(
-                        f"step {j} of demonstration {e} (source {episode.source!r}): the expert's command "
-                        f"{command!r} is not among its {len(admissible)} admissible commands {shown}; fix the "
-                        "demonstration (or record it with Demonstrations.from_expert)"
-                    )
-                states.append(self.state_text(point.prompt))
-                candidates.append(admissible)
-                labels.append(admissible.index(command) if admissible else 0)
-                if not admissible:
-                    candidates[-1] = [command]
-        return states, candidates, labels
-
-    def _add_negatives(
-        self, states: list[str], candidates: list[list[str]], labels: list[int], generator: torch.Generator
-    ) -> tuple[list[list[str]], list[int]]:
-        """Steps with only their own command (no recorded admissible list) get commands of other steps."""
-        pool = list(dict.fromkeys(c[labels[i]] for i, c in enumerate(candidates)))
-        for i, cands in enumerate(candidates):
-            if len(cands) > 1:
-                continue
-            others = [c for c in pool if c != cands[0]]
-            if len(others) > self.config["negatives"]:
-                chosen = torch.randperm(len(others), generator=generator)[: self.config["negatives"]]
-                others = [others[k] for k in sorted(chosen.tolist())]
-            candidates[i] = cands + others
-        return candidates, labels
 
     # ----- the prior protocol -------------------------------------------------------------------------------------
     def _require_fitted(self) -> nn.Sequential:
@@ -448,7 +364,7 @@ class BCPrior:
                     f"the encoder has dim {encoder.dim}, the file's scorer expects {payload['encoder_dim']}"
                 )
             prior.encoder_name = saved
-            model = prior._build(int(payload["encoder_dim"]) * len(prior.config["features"]))
+            model = build_mlp(int(payload["encoder_dim"]) * len(prior.config["features"]), prior.config["hidden"])
             model.load_state_dict(payload["state_dict"])
         except (KeyError, TypeError, RuntimeError) as exc:
             raise ValueError(f"{str(path)!r} is a damaged BCPrior file ({type(exc).__name__}: {exc})"[:500]) from exc
@@ -459,15 +375,3 @@ class BCPrior:
 
 def _cached(encoder: TextEncoder) -> CachedEncoder:
     return encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
-
-
-def _episodes(demonstrations: Any) -> list[Demonstration]:
-    """The successful, non-empty episodes of any accepted training input."""
-    pool = Demonstrations.training_pool(demonstrations, "fit()")
-    episodes = [e for e in pool.episodes if e.success and e.steps]
-    if not episodes:
-        raise ValueError(
-            f"no demonstration to learn from: the {type(demonstrations).__name__} given holds no "
-            "successful, non-empty episode (unsuccessful and empty episodes are dropped)"
-        )
-    return episodes
