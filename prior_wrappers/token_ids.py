@@ -34,7 +34,7 @@ import numpy as np
 from gymnasium import spaces
 
 from prior_wrappers.priors.base import Normalization, digest, normalization_divisors, tokenizer_fingerprint
-from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation
+from prior_wrappers.priors.tokenization import CandidateTokenization, TokenizedPrompt, Truncation, drop_oldest
 
 PROMPT_IDS = "prompt_ids"
 PROMPT_LEN = "prompt_len"
@@ -168,10 +168,8 @@ class TokenIdSpec(CandidateTokenization):
                 stacklevel=3,
             )
             self._warned_truncation = True
-        bos = self.tokenizer.bos_token_id
-        keep_bos = bos is not None and tokenized.prompt_ids[0] == bos and p > 1
         overflow = n - p
-        prompt_ids = ([bos] if keep_bos else []) + tokenized.prompt_ids[overflow + int(keep_bos) :]
+        prompt_ids = drop_oldest(tokenized.prompt_ids, overflow, self.tokenizer.bos_token_id if p > 1 else None)
         contexts = [max(ctx - overflow, 1) for ctx in tokenized.contexts]
         return TokenizedPrompt(prompt_ids, contexts, tokenized.candidate_ids)
 

@@ -43,6 +43,14 @@ class TokenizedPrompt:
     candidate_ids: list[list[int]]
 
 
+def drop_oldest(ids: list[int], overflow: int, bos: int | None) -> list[int]:
+    """``ids`` without their ``overflow`` oldest tokens, as ``truncation="left"`` cuts a prompt: a leading ``bos``
+    stays (the tokens after it go instead)."""
+    if bos is not None and ids and ids[0] == bos:
+        return [bos, *ids[overflow + 1 :]]
+    return ids[overflow:]
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -228,8 +236,7 @@ class CandidateTokenization:
             )
             self._warned_truncation = True
         bos = self.tokenizer.bos_token_id
-        keep_bos = bos is not None and bool(prompt_ids) and prompt_ids[0] == bos
-        return ([bos] if keep_bos else []) + prompt_ids[overflow + int(keep_bos) :]
+        return drop_oldest(prompt_ids, overflow, bos)
 
     def _fit_context(self, i: int, tp: TokenizedPrompt) -> TokenizedPrompt:
         """Drop the oldest prompt tokens when prompt + longest candidate exceed the context window."""
@@ -256,7 +263,5 @@ class CandidateTokenization:
             )
             self._warned_truncation = True
         bos = self.tokenizer.bos_token_id
-        keep_bos = bos is not None and bool(tp.prompt_ids) and tp.prompt_ids[0] == bos
-        start = overflow + int(keep_bos)
-        prompt_ids = ([bos] if keep_bos else []) + tp.prompt_ids[start:]
+        prompt_ids = drop_oldest(tp.prompt_ids, overflow, bos)
         return TokenizedPrompt(prompt_ids, [max(c - overflow, 1) for c in tp.contexts], tp.candidate_ids)
