@@ -208,9 +208,14 @@ class Resources:
             self.reused = 0
             for extra in extra_cache_files:  # e.g. the scores `make demo` saved (same prompts: history 0)
                 if Path(extra).is_file():
-                    self.reused += self.llm.load(extra)
-            if cache_file is not None and cache_file.is_file():
-                self.reused += self.llm.load(cache_file)
+                    try:
+                        self.reused += self.llm.load(extra)
+                    except ValueError as err:  # another prior's scores (model, dtype): not reused
+                        print(f"not reusing {Path(extra).name}: {err}", flush=True)
+            if cache_file is not None:  # one file per prior: another model or dtype writes its own
+                cache_file = self.cache_file = self.llm.file_for(cache_file.parent, cache_file.stem)
+                if cache_file.is_file():
+                    self.reused += self.llm.load(cache_file)
         if encoder is None:
             from prior_wrappers import SentenceEncoder
 

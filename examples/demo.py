@@ -74,7 +74,7 @@ def main() -> None:
     [game] = make_challenge_games(args.preset, 1, seed=args.game_seed)
     demo_games = make_challenge_games(args.preset, 2, seed=args.game_seed + 200_000)
     llm = CachedPrior(HFPrior.default())
-    cache_file = cache_dir() / "demo" / f"tw-{args.preset}-g{args.game_seed}.npz"
+    cache_file = llm.file_for(cache_dir() / "demo", f"tw-{args.preset}-g{args.game_seed}")  # one per prior
     reused = llm.load(cache_file) if cache_file.is_file() else 0
     encoder = CachedEncoder(SentenceEncoder.default())
 

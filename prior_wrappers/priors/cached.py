@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -116,6 +117,17 @@ class CachedPrior:
     def fingerprint(self) -> str:
         """The wrapped prior's fingerprint (a cache is transparent)."""
         return prior_fingerprint(self.prior)
+
+    def file_for(self, directory: str | Path, stem: str) -> Path:
+        """``directory/<stem>-<12 hex digits of the fingerprint>.npz``: a cache file of this prior's own, so that
+        another prior (another model, dtype or prompt setting) writes its own file instead of being refused by
+        :meth:`load`.
+
+        :param directory: where the cache files live.
+        :param stem: what the scores are of (a game, a benchmark).
+        """
+        digest = hashlib.sha256(self.fingerprint.encode()).hexdigest()[:12]
+        return Path(directory) / f"{stem}-{digest}.npz"
 
     @property
     def hit_rate(self) -> float:

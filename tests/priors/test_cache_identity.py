@@ -225,3 +225,16 @@ def test_openai_prior_fingerprint_names_model_and_tokenization_not_the_url(smoll
     assert OpenAIPrior("http://gpu-box:8000/v1", model="smollm2", tokenizer=smollm_tokenizer).fingerprint == fp
     assert OpenAIPrior("http://127.0.0.1:9", model="smollm2-ft", tokenizer=smollm_tokenizer).fingerprint != fp
     assert OpenAIPrior("http://127.0.0.1:9", model="smollm2", tokenizer=smollm_tokenizer, separator="").fingerprint != fp
+
+
+def test_each_prior_gets_a_cache_file_of_its_own(tmp_path):
+    from prior_wrappers import CachedPrior, FunctionPrior
+
+    a = CachedPrior(FunctionPrior(lambda p, c: [0.0] * len(c), name="a"))
+    b = CachedPrior(FunctionPrior(lambda p, c: [1.0] * len(c), name="b"))
+    path_a, path_b = a.file_for(tmp_path, "game-0"), b.file_for(tmp_path, "game-0")
+    assert path_a != path_b and path_a.parent == tmp_path and path_a.name.startswith("game-0-")
+    assert path_a == CachedPrior(FunctionPrior(lambda p, c: [0.0] * len(c), name="a")).file_for(tmp_path, "game-0")
+    a.score(["s"], [["x", "y"]])
+    a.save(path_a)
+    assert not path_b.is_file() and b.load(path_a, check_fingerprint=False) == 1
