@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--game-seed", type=int, default=0, help="seed of the generated game (walkthroughs: others)")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    # float32 by default, so that the table is the same on every CPU ("auto" is bf16 where the CPU has native bf16)
+    parser.add_argument("--dtype", default="float32", help="the LLM's dtype: float32 (default), auto, bfloat16")
     args = parser.parse_args()
     # one thread: the Q-network's small matmuls slow down badly with two threads on a busy 2-core machine
     torch.set_num_threads(1)
@@ -73,7 +75,7 @@ def main() -> None:
 
     [game] = make_challenge_games(args.preset, 1, seed=args.game_seed)
     demo_games = make_challenge_games(args.preset, 2, seed=args.game_seed + 200_000)
-    llm = CachedPrior(HFPrior.default())
+    llm = CachedPrior(HFPrior.default(dtype=args.dtype))
     cache_file = llm.file_for(cache_dir() / "demo", f"tw-{args.preset}-g{args.game_seed}")  # one per prior
     reused = llm.load(cache_file) if cache_file.is_file() else 0
     encoder = CachedEncoder(SentenceEncoder.default())
@@ -90,7 +92,8 @@ def main() -> None:
     points = float(info["max_score"] or 1)
     console.print(
         f"tw-{args.preset} game {game.name}: {points:.0f} points to win; walkthroughs of {len(demonstrations)} other "
-        f"games in the prompt; models loaded in {time.perf_counter() - start:.0f}s ({reused} cached LLM scores reused)"
+        f"games in the prompt; models loaded in {time.perf_counter() - start:.0f}s ({reused} cached LLM scores reused); "
+        f"LLM in {str(next(llm.prior.model.parameters()).dtype).removeprefix('torch.')}"
     )
 
     curves = []
