@@ -96,7 +96,7 @@ class Resources:
 
     @classmethod
     def load(cls, cfg: Config, preset: str) -> Resources:
-        prior = CachedPrior(HFPrior.default())
+        prior = CachedPrior(HFPrior.default(dtype="float32"))
         cache_file = cache_dir() / "benchmarks" / "textworld_challenges" / f"{preset}-g{cfg.game_seed}-s{cfg.shots}.npz"
         if cache_file.is_file():
             try:

@@ -391,7 +391,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         prior: ActionPrior = keyword_prior()
         model_name = "keyword FunctionPrior"
     else:
-        prior = HFPrior.from_pretrained(args.model) if args.model else HFPrior.default()
+        prior = HFPrior.from_pretrained(args.model, dtype="float32") if args.model else HFPrior.default(dtype="float32")
         model_name = args.model or "embedded SmolLM2-135M-Instruct"
     count = token_counter(prior.tokenizer) if hasattr(prior, "tokenizer") else approximate_token_count
     log(f"prior: {model_name}; torch threads {torch.get_num_threads()}; families {args.families}; "

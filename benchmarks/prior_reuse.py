@@ -108,14 +108,14 @@ def main() -> None:
     parser.add_argument("--server", action="store_true", help="also score with a local vLLM server: echo vs next_token")
     parser.add_argument("--server-steps", type=int, default=4, help="vector steps the server scores")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument("--dtype", default=None, help="float32 (default) / bfloat16 / auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="engine difference that calls the reference")
     parser.add_argument("--reference", choices=["auto", "always", "never"], default="auto",
                         help="score steps with a float64, uncached copy: above --tolerance (auto), always or never")
     args = parser.parse_args()
 
-    load = {"device": args.device, "dtype": args.dtype}
+    load = {"device": args.device, "dtype": args.dtype or "float32"}
     new = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
     new.kv_cache.max_bytes = args.kv_cache_mib << 20  # type: ignore[union-attr]
     # today's engine on the same model object: one shared prefix, one chain of tokens per candidate

@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
-    local = HFPrior.from_pretrained(args.local_model) if args.local_model else HFPrior.default()
+    local = HFPrior.from_pretrained(args.local_model, dtype="float32") if args.local_model else HFPrior.default(dtype="float32")
     server = None
     if args.base_url is None:
         from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted

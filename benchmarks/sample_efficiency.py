@@ -204,7 +204,7 @@ class Resources:
         if prior == "llm":
             from prior_wrappers import HFPrior
 
-            self.llm = CachedPrior(HFPrior.default())
+            self.llm = CachedPrior(HFPrior.default(dtype="float32"))
             self.reused = 0
             for extra in extra_cache_files:  # e.g. the scores `make demo` saved (same prompts: history 0)
                 if Path(extra).is_file():

@@ -265,7 +265,7 @@ def bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
     from prior_wrappers.slots import SlotBuilder, make_text_state
 
     torch.set_num_threads(1)
-    prior = RecordingPrior(HFPrior.default())
+    prior = RecordingPrior(HFPrior.default(dtype="float32"))
     builder = SlotBuilder(prior, 16, encoder=None)  # what LLMPriorWrapper / VecLLMPrior run for each state
     rows = []
     for task, variation in args.scoring_episodes:

@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     encoder: EncoderSpec = None if args.encoder == "none" else args.encoder
 
-    hf = HFPrior.default()
+    hf = HFPrior.default(dtype="float32")
     hf.score(["Warm-up prompt. Action:"], [["wait"]])
     results = {}
     for label in ("independent", "batched"):
