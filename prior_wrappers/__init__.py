@@ -27,7 +27,7 @@ from prior_wrappers.slots import UnreachableCommandsWarning
 from prior_wrappers.vec_wrappers import TextInInfo, VecLLMPrior, make_text_vec_env
 from prior_wrappers.wrappers import LLMPriorWrapper
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # The text envs' Gymnasium ids ("prior_wrappers/..."), so gym.make works after `import prior_wrappers`; cheap: the
 # envs' modules (and TextWorld, the JVM, minigrid) load only when an env is made. See envs/registration.py.
