@@ -48,7 +48,7 @@ class ScoreStore:
     def __init__(self, res: Resources) -> None:
         self.llm = res.prior
         self.table: dict[tuple[str, str], dict[str, tuple[float, int]]] = {}
-        _, items = CachedPrior._read(res.cache_file) if res.cache_file.is_file() else ("", [])
+        _, items, _ = CachedPrior._read(res.cache_file) if res.cache_file.is_file() else ("", [], [])
         for (prompt, cands, norm), entry in items:
             self.table.setdefault((prompt, norm), {}).update(
                 {c: (float(r), int(n)) for c, r, n in zip(cands, entry[1], entry[2])}

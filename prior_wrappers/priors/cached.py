@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any
 
 from prior_wrappers.lru import BoundedLRU
 from prior_wrappers.priors.base import (
@@ -25,52 +20,15 @@ from prior_wrappers.priors.base import (
     validate_request,
 )
 
-CACHE_FORMAT = "prior_wrappers.CachedPrior"
-CACHE_VERSION = 1
-
-Key = tuple[str, tuple[str, ...], str]
-# logprobs, raw logprobs, token counts, features or None; last, as in ProposalEntry, the bytes the entry holds (with
-# its key's texts): what max_bytes bounds
-Entry = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", int]
-# (prompt, admissible or None, k, seed, digest of the other sampling options) -> commands, counts, generations, invalid,
-# bytes
-ProposalKey = tuple[str, "tuple[str, ...] | None", int, int, str]
-ProposalEntry = tuple[tuple[str, ...], np.ndarray, tuple[str, ...], int, int]
-
-
-def _text_bytes(texts: Sequence[str]) -> int:
-    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-
-
-def _proposal(
-    key: ProposalKey, commands: Sequence[str], counts: np.ndarray, generations: Sequence[str], invalid: int
-) -> ProposalEntry:
-    frozen = _frozen(counts, np.float64)
-    texts = _text_bytes([key[0], *(key[1] or ()), *commands, *generations])
-    return tuple(commands), frozen, tuple(generations), invalid, texts + frozen.nbytes
-
-
-def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
-    out: np.ndarray = np.array(array, dtype=dtype, copy=True)
-    out.setflags(write=False)  # shared by every hit: nobody may change a cached score in place
-    return out
-
-
-def _entry(
-    key: Key, logprobs: np.ndarray, raw_logprobs: np.ndarray, num_tokens: np.ndarray, features: np.ndarray | None
-) -> Entry:
-    arrays = (
-        _frozen(logprobs, np.float64),
-        _frozen(raw_logprobs, np.float64),
-        _frozen(num_tokens, np.int64),
-        None if features is None else _frozen(features, np.float32),
-    )
-    nbytes = _text_bytes([key[0], *key[1]]) + sum(a.nbytes for a in arrays if a is not None)
-    return (*arrays, nbytes)
-
-
-def _size(entry: Entry | ProposalEntry) -> int:
-    return entry[4]
+# what an entry is lives in cache_entries.py, the file format in cache_files.py; re-exported here (`X as X`)
+from prior_wrappers.priors.cache_entries import Entry as Entry
+from prior_wrappers.priors.cache_entries import Key as Key
+from prior_wrappers.priors.cache_entries import ProposalEntry as ProposalEntry
+from prior_wrappers.priors.cache_entries import ProposalKey as ProposalKey
+from prior_wrappers.priors.cache_entries import entry_size, make_entry, make_proposal
+from prior_wrappers.priors.cache_files import CACHE_FORMAT as CACHE_FORMAT
+from prior_wrappers.priors.cache_files import CACHE_VERSION as CACHE_VERSION
+from prior_wrappers.priors.cache_files import load_cache, read_cache, write_cache
 
 
 class CachedPrior:
@@ -106,10 +64,10 @@ class CachedPrior:
         self.prior = prior
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._cache: BoundedLRU[Key, Entry] = BoundedLRU(maxsize, max_bytes, _size)
+        self._cache: BoundedLRU[Key, Entry] = BoundedLRU(maxsize, max_bytes, entry_size)
         self.hits = 0
         self.misses = 0
-        self._proposals: BoundedLRU[ProposalKey, ProposalEntry] = BoundedLRU(maxsize, max_bytes, _size)
+        self._proposals: BoundedLRU[ProposalKey, ProposalEntry] = BoundedLRU(maxsize, max_bytes, entry_size)
         self.proposal_hits = 0
         self.proposal_misses = 0
 
@@ -166,67 +124,8 @@ class CachedPrior:
     def save(self, path: str | Path) -> None:
         """Write the cached scores and seeded proposals to ``path`` (an ``.npz`` archive whatever its name), so
         later runs and other seeds reuse them. The write is atomic: a crash leaves the previous file intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        items = self._cache.lru_items()  # least recently used first, as load stores them
-        with_features = [e[3] for _, e in items if e[3] is not None]
-        meta = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
-            "fingerprint": self.fingerprint,
-            "keys": [[k[0], list(k[1]), k[2]] for k, _ in items],
-            # (prompt, admissible or null, k, seed, options digest, commands, counts, generations, invalid)
-            "proposals": [
-                [
-                    prompt,
-                    None if admissible is None else list(admissible),
-                    int(k),
-                    int(seed),
-                    options,
-                    list(commands),
-                    counts.tolist(),
-                    list(generations),
-                    int(invalid),
-                ]
-                for (prompt, admissible, k, seed, options), (
-                    commands,
-                    counts,
-                    generations,
-                    invalid,
-                    _,
-                ) in self._proposals.lru_items()
-            ],
-        }
-
-        def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
-            return (
-                np.concatenate([np.asarray(a, dtype=dtype).reshape(-1) for a in arrays])
-                if arrays
-                else np.zeros(0, dtype)
-            )
-
-        arrays: dict[str, np.ndarray] = {
-            "meta": np.frombuffer(
-                json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8
-            ),
-            "lengths": np.array([len(e[0]) for _, e in items], dtype=np.int64),
-            "logprobs": cat([e[0] for _, e in items], np.float64),
-            "raw_logprobs": cat([e[1] for _, e in items], np.float64),
-            "num_tokens": cat([e[2] for _, e in items], np.int64),
-            "has_features": np.array([e[3] is not None for _, e in items], dtype=bool),
-            "features": (
-                np.concatenate([np.asarray(f, dtype=np.float32) for f in with_features])
-                if with_features
-                else np.zeros((0, 0), np.float32)
-            ),
-        }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:  # a file object: numpy must not append ".npz" to the name
-                np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy: **kwds could be allow_pickle
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # least recently used first, as load stores them
+        write_cache(Path(path), self.fingerprint, self._cache.lru_items(), self._proposals.lru_items())
 
     def load(self, path: str | Path, *, check_fingerprint: bool = True) -> int:
         """Add the scores and proposals saved by :meth:`save`; returns how many entries (both kinds).
@@ -238,102 +137,16 @@ class CachedPrior:
         :raises ValueError: the file is not a cache file (corrupted, foreign, or an old pickle cache) or was
             written for a different prior.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no CachedPrior cache file at {str(path)!r} (write one with CachedPrior.save)")
-        meta_fingerprint, keys_entries, proposals = self._read(path)
-        if check_fingerprint and meta_fingerprint != self.fingerprint:
-            raise ValueError(
-                f"the cache file {str(path)!r} holds scores of the prior {meta_fingerprint!r}, but this CachedPrior "
-                f"wraps {self.fingerprint!r}; its scores would be wrong here. Use one cache file per prior "
-                "(or load(..., check_fingerprint=False) if you know the scores are still valid)"
-            )
+        keys_entries, proposals = load_cache(Path(path), lambda: self.fingerprint, check_fingerprint=check_fingerprint)
         self._cache.put_all(keys_entries)
         self._proposals.put_all(proposals)
         return len(keys_entries) + len(proposals)
 
     @staticmethod
     def _read(path: Path) -> tuple[str, list[tuple[Key, Entry]], list[tuple[ProposalKey, ProposalEntry]]]:
-        def bad(why: str) -> ValueError:
-            return ValueError(
-                f"{str(path)!r} is not a CachedPrior cache file ({why}): it may be truncated or corrupted, written by "
-                "another program, or by an older prior_wrappers that saved caches as pickles. Delete it; "
-                "the cache refills as the prior is queried"
-            )
-
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-            raise bad(f"{type(err).__name__}: {err}") from None
-        required = ("meta", "lengths", "logprobs", "raw_logprobs", "num_tokens", "has_features", "features")
-        missing = [name for name in required if name not in arrays]
-        if missing:
-            raise bad(f"missing arrays {missing}")
-        try:
-            meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogatepass"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise bad(f"unreadable metadata: {err}") from None
-        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
-            raise bad("no CachedPrior metadata")
-        if meta.get("version") != CACHE_VERSION:
-            raise bad(f"format version {meta.get('version')!r}; this prior_wrappers reads version {CACHE_VERSION}")
-        keys, lengths = meta.get("keys"), arrays["lengths"]
-        features, has_features = arrays["features"], arrays["has_features"]
-        n_values = int(lengths.sum()) if lengths.size else 0
-        n_feature_rows = int(lengths[has_features].sum()) if lengths.size else 0
-        consistent = (
-            isinstance(keys, list)
-            and len(keys) == len(lengths) == len(has_features)
-            and (lengths >= 0).all()
-            and all(len(arrays[name]) == n_values for name in ("logprobs", "raw_logprobs", "num_tokens"))
-            and features.ndim == 2
-            and len(features) == n_feature_rows
-        )
-        if not consistent:
-            raise bad("its arrays and keys do not match")
-        out: list[tuple[Key, Entry]] = []
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        row = 0
-        for i, raw_key in enumerate(cast(list, keys)):  # consistent: a list
-            try:
-                prompt, cands, normalization = raw_key
-                key: Key = (str(prompt), tuple(str(c) for c in cands), str(normalization))
-            except (TypeError, ValueError):
-                raise bad(f"malformed key {i}") from None
-            a, b = int(starts[i]), int(starts[i + 1])
-            if len(key[1]) != b - a:
-                raise bad(f"key {i} has {len(key[1])} candidates but {b - a} scores")
-            feats = None
-            if has_features[i]:
-                feats = features[row : row + b - a]
-                row += b - a
-            entry = _entry(key, arrays["logprobs"][a:b], arrays["raw_logprobs"][a:b], arrays["num_tokens"][a:b], feats)
-            out.append((key, entry))
-        proposals: list[tuple[ProposalKey, ProposalEntry]] = []
-        for i, raw in enumerate(meta.get("proposals", [])):  # files written before proposals were saved have none
-            try:
-                prompt, admissible, k, seed, options, commands, counts, generations, invalid = raw
-                proposal_key: ProposalKey = (
-                    str(prompt),
-                    None if admissible is None else tuple(str(a) for a in admissible),
-                    int(k),
-                    int(seed),
-                    str(options),
-                )
-                proposal = _proposal(
-                    proposal_key,
-                    [str(c) for c in commands],
-                    np.asarray(counts, dtype=np.float64),
-                    [str(g) for g in generations],
-                    int(invalid),
-                )
-            except (TypeError, ValueError):
-                raise bad(f"malformed proposal {i}") from None
-            if len(proposal[0]) != len(proposal[1]):
-                raise bad(f"proposal {i} has {len(proposal[0])} commands but {len(proposal[1])} counts")
-            proposals.append((proposal_key, proposal))
-        return str(meta.get("fingerprint")), out, proposals
+        """``(fingerprint, entries, proposals)`` of a cache file, unchecked against any prior (see
+        :func:`~prior_wrappers.priors.cache_files.read_cache`)."""
+        return read_cache(path)
 
     def clear(self) -> None:
         """Drop every cached score and proposal and reset the counters."""
@@ -373,7 +186,7 @@ class CachedPrior:
                 return_features=return_features,
             )
             new = {
-                key: _entry(
+                key: make_entry(
                     key,
                     fresh.logprobs[j],
                     fresh.raw_logprobs[j],
@@ -439,7 +252,7 @@ class CachedPrior:
             new: dict[ProposalKey, ProposalEntry] = {}
             for j, key in enumerate(miss):
                 n_invalid = fresh.invalid[j] if fresh.invalid is not None else round(fresh.invalid_rate * k)
-                new[key] = _proposal(key, fresh.commands[j], fresh.counts[j], fresh.generations[j], int(n_invalid))
+                new[key] = make_proposal(key, fresh.commands[j], fresh.counts[j], fresh.generations[j], int(n_invalid))
                 for i in missing[key]:
                     results[i] = new[key]
             self._proposals.put_all(new.items())

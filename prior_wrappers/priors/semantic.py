@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal, cast
 
@@ -21,9 +20,12 @@ from prior_wrappers.priors.base import (
     validate_request,
 )
 
+# the cached states, their texts and embeddings live in semantic_index.py; re-exported here (`X as X`)
+from prior_wrappers.priors.semantic_index import Record as Record
+from prior_wrappers.priors.semantic_index import StateEntry, StateIndex, record_bytes
+
 CandidateRule = Literal["same", "subset", "rescore"]
 CANDIDATE_RULES: tuple[str, ...] = ("same", "subset", "rescore")
-Record = tuple[float, float, int, "np.ndarray | None"]  # logprob (set records only), raw logprob, tokens, feature
 
 
 def split_prompt(prompt: str) -> tuple[str, str]:
@@ -40,29 +42,6 @@ def split_prompt(prompt: str) -> tuple[str, str]:
         return "", prompt
     end = prompt.find("\n", start)
     return (prompt, "") if end < 0 else (prompt[: end + 1], prompt[end + 1 :])
-
-
-@dataclass
-class _Entry:
-    """One cached state: its embedding slot, the texts answered by it, and its scores."""
-
-    id: int
-    group: int
-    slot: int
-    text: str
-    aliases: list[str] = field(default_factory=list)  # other state texts that matched it (exact look-up)
-    commands: dict[str, Record] = field(default_factory=dict)  # per-command raw scores ("subset"/"rescore")
-    sets: dict[tuple[str, ...], dict[str, Record]] = field(default_factory=dict)  # per candidate multiset ("same")
-    pending: set[Any] = field(default_factory=set)  # commands / sets being scored in the current call
-    nbytes: int = 0  # embedding, texts, scores, features: what max_bytes bounds
-
-
-def _text_bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _record_bytes(command: str, record: Record) -> int:
-    return _text_bytes(command) + 24 + (record[3].nbytes if record[3] is not None else 0)
 
 
 class SemanticCachedPrior:
@@ -169,18 +148,14 @@ class SemanticCachedPrior:
         self.prior, self.encoder, self.split = prior, encoder, split
         self.threshold, self.candidates = float(threshold), candidates
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._entries: dict[int, _Entry] = {}  # every state by id, stored in _lru or not yet
+        self._index = StateIndex(encoder.dim)  # every state, stored in _lru or not yet
         # the stored states, least recently used first, and those used since: a call that completes stores these
         # (their sizes final), evicting the least recently used beyond the bounds
-        self._lru: BoundedLRU[int, _Entry] = BoundedLRU(max_entries, max_bytes, attrgetter("nbytes"), self._forget)
-        self._used: dict[int, _Entry] = {}
-        self._exact: dict[tuple[int, str], int] = {}  # (group, state text) -> entry id
+        self._lru: BoundedLRU[int, StateEntry] = BoundedLRU(
+            max_entries, max_bytes, attrgetter("nbytes"), self._index.forget
+        )
+        self._used: dict[int, StateEntry] = {}
         self._groups: dict[tuple[str, str], int] = {}  # (context, normalization) -> group id
-        self._vectors = np.zeros((64, encoder.dim), np.float32)
-        self._slot_group = np.full(64, -1, np.int64)
-        self._slot_entry = np.full(64, -1, np.int64)
-        self._free: list[int] = list(range(63, -1, -1))
-        self._next_id = 0
         self.hits = self.semantic_hits = self.partial = self.misses = 0
         self.queries = self.inner_calls = self.scored_commands = 0
 
@@ -204,11 +179,11 @@ class SemanticCachedPrior:
     def nbytes(self) -> int:
         """Bytes held by the cached states."""
         if self._used:  # a call failed before storing the states it used: count them as they are now
-            return sum(entry.nbytes for entry in self._entries.values())
+            return sum(entry.nbytes for entry in self._index.entries.values())
         return int(self._lru.currsize)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._index)
 
     def cache_info(self) -> dict[str, float]:
         """Counters (see the class docstring), ``hit_rate``, ``size`` (states), ``bytes`` and the bounds."""
@@ -240,40 +215,8 @@ class SemanticCachedPrior:
             split=self.split,
         )
 
-    # ------------------------------------------------------------------ storage
-    def _new_entry(self, group: int, text: str, vector: np.ndarray) -> _Entry:
-        if not self._free:
-            n = len(self._slot_group)
-            self._vectors = np.concatenate([self._vectors, np.zeros_like(self._vectors)])
-            self._slot_group = np.concatenate([self._slot_group, np.full(n, -1, np.int64)])
-            self._slot_entry = np.concatenate([self._slot_entry, np.full(n, -1, np.int64)])
-            self._free = list(range(2 * n - 1, n - 1, -1))
-        slot = self._free.pop()
-        entry_id, self._next_id = self._next_id, self._next_id + 1
-        self._vectors[slot], self._slot_group[slot], self._slot_entry[slot] = vector, group, entry_id
-        entry = _Entry(entry_id, group, slot, text, nbytes=self._vectors[slot].nbytes + _text_bytes(text))
-        self._entries[entry_id] = entry
-        self._exact[(group, text)] = entry_id
-        return entry
-
-    def _forget(self, entry_id: int, entry: _Entry) -> None:
-        """An evicted state: drop its texts and free its embedding slot."""
-        del self._entries[entry_id]
-        for text in [entry.text, *entry.aliases]:
-            self._exact.pop((entry.group, text), None)
-        self._slot_group[entry.slot] = self._slot_entry[entry.slot] = -1
-        self._free.append(entry.slot)
-
-    def _neighbours(self, group: int, vector: np.ndarray) -> list[int]:
-        """Entry ids of the group's states with cosine >= threshold to ``vector``, most similar first (at most 8)."""
-        sims = self._vectors @ vector
-        sims[self._slot_group != group] = -np.inf
-        above = np.flatnonzero(sims >= self.threshold - 1e-6)
-        order = above[np.argsort(-sims[above], kind="stable")][:8]
-        return [int(self._slot_entry[s]) for s in order]
-
     # ------------------------------------------------------------------ look-up
-    def _missing(self, entry: _Entry, cands: Sequence[str], features: bool) -> list[str]:
+    def _missing(self, entry: StateEntry, cands: Sequence[str], features: bool) -> list[str]:
         """Commands of ``cands`` the entry cannot answer (unique, in query order); for "same", all or none."""
         if self.candidates == "same":
             key = tuple(sorted(cands))
@@ -290,14 +233,15 @@ class SemanticCachedPrior:
 
     def _find(self, group: int, text: str, vector: np.ndarray | None, cands: Sequence[str], features: bool):
         """``(entry, missing commands, semantic)``; ``entry`` is ``None`` when no cached state is close enough."""
-        entry_id = self._exact.get((group, text))
+        entry_id = self._index.exact.get((group, text))
         if entry_id is not None:
-            return self._entries[entry_id], self._missing(self._entries[entry_id], cands, features), False
+            entry = self._index.entries[entry_id]
+            return entry, self._missing(entry, cands, features), False
         if vector is None:
             return None, list(dict.fromkeys(cands)), False
-        best: tuple[_Entry, list[str]] | None = None
-        for entry_id in self._neighbours(group, vector):
-            entry = self._entries[entry_id]
+        best: tuple[StateEntry, list[str]] | None = None
+        for entry_id in self._index.neighbours(group, vector, self.threshold):
+            entry = self._index.entries[entry_id]
             missing = self._missing(entry, cands, features)
             if best is None or len(missing) < len(best[1]):
                 best = (entry, missing)
@@ -328,7 +272,7 @@ class SemanticCachedPrior:
         groups = [self._groups.setdefault((ctx, normalization), len(self._groups)) for ctx, _ in splits]
         vectors: list[np.ndarray | None] = [None] * len(prompts)
         if self.threshold < 1.0:
-            todo = [i for i, (g, (_, s)) in enumerate(zip(groups, splits)) if (g, s) not in self._exact]
+            todo = [i for i, (g, (_, s)) in enumerate(zip(groups, splits)) if (g, s) not in self._index.exact]
             texts = list(dict.fromkeys(splits[i][1] for i in todo))
             if texts:
                 encoded = np.asarray(self.encoder.encode(texts), dtype=np.float32).reshape(len(texts), -1)
@@ -336,19 +280,17 @@ class SemanticCachedPrior:
                 by_text = dict(zip(texts, encoded / np.where(norms > 0, norms, 1.0)))
                 for i in todo:
                     vectors[i] = by_text[splits[i][1]]
-        entries: list[_Entry] = []
-        requests: list[tuple[int, _Entry, list[str]]] = []  # (prompt index, entry to fill, commands)
+        entries: list[StateEntry] = []
+        requests: list[tuple[int, StateEntry, list[str]]] = []  # (prompt index, entry to fill, commands)
         for i, (cands, group, (_, text)) in enumerate(zip(candidates, groups, splits)):
             entry, missing, semantic = self._find(group, text, vectors[i], cands, return_features)
             if entry is None:
                 vector = (
                     cast(np.ndarray, vectors[i]) if vectors[i] is not None else np.zeros(self.encoder.dim, np.float32)
                 )
-                entry = self._new_entry(group, text, vector)
-            elif semantic and (group, text) not in self._exact:  # remembered: found by look-up next time
-                entry.aliases.append(text)
-                self._exact[(group, text)] = entry.id
-                entry.nbytes += _text_bytes(text)
+                entry = self._index.add(group, text, vector)
+            elif semantic and (group, text) not in self._index.exact:  # remembered: found by look-up next time
+                self._index.alias(entry, text)
             self._used.pop(entry.id, None)  # now the most recently used
             self._used[entry.id] = entry
             if not missing:
@@ -414,9 +356,9 @@ class SemanticCachedPrior:
                         "SemanticCachedPrior(..., candidates='same'), or normalization='token'"
                     )
                 entry.commands.update(records)
-            entry.nbytes += sum(_record_bytes(c, r) for c, r in records.items())
+            entry.nbytes += sum(record_bytes(c, r) for c, r in records.items())
 
-    def _answer(self, entry: _Entry, cands: Sequence[str], normalization: Normalization, features: bool):
+    def _answer(self, entry: StateEntry, cands: Sequence[str], normalization: Normalization, features: bool):
         if self.candidates == "same":
             records = entry.sets[tuple(sorted(cands))]
             rows = [records[c] for c in cands]
