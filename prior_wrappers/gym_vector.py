@@ -281,10 +281,9 @@ class GymVectorLLMPrior(CoreAttributes, VectorWrapper):
         """Sub-env ``index``'s state, its text observation (and prompt example) read from the batched observation
         where it did not travel in info (plain text sub-envs, not in TextInInfo)."""
         info = sub_env_info(infos, index)
-        if not self._text_in_info:
-            info[TEXT_OBSERVATION] = observations[index]
-            info.setdefault(PROMPT_EXAMPLE, self._examples[index])
-        return Observed.from_info(info)
+        if self._text_in_info:
+            return Observed.from_info(info)
+        return Observed(observations[index], info, info.get(PROMPT_EXAMPLE, self._examples[index]))
 
     def _vector_info(self, infos: dict[str, Any]) -> dict[str, Any]:
         """The sub-envs' batched info without TextInInfo's transport keys (the wrapper writes its own)."""
