@@ -9,8 +9,8 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from toy_text_env import CorridorTextEnv
+from gymnasium.vector import AutoresetMode
+from toy_text_env import CorridorTextEnv, CountingPrior, east
 
 import prior_wrappers.gym_vector as gym_vector
 from prior_wrappers import (
@@ -26,22 +26,6 @@ from prior_wrappers.gym_vector import sub_env_info
 
 MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
 FROZEN_ACTIONS = ["move left", "move down", "move right", "move up"]
-
-
-def east(prompt: str, commands: list[str]) -> list[float]:
-    return [3.0 if c == "go east" else 0.0 for c in commands]
-
-
-class CountingPrior(FunctionPrior):
-    """Records every score call: its prompts, one list per call."""
-
-    def __init__(self) -> None:
-        super().__init__(east)
-        self.calls: list[list[str]] = []
-
-    def score(self, prompts, candidates, **kw):
-        self.calls.append(list(prompts))
-        return super().score(prompts, candidates, **kw)
 
 
 def episode(prompt: str) -> str:

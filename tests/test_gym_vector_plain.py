@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from toy_text_env import CountingPrior
 
 import envs  # noqa: F401  (registers the ids)
 from prior_wrappers import FunctionPrior, GymVectorLLMPrior, make_text_gym_vector_env
@@ -46,20 +47,10 @@ def lamp(prompt: str, commands: list[str]) -> list[float]:
     return [2.0 if "lamp" in c else 0.0 for c in commands]
 
 
-class CountingPrior(FunctionPrior):
-    def __init__(self) -> None:
-        super().__init__(lamp)
-        self.calls: list[list[str]] = []
-
-    def score(self, prompts, candidates, **kw):
-        self.calls.append(list(prompts))
-        return super().score(prompts, candidates, **kw)
-
-
 def test_a_plain_sync_vector_env_of_text_envs_wraps_in_one_line_with_one_prior_call_per_step():
-    prior = CountingPrior()
-    envs = GymVectorLLMPrior(gym.vector.SyncVectorEnv([make_my_text_env] * 4), prior)
-    obs, info = envs.reset(seed=0)
+    prior = CountingPrior(lamp)
+    vec = GymVectorLLMPrior(gym.vector.SyncVectorEnv([make_my_text_env] * 4), prior)
+    obs, info = vec.reset(seed=0)
     assert obs["action_mask"].shape == (4, 16) and obs["action_mask"].sum(1).tolist() == [2, 2, 2, 2]
     assert info["prior_candidates"][0] == ["switch on the lamp", "wait"]  # sorted by the prior
     assert "A dark room with a lamp." in info["prior_prompt"][0]
@@ -67,10 +58,10 @@ def test_a_plain_sync_vector_env_of_text_envs_wraps_in_one_line_with_one_prior_c
     assert len(prior.calls) == 1 and len(prior.calls[0]) == 4
     rng = np.random.default_rng(0)
     for t in range(8):
-        obs, rewards, terminations, truncations, info = envs.step(rng.integers(0, 2, size=4))
+        obs, rewards, terminations, truncations, info = vec.step(rng.integers(0, 2, size=4))
         assert len(prior.calls) == 2 + t or (not prior.calls[-1] and len(prior.calls) <= 2 + t)
-    assert envs.prior_stats["calls"] == len(prior.calls)
-    envs.close()
+    assert vec.prior_stats["calls"] == len(prior.calls)
+    vec.close()
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=lambda m: m.value)
@@ -101,13 +92,13 @@ def test_plain_and_text_in_info_vector_envs_give_the_same_observations_and_promp
 
 
 def test_make_vec_of_a_registered_id_and_async_without_shared_memory_wrap_as_they_are():
-    envs = GymVectorLLMPrior(gym.make_vec("prior_wrappers/OvercookedTomato-v0", 2, vectorization_mode="sync"),
+    vec = GymVectorLLMPrior(gym.make_vec("prior_wrappers/OvercookedTomato-v0", 2, vectorization_mode="sync"),
                              FunctionPrior(lambda p, c: [0.0] * len(c)), k=8, encoder="hashing")
-    obs, info = envs.reset(seed=0)
+    obs, info = vec.reset(seed=0)
     assert obs["action_mask"].sum() > 0 and "tomato" in info["prior_prompt"][0].lower()
-    envs.step(np.zeros(2, dtype=np.int64))
-    envs.close()
-    prior = CountingPrior()
+    vec.step(np.zeros(2, dtype=np.int64))
+    vec.close()
+    prior = CountingPrior(lamp)
     async_envs = GymVectorLLMPrior(gym.vector.AsyncVectorEnv([make_my_text_env] * 2, shared_memory=False), prior,
                                    k=4, encoder="hashing")
     try:

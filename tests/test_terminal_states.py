@@ -10,10 +10,9 @@ import pytest
 import torch as th
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
-from toy_text_env import CorridorTextEnv
+from toy_text_env import CorridorTextEnv, CountingPrior
 
 from prior_wrappers import (
-    FunctionPrior,
     GymVectorLLMPrior,
     LLMPriorWrapper,
     TextInInfo,
@@ -27,22 +26,6 @@ from prior_wrappers.spaces import LOGPROB_MIN
 
 EAST, WEST, WAIT = 0, 1, 2  # slots in room 1 under the prior below: "go east" first, then the env's order
 LAST_ROOM = "You are in room 3 of 3. The exit is to the east."
-
-
-def east(prompt: str, commands: list[str]) -> list[float]:
-    return [3.0 if c == "go east" else 0.0 for c in commands]
-
-
-class CountingPrior(FunctionPrior):
-    """Records every score call: its prompts, one list per call."""
-
-    def __init__(self) -> None:
-        super().__init__(east)
-        self.calls: list[list[str]] = []
-
-    def score(self, prompts, candidates, **kw):
-        self.calls.append(list(prompts))
-        return super().score(prompts, candidates, **kw)
 
 
 class RecordingEncoder(HashingEncoder):

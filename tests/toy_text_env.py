@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import gymnasium as gym
+
+from prior_wrappers import FunctionPrior
 
 
 class CorridorTextEnv(gym.Env):
@@ -44,3 +48,20 @@ class CorridorTextEnv(gym.Env):
             self.pos = max(self.pos - 1, 0)
         won = self.pos == self.length - 1
         return self._obs(), float(won), won, self.t >= self.max_steps and not won, self._info()
+
+
+def east(prompt: str, commands: Sequence[str]) -> list[float]:
+    """A prior that knows the way: "go east" far above every other command."""
+    return [3.0 if c == "go east" else 0.0 for c in commands]
+
+
+class CountingPrior(FunctionPrior):
+    """A function prior (default :func:`east`) that records every score call: its prompts, one list per call."""
+
+    def __init__(self, fn: Callable[[str, Sequence[str]], Sequence[float]] = east) -> None:
+        super().__init__(fn)
+        self.calls: list[list[str]] = []
+
+    def score(self, prompts, candidates, **kw):
+        self.calls.append(list(prompts))
+        return super().score(prompts, candidates, **kw)
