@@ -21,9 +21,10 @@ def native_bf16_cpu() -> bool:
 def scoring_dtype(device: str | torch.device) -> torch.dtype:
     """The dtype ``HFPrior.from_pretrained(dtype="auto")`` loads a model in for scoring on ``device``: bf16 on CUDA;
     on a CPU, bf16 where it computes bf16 natively (:func:`native_bf16_cpu`), fp32 elsewhere. Measured with
-    ``benchmarks/cpu_dtype.py`` on an AVX512-BF16 CPU (SmolLM2-135M, 58 expert states of tw-cooking, Overcooked
-    tomato and TextWorldExpress cooking): bf16 1.66x faster than fp32, the same top command in every state, MRR
-    0.474 vs 0.473. Exact comparisons (tests against a reference forward) pin ``dtype="float32"``."""
+    ``benchmarks/cpu_dtype.py`` on an AVX512-BF16 CPU (SmolLM2-135M, 120 expert states of tw-cooking, Overcooked
+    tomato and TextWorldExpress cooking, game seeds 0 and 20): bf16 1.67-1.68x faster than fp32, the same top
+    command in 119 of 120 states, MRR within 0.006. Exact comparisons (tests against a reference forward) pin
+    ``dtype="float32"``."""
     device = torch.device(device)
     if device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu()):
         return torch.bfloat16
