@@ -1,11 +1,12 @@
-"""Prompt-token reuse: today's engine (one shared prefix) vs the prefix-tree KV cache, on a stream of vector steps.
+"""Prompt-token reuse: 0.1's engine (one shared prefix) vs the prefix-tree KV cache, on a stream of vector steps.
 
 8 envs play real TextWorld challenge games (an ε-expert: TextWorld's plan, a random admissible command with
 probability ``--epsilon``), with two expert demonstrations of other games in the prompt and episode-transcript
 prompts (:class:`~prior_wrappers.prompts.TranscriptPrompt`). The stream of vector steps (8 prompts and their
 admissible commands each) is recorded first, then scored step by step by both engines, alternately, in the same
-process and on the same model: ``HFPrior(prefix_cache="shared", candidate_trie=False)`` (today's engine) and
-``HFPrior()`` (the prefix tree, and the candidates packed as a token trie).
+process and on the same model: :class:`SharedPrefixEngine` (the old engine, kept here as the baseline since the library
+dropped it in 0.5: one shared prefix, one chain of tokens per candidate) and ``HFPrior()`` (the prefix tree, and the
+candidates packed as a token trie).
 
     python benchmarks/prior_reuse.py                              # cooking, 8 envs, 10 vector steps (~3 min, 2 cores)
     python benchmarks/prior_reuse.py --steps 4 --n-envs 4         # quicker
@@ -41,8 +42,71 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the 
 from envs import TextWorldChallengeEnv, challenge_splits  # noqa: E402
 from prior_wrappers import Demonstrations, HFPrior  # noqa: E402
 from prior_wrappers.demonstrations import token_counter  # noqa: E402
+from prior_wrappers.priors.hf_compat import cache_from_layers, cache_layers, forward_with_cache, output_cache  # noqa: E402
+from prior_wrappers.priors.packing import candidate_nodes  # noqa: E402
+from prior_wrappers.priors.tokenization import common_prefix  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt  # noqa: E402
 from prior_wrappers.slots import make_text_state  # noqa: E402
+
+
+class SharedPrefixEngine(HFPrior):
+    """The engine before the prefix tree (``HFPrior(prefix_cache="shared", candidate_trie=False)`` until 0.4), the
+    baseline of this benchmark: the token prefix common to every prompt scored so far (the instruction and the
+    demonstrations) comes from one cached anchor, and each candidate is its own chain of tokens. It is
+    :class:`HFPrior` without its prefix tree, with those two rules put back over its rows (``_segments``) and the past
+    they start from (``_past``). ``shared_prefix=False``: no cache at all (the float64 reference)."""
+
+    def __init__(self, model, tokenizer, *, shared_prefix: bool = True) -> None:
+        super().__init__(model, tokenizer, prefix_cache=False)
+        self.shared_prefix = shared_prefix
+        self._anchor: list[int] = []
+        self._anchor_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _segments(self, prompts, candidates):
+        segments = super()._segments(prompts, candidates)
+        for seg in segments:  # one chain of tokens per candidate
+            seg.nodes, seg.paths = candidate_nodes(seg.contexts, seg.candidate_ids, share=False)
+        if self.shared_prefix:
+            self._apply_shared_prefix(segments)
+        return segments
+
+    @torch.inference_mode()
+    def _apply_shared_prefix(self, segments) -> None:
+        """Serve the prompts' common leading tokens from the cached anchor: the token prefix common to every prompt
+        scored so far; it only shrinks (slicing its cache is exact) until a call shares too little of it, which
+        re-anchors on that call's own common prefix."""
+        limit = min(seg.reusable for seg in segments)
+        n = min(len(self._anchor), limit)
+        for seg in segments:
+            n = min(n, common_prefix(self._anchor, seg.prompt_ids))
+        if n < self.min_prefix_tokens:
+            first = segments[0].prompt_ids
+            n = min(limit, min(common_prefix(first, seg.prompt_ids) for seg in segments))
+            if n < self.min_prefix_tokens:
+                return
+            ids = torch.tensor([first[:n]], device=self.device)
+            out = forward_with_cache(self._base, cache_from_layers([]), kwarg=self._cache_kwarg, input_ids=ids,
+                                     use_cache=True)
+            self.prefix_passes += 1
+            self.computed_tokens += n
+            self._anchor, self._anchor_kv = list(first[:n]), cache_layers(output_cache(out))
+        elif n < len(self._anchor):
+            self._anchor = self._anchor[:n]
+            self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]
+        for seg in segments:
+            seg.offset = n
+
+    def _past(self, batch, room):
+        width = max(seg.offset for seg in batch)
+        if width == 0:
+            return None
+        n = len(batch)  # every row has the same anchor
+        return cache_from_layers([(k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1))
+                                  for k, v in self._anchor_kv])
+
+    def cache_info(self):
+        return {**super().cache_info(), "tokens": len(self._anchor),
+                "bytes": sum(k.nbytes + v.nbytes for k, v in self._anchor_kv)}
 
 
 def record_stream(args: argparse.Namespace, demo_text: str | None, eval_games: list[Path]) -> list[dict]:
@@ -118,8 +182,8 @@ def main() -> None:
     load = {"device": args.device, "dtype": args.dtype or "float32"}
     new = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
     new.kv_cache.max_bytes = args.kv_cache_mib << 20  # type: ignore[union-attr]
-    # today's engine on the same model object: one shared prefix, one chain of tokens per candidate
-    old = HFPrior(new.model, new.tokenizer, prefix_cache="shared", candidate_trie=False)
+    # the old engine on the same model object: one shared prefix, one chain of tokens per candidate
+    old = SharedPrefixEngine(new.model, new.tokenizer)
     sync = torch.cuda.synchronize if new.device.type == "cuda" else (lambda: None)
 
     train, unseen = challenge_splits(args.preset, n_train=args.demo_games, n_unseen=args.eval_games)
@@ -140,7 +204,7 @@ def main() -> None:
     times = {"old": [], "new": []}
     computed = {"old": [], "new": []}
     prompt_tokens, max_diff, peak_bytes = [], 0.0, 0
-    reference: HFPrior | None = None  # float64, no cache, one chain per candidate: built at the first outlier
+    reference: SharedPrefixEngine | None = None  # float64, no cache, one chain per candidate: built at the first outlier
     ref_worst = {"old": 0.0, "new": 0.0}
     for t, step in enumerate(stream):
         states = step["states"]
@@ -162,8 +226,7 @@ def main() -> None:
               f"{times['old'][-1]:>9.2f}{times['new'][-1]:>9.2f}{diff:>10.1e}")
         if args.reference == "always" or (args.reference == "auto" and diff > args.tolerance):
             if reference is None:
-                reference = HFPrior(copy.deepcopy(new.model).double(), new.tokenizer, prefix_cache="off",
-                                    candidate_trie=False)
+                reference = SharedPrefixEngine(copy.deepcopy(new.model).double(), new.tokenizer, shared_prefix=False)
             exact = reference.score(prompts, cands).raw_logprobs
             gaps = {name: max(float(np.max(np.abs(a - b))) for a, b in zip(results[name].raw_logprobs, exact))
                     for name in ("old", "new")}

@@ -175,8 +175,7 @@ def engine_options(prior: HFPrior) -> dict[str, Any]:
         token_budget=prior.token_budget,
         truncation=prior.truncation,
         max_length=prior.max_length,
-        prefix_cache=prior.prefix_cache_mode,
-        candidate_trie=prior.candidate_trie,
+        prefix_cache=prior.prefix_cache,
         attention=prior.attention,
     )
     if prior.kv_cache is not None:

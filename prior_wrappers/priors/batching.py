@@ -23,7 +23,7 @@ class Segment:
     contexts: list[int]  # how many prompt tokens each candidate continues from
     candidate_ids: list[list[int]]
     offset: int = 0  # leading prompt tokens served from the KV cache (not in this row)
-    match: PrefixMatch | None = None  # prefix-tree mode: where those keys/values are
+    match: PrefixMatch | None = None  # where those keys/values are in the prefix tree
     nodes: list[Node] | None = None  # candidate tokens in the row: (token, parent, ctx, depth)
     paths: list[list[int]] | None = None  # per candidate: its nodes, first token first
 
@@ -39,11 +39,11 @@ class Segment:
         at its context's last token, so that token stays in the row."""
         return min(self.contexts) - 1
 
-    def pack_candidates(self, share: bool) -> None:
-        """Lay out the candidates' tokens (see :func:`~prior_wrappers.priors.packing.candidate_nodes`): with
-        ``share``, as a token trie (candidates that continue the same context with the same first tokens, "take
-        knife" and "take apple", compute those tokens once), else one chain each."""
-        self.nodes, self.paths = candidate_nodes(self.contexts, self.candidate_ids, share)
+    def pack_candidates(self) -> None:
+        """Lay out the candidates' tokens as a token trie (see :func:`~prior_wrappers.priors.packing.candidate_nodes`):
+        candidates that continue the same context with the same first tokens, "take knife" and "take apple", compute
+        those tokens once."""
+        self.nodes, self.paths = candidate_nodes(self.contexts, self.candidate_ids)
 
 
 def split_to_budget(

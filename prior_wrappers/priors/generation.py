@@ -34,7 +34,7 @@ class ProposalSampling(SampledProposals):
     def _prompt_caches(self, encoded: list[list[int]], k: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each prompt's keys/values, left-padded to a common length and repeated ``k`` times (rows: prompt 0 x k,
         prompt 1 x k, ...), with the hidden state at each prompt's last token, the attention mask and the
-        positions of those last tokens. With ``prefix_cache="tree"`` a prompt's cached prefix (instruction,
+        positions of those last tokens. With the prefix cache a prompt's cached prefix (instruction,
         demonstrations, ...) is reused and its new tokens are stored, as scoring does; otherwise the prompts are
         computed in one left-padded forward."""
         dev, longest = self.device, max(len(e) for e in encoded)

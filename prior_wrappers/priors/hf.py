@@ -26,10 +26,9 @@ and masks (:mod:`~prior_wrappers.priors.attention`), the cached past each row st
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,15 +62,28 @@ from prior_wrappers.priors.hf_compat import (
     forward_with_cache,
     output_cache,
 )
-from prior_wrappers.priors.kv_workspace import CachedPast
+from prior_wrappers.priors.kv_workspace import CachedPast, PrefixCacheMode
 from prior_wrappers.priors.loading import load_causal_lm, native_bf16_cpu, scoring_dtype
 from prior_wrappers.priors.packing import additive_mask, candidate_token_logprobs, pack_rows, span_sums
-from prior_wrappers.priors.prefix_tree import PrefixKVCache
 from prior_wrappers.priors.tokenization import CandidateTokenization, Truncation, common_prefix
 
 __all__ = ["HFPrior", "PrefixCacheMode", "naive_candidate_logprob", "native_bf16_cpu", "scoring_dtype"]
 
-PrefixCacheMode = Literal["tree", "shared", "off"]
+# options 0.5 removed, and what to do instead
+REMOVED_OPTIONS = {
+    "candidate_trie": "a state's candidates are always packed as a token trie (the same scores, shared first tokens "
+    "computed once); drop the argument",
+}
+
+
+def refuse_removed_options(options: dict[str, Any]) -> None:
+    """``ValueError`` for an :class:`HFPrior` option that 0.5 removed (saying what to use instead), ``TypeError`` for
+    any other unknown keyword."""
+    for name in options:
+        if name in REMOVED_OPTIONS:
+            raise ValueError(f"HFPrior's {name}= was removed in 0.5: {REMOVED_OPTIONS[name]}")
+    if options:
+        raise TypeError(f"HFPrior() got an unexpected keyword argument {next(iter(options))!r}")
 
 
 class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
@@ -80,6 +92,10 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
     >>> prior = HFPrior.default()                      # embedded SmolLM2-135M-Instruct, offline
     >>> scores = prior.score(["You are hungry. Action:"], [["eat apple", "go north"]])
     >>> scores.logprobs[0]                              # log-softmax over the two commands
+
+    A state's candidates are packed as a token trie: commands that share their first tokens ("take knife", "take
+    apple", "go north", "go south") compute those once (about 30% fewer candidate tokens on TextWorld cooking games;
+    0.4's ``candidate_trie=False``, one chain of tokens per candidate, was removed in 0.5).
 
     :param model: a causal LM (``AutoModelForCausalLM``); put in eval mode, never trained here.
     :param tokenizer: its tokenizer.
@@ -95,13 +111,10 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
     :param max_length: context window; default ``model.config.max_position_embeddings``.
     :param prefix_cache: ``True``/``"tree"`` (default): a prefix-tree cache of the keys/values of recently scored
         prompts, shared across calls, envs and states; a prompt computes only the tokens after its longest cached
-        prefix. ``"shared"``: only the one token prefix common to every prompt scored so far (the instruction and
-        example episode, typically), the engine before the tree. ``False``/``"off"``: recompute every prompt.
+        prefix. ``False``/``"off"``: recompute every prompt. (0.4's ``"shared"``, one prefix common to every prompt,
+        was removed in 0.5: the tree serves that prefix too.)
     :param kv_cache_bytes: the tree's budget for stored keys/values (default 1 GiB; SmolLM2-135M keeps about
         46 KB per token in fp32). Least recently used leaves are dropped after each call to get back within it.
-    :param candidate_trie: pack a state's candidates as a token trie, so that commands sharing their first tokens
-        ("take knife", "take apple", "go north", "go south") compute those once (about 30% fewer candidate tokens
-        on TextWorld cooking games); ``False``: one chain of tokens per candidate, the engine before it.
     :param attention: how packed rows apply their block mask (:mod:`~prior_wrappers.priors.attention`):
         ``"dense"`` (default), a 4-D additive mask through the model's eager/SDPA attention (SDPA if the model was
         loaded with a flash kernel); ``"flex"``, FlexAttention with a block mask that skips the blocks no query may
@@ -120,9 +133,10 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         max_length: int | None = None,
         prefix_cache: bool | PrefixCacheMode = True,
         kv_cache_bytes: int = 1 << 30,
-        candidate_trie: bool = True,
         attention: AttentionMode = "dense",
+        **removed: Any,
     ) -> None:
+        refuse_removed_options(removed)
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
         if attention == "flex":
@@ -149,28 +163,7 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         self.forward_passes = 0  # counts model forwards, so tests and benchmarks can check the batching
         # "cache" or "past_key_values", as the installed transformers names it
         self._cache_kwarg = cache_kwarg(self._base)
-        mode: PrefixCacheMode = {True: "tree", False: "off"}.get(prefix_cache, prefix_cache)  # type: ignore[arg-type, assignment]
-        if mode not in ("tree", "shared", "off"):
-            raise ValueError(f"prefix_cache must be True, False, 'tree', 'shared' or 'off', got {prefix_cache!r}")
-        if mode != "off" and self._cache_kwarg is None:
-            warnings.warn(
-                f"{type(self._base).__name__} takes no key/value cache: the prefix cache is off (prefix_cache=False)",
-                stacklevel=2,
-            )
-            mode = "off"
-        self.candidate_trie = candidate_trie
-        self.prefix_cache_mode: PrefixCacheMode = mode
-        self.prefix_cache = mode != "off"
-        self.kv_cache = PrefixKVCache(kv_cache_bytes) if mode == "tree" else None
-        self.min_prefix_tokens = 16
-        self.prefix_passes = 0  # forwards that computed a prefix shared by the rows of a call
-        self._anchor: list[int] = []  # the last such prefix ("shared": common to every prompt scored so far)
-        self._anchor_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._workspace: list[torch.Tensor] = []  # flat key/value buffers reused by the tree's batches
-        # counters (see cache_info): prompt tokens scored, tokens through the model, prompt tokens from the cache
-        self.prompt_tokens = 0
-        self.computed_tokens = 0
-        self.hit_tokens = 0
+        self._init_prefix_cache(prefix_cache, kv_cache_bytes)
 
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles (subprocess envs) get a lock of their own
         state = self.__dict__.copy()
@@ -229,7 +222,7 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         for i, tp in enumerate(self._tokenize_candidates(prompts, candidates)):
             segments.extend(split_to_budget(i, tp.prompt_ids, tp.contexts, tp.candidate_ids, self.token_budget))
         for seg in segments:
-            seg.pack_candidates(self.candidate_trie)
+            seg.pack_candidates()
         return segments
 
     @torch.inference_mode()
@@ -267,7 +260,7 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         mask = layer_masks(visible, packed.position_ids, key_positions, self._windows, build)
         inputs = dict(input_ids=packed.input_ids.to(dev), attention_mask=mask, position_ids=packed.position_ids.to(dev))
         past = self._past(batch, room=width)
-        keep = self.prefix_cache_mode == "tree"
+        keep = self.kv_cache is not None
         with attention_implementation(self.model, scoring_implementation(self.model, self.attention)):
             if past is not None or keep:  # our own cache: the model's would keep only a window of sliding layers
                 past = past if past is not None else cache_from_layers([])
@@ -317,10 +310,8 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         return_features: bool,
     ) -> PriorScores:
         segments = self._segments(prompts, candidates)
-        if self.prefix_cache_mode == "tree":
+        if self.kv_cache is not None:
             self._apply_prefix_tree(segments)
-        elif self.prefix_cache_mode == "shared":
-            self._apply_shared_prefix(segments)
         counted: set[int] = set()
         for seg in segments:
             if seg.prompt_index not in counted:  # a prompt split over several rows counts once
@@ -330,7 +321,7 @@ class HFPrior(CandidateTokenization, ProposalSampling, CachedPast):
         ntok = [np.zeros(len(c), dtype=np.int64) for c in candidates]
         feats: list[list[Any]] | None = [[None] * len(c) for c in candidates] if return_features else None
         for batch in batches(segments, self.token_budget):
-            if self.prefix_cache_mode == "tree":
+            if self.kv_cache is not None:
                 planned = max(seg.offset for seg in batch)
                 for seg in batch:
                     self._match(seg, limit=planned)

@@ -2,17 +2,17 @@
 
 :class:`CachedPast` is the prefix-cache part of the engine (as
 :class:`~prior_wrappers.priors.generation.ProposalSampling` is its sampling part): it decides how many leading prompt
-tokens of each row come from a cache, ``"tree"`` (the longest prefix held by the
+tokens of each row come from the cache (the longest prefix held by the
 :class:`~prior_wrappers.priors.prefix_tree.PrefixKVCache`; a prefix shared by every row of a call is computed once
-first) or ``"shared"`` (the one token prefix common to every prompt scored so far), and lays out a batch's past as one
-key/value cache: rows padded to the longest past, copied into flat buffers kept between calls (the workspace), with
-room for the forward to write its own keys/values in place after them. It also keeps the cache's counters
-(:meth:`CachedPast.cache_info`).
+first), and lays out a batch's past as one key/value cache: rows padded to the longest past, copied into flat buffers
+kept between calls (the workspace), with room for the forward to write its own keys/values in place after them. It
+also keeps the cache's counters (:meth:`CachedPast.cache_info`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,13 +28,27 @@ from prior_wrappers.priors.hf_compat import (
 from prior_wrappers.priors.prefix_tree import PrefixKVCache, PrefixMatch
 from prior_wrappers.priors.tokenization import common_prefix
 
+PrefixCacheMode = Literal["tree", "off"]
+
+
+def prefix_cache_on(prefix_cache: bool | str) -> bool:
+    """Whether ``prefix_cache`` asks for the prefix tree: ``True``/``"tree"`` or ``False``/``"off"``; 0.4's
+    ``"shared"`` was removed in 0.5."""
+    if prefix_cache == "shared":
+        raise ValueError(
+            "prefix_cache='shared' was removed in 0.5: use prefix_cache=True (the default prefix tree, which also "
+            "serves the prefix every prompt shares, and more) or prefix_cache=False"
+        )
+    if prefix_cache not in (True, False, "tree", "off"):
+        raise ValueError(f"prefix_cache must be True, False, 'tree' or 'off', got {prefix_cache!r}")
+    return prefix_cache in (True, "tree")
+
 
 class CachedPast:
     """Prefix reuse for :class:`~prior_wrappers.priors.hf.HFPrior`, which sets the attributes declared here."""
 
     device: torch.device
-    prefix_cache_mode: str  # "tree", "shared" or "off"
-    kv_cache: PrefixKVCache | None
+    kv_cache: PrefixKVCache | None  # None: no prefix cache (prefix_cache=False)
     min_prefix_tokens: int
     prefix_passes: int
     forward_passes: int
@@ -43,11 +57,36 @@ class CachedPast:
     hit_tokens: int
     _base: Any  # the model without its LM head
     _cache_kwarg: str | None
-    _anchor: list[int]  # the last prefix computed for all rows of a call ("shared": common to every prompt so far)
-    _anchor_kv: list[tuple[torch.Tensor, torch.Tensor]]
     _workspace: list[torch.Tensor]  # flat key/value buffers reused by the tree's batches
 
+    @property
+    def prefix_cache(self) -> bool:
+        """Whether prompts are served from the prefix tree (``prefix_cache=True``, unless the model takes no cache)."""
+        return self.kv_cache is not None
+
+    @property
+    def prefix_cache_mode(self) -> str:
+        """``"tree"`` or ``"off"``: :attr:`prefix_cache` as :meth:`cache_info` names it."""
+        return "tree" if self.kv_cache is not None else "off"
+
     # ------------------------------------------------------------------ the cache's state and counters
+    def _init_prefix_cache(self, prefix_cache: bool | str, kv_cache_bytes: int) -> None:
+        """The cache's state and counters, for :class:`~prior_wrappers.priors.hf.HFPrior`'s ``__init__`` (once it
+        knows ``_base`` and ``_cache_kwarg``): its ``prefix_cache`` and ``kv_cache_bytes`` options."""
+        cached = prefix_cache_on(prefix_cache)
+        if cached and self._cache_kwarg is None:
+            warnings.warn(
+                f"{type(self._base).__name__} takes no key/value cache: the prefix cache is off (prefix_cache=False)",
+                stacklevel=3,
+            )
+            cached = False
+        self.kv_cache = PrefixKVCache(kv_cache_bytes) if cached else None
+        self.min_prefix_tokens = 16
+        self.prefix_passes = 0  # forwards that computed a prefix shared by the rows of a call
+        self._workspace = []
+        # counters (see cache_info): prompt tokens scored, tokens through the model, prompt tokens from the cache
+        self.prompt_tokens = self.computed_tokens = self.hit_tokens = 0
+
     def cache_info(self) -> dict[str, Any]:
         """The engine's counters since it was made (or since :meth:`reset_counters`):
 
@@ -75,8 +114,6 @@ class CachedPast:
                 evictions=tree.evictions,
                 evicted_tokens=tree.evicted_tokens,
             )
-        elif self.prefix_cache_mode == "shared":
-            info.update(bytes=sum(k.nbytes + v.nbytes for k, v in self._anchor_kv), tokens=len(self._anchor))
         return info
 
     def reset_counters(self) -> None:
@@ -87,45 +124,12 @@ class CachedPast:
         """Forget every cached prefix (the next call recomputes its prompts in full)."""
         if self.kv_cache is not None:
             self.kv_cache.clear()
-        self._anchor, self._anchor_kv = [], []
         self._workspace = []
 
     # ------------------------------------------------------------------ where each row's past comes from
     @torch.inference_mode()
-    def _apply_shared_prefix(self, segments: list[Segment]) -> None:
-        """``prefix_cache="shared"``: serve the prompts' common leading tokens from the cached anchor.
-
-        The anchor is the token prefix common to every prompt scored so far; it only shrinks (slicing its cache
-        is exact: causal attention makes a prefix's keys/values independent of what follows) until a call shares
-        too little of it, which re-anchors on that call's own common prefix.
-        """
-        limit = min(seg.reusable for seg in segments)
-        n = min(len(self._anchor), limit)
-        for seg in segments:
-            n = min(n, common_prefix(self._anchor, seg.prompt_ids))
-        if n < self.min_prefix_tokens:
-            first = segments[0].prompt_ids
-            n = min(limit, min(common_prefix(first, seg.prompt_ids) for seg in segments))
-            if n < self.min_prefix_tokens:
-                return
-            ids = torch.tensor([first[:n]], device=self.device)
-            empty = cache_from_layers([])  # ours: the model's would keep only a window of sliding layers
-            cache = output_cache(
-                forward_with_cache(self._base, empty, kwarg=self._cache_kwarg, input_ids=ids, use_cache=True)
-            )
-            self.prefix_passes += 1
-            self.computed_tokens += n
-            self._anchor = list(first[:n])
-            self._anchor_kv = cache_layers(cache)
-        elif n < len(self._anchor):
-            self._anchor = self._anchor[:n]
-            self._anchor_kv = [(k[:, :, :n], v[:, :, :n]) for k, v in self._anchor_kv]
-        for seg in segments:
-            seg.offset = n
-
-    @torch.inference_mode()
     def _apply_prefix_tree(self, segments: list[Segment]) -> None:
-        """``prefix_cache="tree"``: each row starts after its longest cached prefix.
+        """Each row starts after its longest cached prefix.
 
         Before that, a prefix that every row of the call shares but the tree lacks (the instruction and
         demonstrations on a first call) is computed once in its own forward, so that the rows do not each compute it.
@@ -164,24 +168,16 @@ class CachedPast:
         self.kv_cache.insert(ids, [(k[0, :, start:n], v[0, :, start:n]) for k, v in layers], start=start)  # type: ignore[union-attr]
         self.prefix_passes += 1
         self.computed_tokens += n - start
-        self._anchor = list(ids)
 
     # ------------------------------------------------------------------ a batch's past, in the workspace
     def _past(self, batch: list[Segment], room: int) -> Any:
         """The batch's cached prefixes as one key/value cache, or ``None``: ``(rows, kv_heads, P, head_dim)`` per
         layer, P the longest row's offset; row r's keys/values fill its first ``offset_r`` columns (the rest is
-        zero, and masked). With the tree the buffers have ``room`` more positions, which the forward fills in place."""
+        zero, and masked). The buffers have ``room`` more positions, which the forward fills in place."""
         width = max(seg.offset for seg in batch)
         if width == 0:
             return None
         n = len(batch)
-        if self.prefix_cache_mode == "shared":  # every row has the same anchor
-            return cache_from_layers(
-                [
-                    (k[:, :, :width].expand(n, -1, -1, -1), v[:, :, :width].expand(n, -1, -1, -1))
-                    for k, v in self._anchor_kv
-                ]
-            )
         template = next(seg.match for seg in batch if seg.offset == width).pieces[0][0].kv  # type: ignore[union-attr]
         shapes = [(n, k.shape[0], width + room, k.shape[2]) for k, _ in template]
         keys, values = self._workspace_views(shapes, template[0][0])

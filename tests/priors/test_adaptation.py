@@ -180,10 +180,10 @@ def test_same_data_and_seed_give_the_same_adapters(base_model, smollm_tokenizer)
 
 def test_adapted_prior_keeps_the_engine_settings_and_scores_in_eval_mode(base_model, smollm_tokenizer):
     prior = HFPrior(base_model, smollm_tokenizer, separator=": ", candidate_suffix="\n", token_budget=300,
-                    truncation="error", max_length=400, prefix_cache="shared", candidate_trie=False)
+                    truncation="error", max_length=400, prefix_cache=False)
     adapted = fit_lora(prior, [DEMO], **{**FAST, "epochs": 1}, dropout=0.5)
-    for key in ("separator", "candidate_suffix", "token_budget", "truncation", "max_length", "prefix_cache_mode",
-                "candidate_trie", "attention"):
+    for key in ("separator", "candidate_suffix", "token_budget", "truncation", "max_length", "prefix_cache",
+                "attention"):
         assert getattr(adapted, key) == getattr(prior, key), key
     assert not any(m.training for m in adapted.peft_model.modules())
     pts = points()

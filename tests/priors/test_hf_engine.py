@@ -202,26 +202,26 @@ HEADER = (
 )
 
 
-def test_shared_prefix_cache_is_exact_and_reused_across_calls(tiny_llama, smollm_tokenizer):
-    prior = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="shared")  # the engine before the prefix tree
+def test_a_header_shared_by_a_call_is_prefilled_once_and_reused_exactly_by_later_calls(tiny_llama, smollm_tokenizer):
+    prior = HFPrior(tiny_llama, smollm_tokenizer)
     plain = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
     prompts = [HEADER + p for p in PROMPTS]
     cached, reference = prior.score(prompts, CANDIDATES), plain.score(prompts, CANDIDATES)
-    assert prior.prefix_passes == 1 and len(prior._anchor) >= prior.min_prefix_tokens
+    assert prior.prefix_passes == 1  # the header, once for the call's rows
     for x, y in zip(cached.raw_logprobs, reference.raw_logprobs):
         np.testing.assert_allclose(x, y, atol=1e-4)
-    # a later single-prompt call reuses the cached header: no new prefix pass, still exact
+    # a later single-prompt call is served from the tree: no new prefix pass, still exact
+    hits = prior.hit_tokens
     single = prior.score([prompts[1]], [CANDIDATES[1]])
     raw, _ = naive_raw(prior, prompts[1], CANDIDATES[1])
     np.testing.assert_allclose(single.raw_logprobs[0], raw, atol=1e-4)
-    assert prior.prefix_passes == 1
-    # prompts that share only part of the header shrink the anchor (sliced, not recomputed)
-    anchor = len(prior._anchor)
+    assert prior.prefix_passes == 1 and prior.hit_tokens > hits
+    # a prompt that shares only part of the header reuses that part
     partial = [HEADER[:110] + " Something else entirely.\nAction:"]
     got = prior.score(partial, [["wait", "look"]])
-    assert prior.prefix_passes == 1 and len(prior._anchor) < anchor
+    assert prior.prefix_passes == 1
     np.testing.assert_allclose(got.raw_logprobs[0], naive_raw(prior, partial[0], ["wait", "look"])[0], atol=1e-4)
-    # an unrelated batch re-anchors on its own common prefix
+    # an unrelated batch prefills its own common prefix
     other = ["Completely different words here, more than sixteen tokens long for sure, then: " + p for p in PROMPTS]
     got = prior.score(other, CANDIDATES)
     assert prior.prefix_passes == 2
@@ -247,9 +247,9 @@ def test_prefix_cached_scores_equal_uncached_on_each_cache_argument(tiny_llama, 
     prompts = [HEADER + p for p in PROMPTS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the legacy name's deprecation, on recent versions
-        prior.score(prompts, CANDIDATES)  # anchors the header
+        prior.score(prompts, CANDIDATES)  # fills the tree
         cached = prior.score(prompts, CANDIDATES)
-    assert prior.prefix_passes == 1 and len(prior._anchor) >= prior.min_prefix_tokens
+    assert prior.prefix_passes == 1 and prior.hit_tokens > 0
     reference = plain.score(prompts, CANDIDATES)
     for x, y in zip(cached.raw_logprobs, reference.raw_logprobs):
         np.testing.assert_allclose(x, y, atol=1e-4)

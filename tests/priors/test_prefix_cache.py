@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prior_wrappers.priors import HFPrior
+from prior_wrappers.priors.hf import naive_candidate_logprob
 from prior_wrappers.priors.prefix_tree import PrefixKVCache
 from prior_wrappers.prompts import TextState, TranscriptPrompt
 
@@ -179,7 +180,8 @@ def test_prefix_cache_modes(tiny_llama, smollm_tokenizer):
     assert HFPrior(tiny_llama, smollm_tokenizer).prefix_cache_mode == "tree"
     off = HFPrior(tiny_llama, smollm_tokenizer, prefix_cache=False)
     assert off.prefix_cache_mode == "off" and off.kv_cache is None and not off.prefix_cache
-    assert HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="shared").kv_cache is None
+    assert HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="tree").prefix_cache
+    assert HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="off").cache_info()["mode"] == "off"
     with pytest.raises(ValueError, match="prefix_cache"):
         HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="radix")  # type: ignore[arg-type]
     prior = HFPrior(tiny_llama, smollm_tokenizer)
@@ -208,7 +210,19 @@ def test_rows_of_a_later_batch_are_served_after_an_earlier_batch_split_their_pre
         np.testing.assert_allclose(x, y, atol=1e-4)
 
 
-def test_candidate_trie_computes_shared_first_tokens_once_and_scores_as_chains(tiny_llama, smollm_tokenizer):
+def test_the_engine_options_0_5_removed_say_what_to_use_instead(tiny_llama, smollm_tokenizer):
+    with pytest.raises(ValueError, match=r"prefix_cache='shared' was removed in 0\.5: use prefix_cache=True"):
+        HFPrior(tiny_llama, smollm_tokenizer, prefix_cache="shared")  # type: ignore[arg-type]
+    for value in (False, True):
+        with pytest.raises(ValueError, match=r"candidate_trie= was removed in 0\.5: .*token trie.*drop the argument"):
+            HFPrior(tiny_llama, smollm_tokenizer, candidate_trie=value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'token_buget'"):
+        HFPrior(tiny_llama, smollm_tokenizer, token_buget=64)
+
+
+def test_candidate_trie_computes_shared_first_tokens_once_and_scores_each_candidate_as_alone(
+    tiny_llama, smollm_tokenizer
+):
     prompt = "You are in a kitchen with a knife, an apple and two doors.\nAction:"
     cands = ["take knife", "take apple", "go", "go north", "go south", "take knife", "open the door"]
     tok = smollm_tokenizer
@@ -217,12 +231,14 @@ def test_candidate_trie_computes_shared_first_tokens_once_and_scores_as_chains(t
     assert chains[2] == chains[3][:1] and chains[0][0] == chains[1][0]  # "go" begins "go north"; both "take"s share
     distinct = {tuple(ids[:i]) for ids in chains for i in range(1, len(ids) + 1)}
     trie = HFPrior(tiny_llama, tok, prefix_cache=False)
-    chain = HFPrior(tiny_llama, tok, prefix_cache=False, candidate_trie=False)
     a = trie.score([prompt], [cands], return_features=True)
-    b = chain.score([prompt], [cands], return_features=True)
-    assert trie.computed_tokens == n_prompt + len(distinct) < chain.computed_tokens == n_prompt + sum(map(len, chains))
-    np.testing.assert_allclose(a.raw_logprobs[0], b.raw_logprobs[0], atol=1e-5)
-    np.testing.assert_allclose(a.features[0], b.features[0], atol=1e-5)  # "go" ends inside "go north"'s path
+    assert trie.computed_tokens == n_prompt + len(distinct) < n_prompt + sum(map(len, chains))
+    alone = HFPrior(tiny_llama, tok, prefix_cache=False)  # one candidate per call: nothing to share
+    for j, c in enumerate(cands):
+        b = alone.score([prompt], [[c]], return_features=True)
+        np.testing.assert_allclose(a.raw_logprobs[0][j], b.raw_logprobs[0][0], atol=1e-5)
+        np.testing.assert_allclose(a.features[0][j], b.features[0][0], atol=1e-5)  # "go" ends inside "go north"
+        np.testing.assert_allclose(a.raw_logprobs[0][j], naive_candidate_logprob(tiny_llama, tok, prompt, c)[0], atol=1e-4)
     np.testing.assert_array_equal(a.num_tokens[0], [len(ids) for ids in chains])
     assert a.raw_logprobs[0][0] == a.raw_logprobs[0][5]  # the duplicate is the same path
 
