@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the 
 
 from envs import TextWorldChallengeEnv, challenge_splits  # noqa: E402
 from prior_wrappers import Demonstrations, HFPrior  # noqa: E402
+from prior_wrappers.actions import make_text_state  # noqa: E402
 from prior_wrappers.demonstrations import token_counter  # noqa: E402
 from prior_wrappers.priors.hf_compat import cache_from_layers, cache_layers, forward_with_cache, output_cache  # noqa: E402
 from prior_wrappers.priors.packing import candidate_nodes  # noqa: E402
 from prior_wrappers.priors.tokenization import common_prefix  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState, TranscriptPrompt  # noqa: E402
-from prior_wrappers.slots import make_text_state  # noqa: E402
 
 
 class SharedPrefixEngine(HFPrior):

@@ -262,7 +262,8 @@ def bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
 
     from envs.scienceworld_env import ScienceWorldEnv, focused_commands
     from prior_wrappers import HFPrior
-    from prior_wrappers.slots import SlotBuilder, make_text_state
+    from prior_wrappers.actions import make_text_state
+    from prior_wrappers.slots import SlotBuilder
 
     torch.set_num_threads(1)
     prior = RecordingPrior(HFPrior.default(dtype="float32"))

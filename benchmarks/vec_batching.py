@@ -21,7 +21,7 @@ from tqdm import trange
 
 import envs  # noqa: F401  (registers the text environments)
 from prior_wrappers import CachedPrior, HFPrior, LLMPriorWrapper, VecLLMPrior, make_text_vec_env
-from prior_wrappers.slots import EncoderSpec
+from prior_wrappers.slot_features import EncoderSpec
 
 ENV_ID = "prior_wrappers/OvercookedTomato-v0"
 K = 8

@@ -2,8 +2,10 @@
 
 :class:`~prior_wrappers.wrappers.LLMPriorWrapper` (one env, a batch of one),
 :class:`~prior_wrappers.vec_wrappers.VecLLMPrior` (SB3 vector envs) and
-:class:`~prior_wrappers.gym_vector.GymVectorLLMPrior` (Gymnasium vector envs) each hold a :class:`PriorCore` and
-only adapt it to their API. One step flows so:
+:class:`~prior_wrappers.gym_vector.GymVectorLLMPrior` (Gymnasium vector envs) each hold a :class:`PriorCore` (its
+options and attributes pass through :mod:`~prior_wrappers.core_attributes`) and only adapt it to their API. A reset
+is :meth:`PriorCore.reset`: every env's first state laid out with one prior call, as in steps 2 and 3 below. One
+step flows so:
 
 1. **env → core.** :meth:`PriorCore.resolve` turns each env's action (a slot index) into the command in that slot
    (:func:`~prior_wrappers.actions.resolve_action`; ``invalid_action`` decides what an empty slot runs). The
@@ -11,15 +13,24 @@ only adapt it to their API. One step flows so:
    :class:`EnvStep`: the command that ran, the reward, whether the episode ended (and was terminated), the state
    the env is in now (an :class:`Observed`) and, where the env has already reset (SB3's vector envs, Gymnasium's
    ``SAME_STEP``), the ended episode's last state.
-2. **core → prior.** :meth:`PriorCore.step` makes each state a :class:`~prior_wrappers.prompts.TextState` (its
-   text, admissible commands, the env's history of (observation, command) pairs, the demonstrations or the env's
-   prompt example) and scores **all** states of the step with **one**
-   :meth:`~prior_wrappers.slots.SlotBuilder.build` call. The last state of a terminated episode goes unscored
-   (no valid slot, no prior call) unless ``score_terminal``: nothing bootstraps from it.
-3. **prior → slots.** The builder lays each state out in ``k`` slots (:class:`~prior_wrappers.slots.Slots`). Only
-   now does each env's :class:`EnvPriorState` change: its history (restarted where the env reset), current text and
-   slots; a won episode joins the demonstrations (``learn_from_successes``).
-4. **slots → observation.** The wrapper turns each env's :class:`EnvOutcome` into its API's observation and info
+2. **core → prior.** :meth:`PriorCore.step` makes each state a :class:`~prior_wrappers.prompts.TextState`
+   (:func:`~prior_wrappers.text_info.text_state`, which validates the env's output with
+   :func:`~prior_wrappers.actions.make_text_state`: its text, admissible commands, the env's history of
+   (observation, command) pairs, the demonstrations or the env's prompt example) and lays out **all** states of the
+   step with **one** :meth:`~prior_wrappers.slots.SlotBuilder.build` call. The builder writes each state's prompt
+   (the ``prompt`` function, :class:`~prior_wrappers.prompts.PromptTemplate` by default) and asks the prior once
+   for all of them: ``prior.score``, its answer checked by :func:`~prior_wrappers.slots.check_scores` (or
+   ``prior.propose`` with ``prior_mode="propose"``). The last state of a terminated episode goes unscored (no valid
+   slot, no prior call) unless ``score_terminal``: nothing bootstraps from it.
+3. **prior → slots.** The builder keeps each state's ``k`` best commands by prior (``order`` decides the slot order;
+   the kept log-probabilities are renormalised over them; :func:`~prior_wrappers.proposals.layout_proposals` with
+   proposals), adds the features (the prior's hidden states, or the encoder's vectors of
+   :func:`~prior_wrappers.slot_features.feature_text`) and, with ``token_ids``, the token ids, and returns one
+   :class:`~prior_wrappers.slots.Slots` per state: the observation dict (``prior_logprobs``, ``action_mask``, ...).
+   Only now does each env's :class:`EnvPriorState` change: its history (restarted where the env reset), current
+   text and slots; a won episode joins the demonstrations (``learn_from_successes``).
+4. **slots → observation.** The wrapper turns each env's :class:`EnvOutcome` into its API's observation (the slots'
+   observation dict, stacked by :func:`~prior_wrappers.slots.stack_observations` in the vector wrappers) and info
    (:meth:`Built.prior_info`, :attr:`EnvOutcome.executed`, :attr:`EnvOutcome.ended`).
 
 A reset or step that raises (the prior, the env) runs inside :meth:`PriorCore.failing`: the core then refuses
@@ -30,10 +41,10 @@ built, :meth:`PriorCore.masks` still describes the last states built.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, SupportsFloat, TypeVar, cast, overload
+from typing import Any, NamedTuple, SupportsFloat, cast
 
 import numpy as np
 
@@ -42,7 +53,8 @@ from prior_wrappers.demonstrations import Demonstrations, SuccessRecorder, succe
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn, TextState
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder, Slots
+from prior_wrappers.slot_features import CandidateText, EncoderSpec
+from prior_wrappers.slots import SlotBuilder, SlotOrder, Slots
 from prior_wrappers.text_info import PROMPT_EXAMPLE, observation_from_info, prior_info, text_state
 from prior_wrappers.token_ids import TokenIdSpec
 
@@ -372,42 +384,3 @@ class _Entry(NamedTuple):
     state: TextState
     scored: bool
     seen: Observed
-
-
-def core_options(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a wrapper passes on to its :class:`PriorCore`: the arguments of its ``__init__`` (its
-    ``locals()`` before it defines any), less the wrapper and its env. The three wrappers take the same options,
-    so a new one is added to their signatures and to :class:`PriorCore`, and to nothing else."""
-    return {name: value for name, value in arguments.items() if name not in ("self", "__class__", "env", "venv")}
-
-
-T = TypeVar("T")
-
-
-class _OnCore(Generic[T]):
-    """A wrapper attribute kept in its core: reading or setting it on the wrapper reads or sets the core's."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, wrapper: None, owner: type) -> _OnCore[T]: ...
-    @overload
-    def __get__(self, wrapper: object, owner: type) -> T: ...
-    def __get__(self, wrapper: Any, owner: type | None = None) -> Any:
-        return self if wrapper is None else getattr(wrapper._core, self.name)
-
-    def __set__(self, wrapper: Any, value: T) -> None:
-        setattr(wrapper._core, self.name, value)
-
-
-class CoreAttributes:
-    """The public attributes the three wrappers keep in their :class:`PriorCore` (``wrapper._core``)."""
-
-    _core: PriorCore
-    builder: _OnCore[SlotBuilder] = _OnCore()
-    actions: _OnCore[list[str] | None] = _OnCore()
-    observation_to_text: _OnCore[Callable[[Any], str] | None] = _OnCore()
-    invalid_action: _OnCore[InvalidAction] = _OnCore()
-    score_terminal: _OnCore[bool] = _OnCore()
-    demonstrations: _OnCore[Demonstrations | str | None] = _OnCore()

@@ -13,12 +13,14 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv, VectorWra
 from gymnasium.vector.utils import batch_space
 
 from prior_wrappers.actions import InvalidAction
-from prior_wrappers.core import CoreAttributes, EnvOutcome, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.core import EnvOutcome, EnvStep, Observed, PriorCore
+from prior_wrappers.core_attributes import CoreAttributes, core_options
 from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder, stack_observations
+from prior_wrappers.slot_features import CandidateText, EncoderSpec
+from prior_wrappers.slots import SlotBuilder, SlotOrder, stack_observations
 from prior_wrappers.text_info import PROMPT_EXAMPLE, TEXT_OBSERVATION, TextInInfo, env_prompt_example
 from prior_wrappers.token_ids import TokenIdSpec
 

@@ -1,5 +1,6 @@
 """From text states to fixed-size candidate slots: the one place where prior calls, top-K selection,
-slot ordering and feature encoding happen, for the three wrappers (through :class:`~prior_wrappers.core.PriorCore`)."""
+slot ordering and feature encoding happen, for the three wrappers (through :class:`~prior_wrappers.core.PriorCore`).
+Which encoder and what text it embeds: :mod:`~prior_wrappers.slot_features`."""
 
 from __future__ import annotations
 
@@ -12,15 +13,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from gymnasium import spaces
 
-from prior_wrappers.actions import make_text_state  # noqa: F401  (re-exported: benchmarks/ import it from here)
-from prior_wrappers.encoders import (
-    CachedEncoder,
-    HashingEncoder,
-    SentenceEncoder,
-    TextEncoder,
-    encoder_name,
-    model_basename,
-)
+from prior_wrappers.encoders import encoder_name, model_basename
 from prior_wrappers.priors.base import ActionPrior, Normalization, PriorScores, log_softmax
 from prior_wrappers.prompts import PromptFn, PromptTemplate, TextState, one_line
 from prior_wrappers.proposals import (
@@ -33,6 +26,7 @@ from prior_wrappers.proposals import (
     proposal_config,
     propose_options,
 )
+from prior_wrappers.slot_features import CandidateText, EncoderSpec, encode_checked, feature_text, resolve_encoder
 from prior_wrappers.spaces import (
     ACTION_MASK,
     CANDIDATE_FEATURES,
@@ -43,7 +37,6 @@ from prior_wrappers.spaces import (
 )
 from prior_wrappers.token_ids import TokenIdSpec
 
-EncoderSpec = TextEncoder | Literal["minilm", "prior", "hashing"] | None
 # one state's slots before encoding: commands, their log-probs, dropped count, hidden-state features, info entries
 Layout = tuple[list[str], np.ndarray, int, "np.ndarray | None", dict[str, Any]]
 SlotOrder = Literal["prior", "env"]
@@ -78,38 +71,6 @@ class PriorStats:
 
     def as_dict(self) -> dict[str, float]:
         return {"calls": self.calls, "states": self.states, "latency_ms": self.latency_ms, **self.extra}
-
-
-def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[CachedEncoder | None, bool, int | None]:
-    """Returns ``(encoder, use_prior_hidden_states, feature_dim)``."""
-    if encoder is None:
-        return None, False, None
-    if encoder == "prior":
-        model = getattr(prior, "model", None)
-        if model is None:
-            raise ValueError("encoder='prior' needs a prior with a transformers model (HFPrior); use 'minilm' instead")
-        return None, True, int(model.config.hidden_size)
-    if encoder == "minilm":
-        encoder = SentenceEncoder.default()
-    elif encoder == "hashing":
-        encoder = HashingEncoder()
-    if not isinstance(encoder, TextEncoder):
-        raise TypeError(f"encoder must be 'minilm', 'prior', 'hashing', None or a TextEncoder, got {encoder!r}")
-    if not isinstance(encoder, CachedEncoder):
-        encoder = CachedEncoder(encoder)
-    return encoder, False, int(encoder.dim)
-
-
-CandidateText = Literal["joint", "action"]
-
-
-def feature_text(observation: str, command: str, candidate_text: CandidateText = "joint") -> str:
-    """What the encoder sees for one candidate: the reference's joint "Observation: s Action: a", or the action
-    alone (the observation is encoded once into ``observation_features``, and far fewer distinct texts need
-    encoding because commands repeat across states)."""
-    if candidate_text == "action":
-        return f"Action: {one_line(command)}"
-    return f"Observation: {one_line(observation)} Action: {one_line(command)}"
 
 
 class SlotBuilder:
@@ -287,13 +248,7 @@ class SlotBuilder:
                 encoded.append(slots[-1])
         if texts:
             assert self.encoder is not None  # texts to encode only with a text encoder
-            vectors = self.encoder.encode(texts)
-            if not np.isfinite(vectors).all():
-                bad = texts[int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])]
-                raise ValueError(
-                    f"the encoder {encoder_name(self.encoder)} returned NaN/inf features for the text {bad[:200]!r}; "
-                    "load it in float32 (half precision overflows) or use another encoder"
-                )
+            vectors = encode_checked(self.encoder, texts)
             row = 0
             for s in encoded:
                 n = len(s.candidates)

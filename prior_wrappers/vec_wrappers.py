@@ -11,12 +11,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from prior_wrappers.actions import InvalidAction, ResolvedAction
-from prior_wrappers.core import CoreAttributes, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.core import EnvStep, Observed, PriorCore
+from prior_wrappers.core_attributes import CoreAttributes, core_options
 from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder, stack_observations
+from prior_wrappers.slot_features import CandidateText, EncoderSpec
+from prior_wrappers.slots import SlotBuilder, SlotOrder, stack_observations
 from prior_wrappers.text_info import TEXT_OBSERVATION, TextInInfo
 from prior_wrappers.token_ids import TokenIdSpec
 

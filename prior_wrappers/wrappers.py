@@ -10,12 +10,14 @@ import gymnasium as gym
 import numpy as np
 
 from prior_wrappers.actions import InvalidAction
-from prior_wrappers.core import CoreAttributes, EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.core import EnvStep, Observed, PriorCore
+from prior_wrappers.core_attributes import CoreAttributes, core_options
 from prior_wrappers.demonstrations import Demonstrations
 from prior_wrappers.priors.base import ActionPrior, Normalization
 from prior_wrappers.prompts import PromptFn
 from prior_wrappers.proposals import PriorMode, ProposalConfig
-from prior_wrappers.slots import CandidateText, EncoderSpec, SlotBuilder, SlotOrder
+from prior_wrappers.slot_features import CandidateText, EncoderSpec
+from prior_wrappers.slots import SlotBuilder, SlotOrder
 from prior_wrappers.text_info import env_prompt_example
 from prior_wrappers.token_ids import TokenIdSpec
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from prior_wrappers import Demonstrations, FunctionPrior
-from prior_wrappers.core import EnvStep, Observed, PriorCore, core_options
+from prior_wrappers.core import EnvStep, Observed, PriorCore
+from prior_wrappers.core_attributes import core_options
 from prior_wrappers.slots import SlotBuilder
 from prior_wrappers.spaces import LOGPROB_MIN, PRIOR_LOGPROBS
 
