@@ -9,11 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from envs.overcooked_kitchen import TOMATO_LAYOUT, TOMATO_LETTUCE_LAYOUT, Item, Kitchen, Pos
+from envs.overcooked_kitchen import TOMATO_LAYOUT, TOMATO_LETTUCE_LAYOUT, Item, Kitchen, Pos, random_layout
 from envs.protocol import TextEnv, match_command, normalize_command
 
-RECIPES: dict[str, tuple[str, ...]] = {"tomato": ("tomato",), "tomato-lettuce": ("tomato", "lettuce")}
+RECIPES: dict[str, tuple[str, ...]] = {
+    "tomato": ("tomato",),
+    "tomato-lettuce": ("tomato", "lettuce"),
+    "tomato-lettuce-onion": ("tomato", "lettuce", "onion"),
+}
+# The METHOD.md kitchens; the three-ingredient salad has none (its kitchen is always drawn from ``layout_seed``).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tomato": TOMATO_LAYOUT, "tomato-lettuce": TOMATO_LETTUCE_LAYOUT}
+# What a drawn kitchen holds (layout characters): the recipe's ingredients, distractors, the bowl, boards, serving.
+THINGS: dict[str, str] = {"tomato": "tbBS", "tomato-lettuce": "tlobBBS", "tomato-lettuce-onion": "tlopfbBBS"}
+DRAWN_SHAPE: dict[str, tuple[int, int]] = {"tomato": (7, 7), "tomato-lettuce": (7, 7), "tomato-lettuce-onion": (7, 9)}
 
 STEP_PENALTY = -0.001
 SUBTASK_REWARD = 0.2
@@ -57,7 +65,9 @@ class OvercookedSalad(TextEnv):
 
     **Kitchen.** 7x7, counters around the walls; the tomato salad has a tomato, a bowl, one cutting board and the
     serving counter; the tomato-lettuce salad adds a lettuce, an onion (a distractor: no recipe uses it) and a
-    second cutting board. The agent starts on a random floor cell (seeded by ``reset``).
+    second cutting board. The agent starts on a random floor cell (seeded by ``reset``). The tomato-lettuce-onion
+    salad (the hard kitchen: three ingredients, two distractors, a potato and a fish, two cutting boards) has a 7x9
+    kitchen drawn from ``layout_seed``; ``layout_seed`` draws the other recipes' kitchens too.
 
     **Macro-actions** (5 for the tomato salad, 8 for the tomato-lettuce salad), one per item or station plus
     "chop", worded by context: the tomato macro reads ``pick up tomato`` with empty hands, ``put chopped
@@ -83,7 +93,9 @@ class OvercookedSalad(TextEnv):
     ``info`` adds ``primitive_steps`` (of this macro), ``total_primitive_steps`` and ``subtasks_done``.
     :meth:`expert_command` returns a scripted expert's next command.
 
-    :param recipe: ``"tomato"`` or ``"tomato-lettuce"``.
+    :param recipe: ``"tomato"``, ``"tomato-lettuce"`` or ``"tomato-lettuce-onion"``.
+    :param layout_seed: draw the kitchen's layout from this seed (:func:`~envs.overcooked_kitchen.random_layout`);
+        ``None``: the METHOD.md kitchen (seed 0 for the tomato-lettuce-onion salad, which has none).
     :param max_primitive_steps: the episode's cap on primitive steps (METHOD.md: 200).
     :param gamma: discount of primitive rewards within a macro-step.
     :param view_radius: the agent sees cells at most this many rows and columns away (METHOD.md: 2).
@@ -135,6 +147,7 @@ class OvercookedSalad(TextEnv):
         gamma: float = 0.99,
         view_radius: int = 2,
         render_mode: str | None = None,
+        layout_seed: int | None = None,
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -149,8 +162,14 @@ class OvercookedSalad(TextEnv):
         self.gamma = gamma
         self.view_radius = view_radius
         self.render_mode = render_mode
-        self.kitchen = Kitchen(LAYOUTS[recipe])
-        self.prompt_example = self._PROMPT_EXAMPLES[recipe]
+        if layout_seed is None and recipe in LAYOUTS:
+            layout = LAYOUTS[recipe]
+        else:
+            layout = random_layout(layout_seed or 0, THINGS[recipe], *DRAWN_SHAPE[recipe])
+        self.layout_seed = layout_seed
+        self.kitchen = Kitchen(layout)
+        # An example episode for the prompt, written for the METHOD.md kitchens only (None elsewhere: zero-shot)
+        self.prompt_example = self._PROMPT_EXAMPLES[recipe] if layout is LAYOUTS.get(recipe) else None
         kinds = [item.kind for item in self.kitchen.items_at.values()]
         # Fixed macro order: ingredients, bowl, boards, serving, chop (METHOD.md lists them in this spirit).
         self._macros: list[tuple[str, Any]] = [
@@ -161,11 +180,14 @@ class OvercookedSalad(TextEnv):
             ("chop", None),
         ]
         n_boards = len(self.kitchen.boards)
-        ordinals = ["first", "second", "third", "fourth"][:n_boards]
+        ordinals = ["first", "second", "third", "fourth"][:n_boards]  # a drawn kitchen has at most two
         self._board_names = ["cutting board"] if n_boards == 1 else [f"{o} cutting board" for o in ordinals]
         pronoun = "it" if len(self.ingredients) == 1 else "them"
+        listed = " and ".join(
+            [", ".join(self.ingredients[:-1]), self.ingredients[-1]] if pronoun == "them" else self.ingredients
+        )
         self.task = (
-            f"Make a {'-'.join(self.ingredients)} salad: chop the {' and '.join(self.ingredients)} on a cutting "
+            f"Make a {'-'.join(self.ingredients)} salad: chop the {listed} on a cutting "
             f"board, put {pronoun} in the bowl and serve the bowl at the serving counter."
         )
         self._subtasks_done: set[str] = set()
@@ -421,7 +443,7 @@ class OvercookedSalad(TextEnv):
         rows = [list(row) for row in self.kitchen.layout]
         for r, row in enumerate(rows):
             for c, char in enumerate(row):
-                if char in "tlob":
+                if char in "tlopfb":
                     rows[r][c] = "-"
         for (r, c), item in k.items_at.items():
             rows[r][c] = item.kind[0].upper() if item.chopped or item.contents else item.kind[0]

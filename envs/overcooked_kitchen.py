@@ -7,7 +7,8 @@ counter cell from a floor cell next to it (4-neighbourhood). It carries one thin
 served at the serving counter.
 
 Layout characters: ``-`` counter, ``B`` cutting board, ``S`` serving counter, ``" "`` floor, and on a counter
-``t`` tomato, ``l`` lettuce, ``o`` onion, ``b`` bowl.
+``t`` tomato, ``l`` lettuce, ``o`` onion, ``p`` potato, ``f`` fish, ``b`` bowl. :func:`random_layout` draws a kitchen
+from a seed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 Pos = tuple[int, int]
 
-INGREDIENT_CODES = {"t": "tomato", "l": "lettuce", "o": "onion"}
+INGREDIENT_CODES = {"t": "tomato", "l": "lettuce", "o": "onion", "p": "potato", "f": "fish"}
 _NEIGHBOURS: tuple[Pos, ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right: the tie-break order
 
 # 7x7 kitchens. The tomato salad has one cutting board; the tomato-lettuce salad two, and an onion as distractor.
@@ -39,6 +42,29 @@ TOMATO_LETTUCE_LAYOUT: tuple[str, ...] = (
     "-     -",
     "-------",
 )
+
+
+def random_layout(seed: int, things: str, rows: int = 7, cols: int = 9) -> tuple[str, ...]:
+    """A kitchen drawn from ``seed``: counters around a ``rows - 2`` by ``cols - 2`` floor, and ``things`` (layout
+    characters, e.g. ``"tlopfbBBS"``) each on its own wall counter, corners excluded (every one is reachable).
+
+    >>> random_layout(0, "tbBS", rows=4, cols=5)
+    ('---B-', 'b   -', 'S   -', '--t--')
+    """
+    if rows < 3 or cols < 3:
+        raise ValueError(f"a kitchen needs at least 3 rows and 3 columns, got {rows}x{cols}")
+    walls = [(0, c) for c in range(1, cols - 1)] + [(rows - 1, c) for c in range(1, cols - 1)]
+    walls += [(r, 0) for r in range(1, rows - 1)] + [(r, cols - 1) for r in range(1, rows - 1)]
+    if len(things) > len(walls):
+        raise ValueError(
+            f"{len(things)} things do not fit on the {len(walls)} wall counters of a {rows}x{cols} kitchen"
+        )
+    grid = [["-"] * cols] + [["-"] + [" "] * (cols - 2) + ["-"] for _ in range(rows - 2)] + [["-"] * cols]
+    cells = np.random.default_rng(seed).permutation(len(walls))[: len(things)]
+    for thing, index in zip(things, cells):
+        r, c = walls[int(index)]
+        grid[r][c] = thing
+    return tuple("".join(row) for row in grid)
 
 
 @dataclass

@@ -21,6 +21,10 @@ ENV_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior_wrappers/TextFrozenLake-v0": ("envs:_make_frozenlake", {}),
     "prior_wrappers/OvercookedTomato-v0": ("envs.overcooked:OvercookedSalad", {"recipe": "tomato"}),
     "prior_wrappers/OvercookedTomatoLettuce-v0": ("envs.overcooked:OvercookedSalad", {"recipe": "tomato-lettuce"}),
+    "prior_wrappers/OvercookedTomatoLettuceOnion-v0": (
+        "envs.overcooked:OvercookedSalad",
+        {"recipe": "tomato-lettuce-onion", "layout_seed": 0},
+    ),
     "prior_wrappers/TextWorld-v0": ("envs.textworld_env:TextWorldEnv", {}),
     "prior_wrappers/ALFWorld-v0": ("envs.alfworld_env:ALFWorldEnv", {}),
     "prior_wrappers/TWSimple-v0": ("envs.textworld_challenges:TextWorldChallengeEnv", {"preset": "simple"}),

@@ -130,8 +130,13 @@ def test_serving_the_wrong_dish_ends_the_episode_with_a_penalty():
 def test_onion_in_the_bowl_spoils_the_tomato_lettuce_salad():
     env = OvercookedSalad(recipe="tomato-lettuce")
     env.reset(seed=0)
-    for command in ["pick up onion", "put onion on second cutting board", "chop onion", "pick up chopped onion",
-                    "put chopped onion in bowl"]:
+    for command in [
+        "pick up onion",
+        "put onion on second cutting board",
+        "chop onion",
+        "pick up chopped onion",
+        "put chopped onion in bowl",
+    ]:
         _, reward, *_ = env.step(command)
         assert reward < 0  # the onion is no sub-task of this recipe: no bonus
     done = False
@@ -159,12 +164,20 @@ def test_commands_are_worded_by_context():
     env = OvercookedSalad(recipe="tomato")
     _start_at(env, (2, 2))
     assert env.step("pick up tomato")[4]["admissible_commands"] == [
-        "put down tomato", "walk to bowl", "put tomato on cutting board", "walk to serving counter", "chop nothing"
+        "put down tomato",
+        "walk to bowl",
+        "put tomato on cutting board",
+        "walk to serving counter",
+        "chop nothing",
     ]
     env.step("put down tomato")
     *_, info = env.step("take bowl")
     assert info["admissible_commands"] == [
-        "walk to tomato", "put down bowl", "walk to cutting board", "serve empty bowl", "chop nothing"
+        "walk to tomato",
+        "put down bowl",
+        "walk to cutting board",
+        "serve empty bowl",
+        "chop nothing",
     ]
 
 
@@ -172,8 +185,10 @@ def test_observations_only_describe_what_is_within_two_cells():
     env = OvercookedSalad(recipe="tomato")
     _start_at(env, (5, 5))  # bottom right: the tomato, the board and the bowl are far away
     text = env.describe()
-    assert text == "Your hands are empty. You see nothing of use nearby. Out of sight: the tomato, the bowl, " \
+    assert (
+        text == "Your hands are empty. You see nothing of use nearby. Out of sight: the tomato, the bowl, "
         "the cutting board, the serving counter."
+    )
     _start_at(env, (1, 4))
     assert env.describe() == (
         "Your hands are empty. You see: a tomato on a counter 1 step up and 2 steps left; the cutting board 1 "
@@ -225,3 +240,46 @@ def test_ansi_render_marks_the_agent_and_items():
     _start_at(env, (2, 2))
     picture = env.render()
     assert picture.splitlines()[2][2] == "A" and "holding: nothing" in picture
+
+
+# ----- the hard kitchen: a three-ingredient salad, two distractors, a 7x9 kitchen drawn from a seed ---------------
+def test_drawn_kitchens_are_reproducible_and_differ_by_seed():
+    from envs.overcooked_kitchen import random_layout
+
+    first = random_layout(3, "tlopfbBBS", 7, 9)
+    assert first == random_layout(3, "tlopfbBBS", 7, 9)
+    assert len({random_layout(s, "tlopfbBBS", 7, 9) for s in range(10)}) == 10
+    assert all(len(row) == 9 for row in first) and len(first) == 7
+    # every thing once, each on a wall counter but never in a corner (a corner has no floor next to it)
+    assert sorted("".join(first).replace("-", "").replace(" ", "")) == sorted("tlopfbBBS")
+    assert {first[0][0], first[0][-1], first[-1][0], first[-1][-1]} == {"-"}
+    with pytest.raises(ValueError, match="do not fit"):
+        random_layout(0, "tlopfbBBS", 3, 3)
+
+
+@pytest.mark.parametrize("layout_seed", range(8))
+def test_the_expert_serves_the_three_ingredient_salad_in_every_drawn_kitchen(layout_seed):
+    env = OvercookedSalad(recipe="tomato-lettuce-onion", layout_seed=layout_seed)
+    assert env.prompt_example is None  # no example episode in the prompt: the prior is zero-shot
+    assert env.task.startswith("Make a tomato-lettuce-onion salad: chop the tomato, lettuce and onion")
+    for seed in range(5):
+        total, steps, info, truncated = _play(env, seed, lambda info: env.expert_command())
+        assert info["is_success"] and not truncated and steps == 16
+        assert total >= 1.0 + 6 * SUBTASK_REWARD - 0.25  # minus the steps, discounted within each macro-step
+    assert {"pick up potato", "pick up fish"} <= set(env.reset(seed=0)[1]["admissible_commands"])
+
+
+def test_random_play_almost_never_makes_the_three_ingredient_salad():
+    """The hard kitchen is the one where uniform play succeeds in < 1% of episodes (0 of 2,000 measured)."""
+    env = OvercookedSalad(recipe="tomato-lettuce-onion", layout_seed=0)
+    rng = np.random.default_rng(0)
+    successes = sum(_play(env, seed, lambda info: _random_command(info, rng))[2]["is_success"] for seed in range(300))
+    assert successes / 300 < 0.01
+
+
+def test_a_layout_seed_draws_the_other_recipes_kitchens_too_and_drops_their_example():
+    fixed, drawn = OvercookedSalad(recipe="tomato-lettuce"), OvercookedSalad(recipe="tomato-lettuce", layout_seed=4)
+    assert fixed.prompt_example and drawn.prompt_example is None
+    assert fixed.kitchen.layout != drawn.kitchen.layout
+    total, _, info, _ = _play(drawn, 0, lambda info: drawn.expert_command())
+    assert info["is_success"]
