@@ -134,6 +134,8 @@ def rank_expert_commands(
     max_steps: int = 100,
     max_episodes: int | None = None,
     expert: Callable[[], str] | None = None,
+    distinct: bool = True,
+    patience: int = 5,
 ) -> list[RankedState]:
     """Play the expert in ``env`` (an :class:`~prior_wrappers.LLMPriorWrapper`) until ``n_states`` states are ranked.
 
@@ -148,13 +150,19 @@ def rank_expert_commands(
     :param max_episodes: give up after this many episodes (default ``4 * n_states``: an expert that rarely acts
         within the admissible commands ends early rather than looping).
     :param expert: the next expert command of the current state (default ``env.unwrapped.expert_command``).
+    :param distinct: count each state once (by its prompt and commands): an env with one game replays the same
+        states in every episode, and counting them again would only repeat the same rows.
+    :param patience: with ``distinct``, stop after this many episodes in a row that showed no new state (the env
+        has no more to show within ``max_steps``).
     :raises ValueError: the env has no expert.
     """
     next_command = expert or _expert_of(env)
     ranked: list[RankedState] = []
-    episode = 0
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    episode, stale = 0, 0
     limit = max_episodes if max_episodes is not None else 4 * max(n_states, 1)
-    while len(ranked) < n_states and episode < limit:
+    while len(ranked) < n_states and episode < limit and stale < (patience if distinct else limit):
+        before = len(ranked)
         start = time.perf_counter()
         obs, info = env.reset(seed=seed + episode)
         seconds = time.perf_counter() - start
@@ -167,21 +175,25 @@ def rank_expert_commands(
             if command not in candidates:
                 break
             index = candidates.index(command)
-            logprobs = np.asarray(obs[PRIOR_LOGPROBS][: len(candidates)], dtype=np.float64)
-            top1, top3, rr, rank = tie_aware_metrics(logprobs, index)
-            u1, u3, umrr, up = uniform_metrics(len(candidates))
-            ranked.append(
-                RankedState(
-                    episode, step, len(candidates), command, rank, top1, top3, rr, float(np.exp(logprobs[index])),
-                    candidates[int(np.argmax(logprobs))], u1, u3, umrr, up, seconds,
-                )
-            )  # fmt: skip
-            if len(ranked) >= n_states:
-                break
+            key = (str(info.get("prior_prompt", "")), tuple(candidates))
+            if not (distinct and key in seen):
+                seen.add(key)
+                logprobs = np.asarray(obs[PRIOR_LOGPROBS][: len(candidates)], dtype=np.float64)
+                top1, top3, rr, rank = tie_aware_metrics(logprobs, index)
+                u1, u3, umrr, up = uniform_metrics(len(candidates))
+                ranked.append(
+                    RankedState(
+                        episode, step, len(candidates), command, rank, top1, top3, rr, float(np.exp(logprobs[index])),
+                        candidates[int(np.argmax(logprobs))], u1, u3, umrr, up, seconds,
+                    )
+                )  # fmt: skip
+                if len(ranked) >= n_states:
+                    break
             start = time.perf_counter()
             obs, _, terminated, truncated, info = env.step(index)
             seconds = time.perf_counter() - start
             if terminated or truncated:
                 break
         episode += 1
+        stale = 0 if len(ranked) > before else stale + 1
     return ranked

@@ -3,6 +3,7 @@
     prior-wrappers prior-report OvercookedTomato-v0               # how well the prior ranks the expert's commands
     prior-wrappers train --algo dqn-prior --env OvercookedTomato-v0 # a run folder under runs/
     prior-wrappers evaluate runs/dqn-prior_OvercookedTomato-v0_0_1  # N episodes, the prior re-attached
+    prior-wrappers plot runs/dqn-prior_* runs/dqn_*                 # learning curves side by side
     prior-wrappers envs                                             # the env ids and their hyperparameter files
 
 Also ``python -m prior_wrappers ...``. See ``docs/cli.md``.
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from prior_wrappers.cli import evaluate, report, train
+from prior_wrappers.cli import evaluate, plot, report, train
 from prior_wrappers.cli.config import CLIError, config_path, read_yaml, text_env_ids
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(subparsers)
     evaluate.add_parser(subparsers)
     report.add_parser(subparsers)
+    plot.add_parser(subparsers)
     envs = subparsers.add_parser(
         "envs", help="list the registered text envs and their hyperparameter files", description=list_envs.__doc__
     )

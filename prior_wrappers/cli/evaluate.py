@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from prior_wrappers.cli.build import Builder, add_prior_options, build_prior, describe_prior
+from prior_wrappers.cli.build import Builder, add_prior_options, build_prior, describe_prior, set_threads
 from prior_wrappers.cli.config import (
     ALGORITHMS,
     CLIError,
@@ -93,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
     algo = ALGORITHMS[algo_name]
     args.prior = args.prior or record.get("prior") or ("uniform" if algo.baseline else "embedded")
     args.dtype = args.dtype if args.dtype != "auto" else record.get("dtype", "auto")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     prior = build_prior(args)
     saved = model_path.parent / "prior_cache.npz"
     if record and args.prior_cache is None and isinstance(prior, CachedPrior) and saved.is_file():

@@ -10,7 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prior_wrappers.cli.build import Builder, add_prior_options, build_prior, describe_prior, save_prior_cache
+from prior_wrappers.cli.build import (
+    Builder,
+    add_prior_options,
+    build_prior,
+    describe_prior,
+    save_prior_cache,
+    set_threads,
+)
 from prior_wrappers.cli.config import (
     ALGORITHMS,
     Algorithm,
@@ -128,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
         section["n_timesteps"] = args.timesteps
     if algo.offline and args.dataset is not None and not args.dataset.is_file():
         raise CLIError(f"--dataset {args.dataset}: no such file")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seeds = args.seed or [int(recorded.get("seed", 0))]
     print(
         f"hyperparameters: {source} [{algo.name}]" + (f" with {' '.join(args.hyperparams)}" if args.hyperparams else "")
