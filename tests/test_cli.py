@@ -106,6 +106,14 @@ def test_train_again_from_a_run_config(runs):
     assert (second / "model.zip").is_file()
 
 
+def test_plot_puts_runs_side_by_side(runs, tmp_path, capsys):
+    out = tmp_path / "comparison.png"
+    assert main(["plot", str(runs / f"dqn-prior_{TOMATO}_0_1"), "-o", str(out)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("dqn-prior (cli_priors:recipe)"))
+    assert line.split()[-4:] == ["1", "1.00", "1.00", "0"]  # seeds, final success, AUC, first step at success 1
+    assert out.stat().st_size > 1000
+
+
 def test_evaluate_refuses_other_wrapper_settings(runs, capsys):
     zip_path = runs / f"dqn-prior_{TOMATO}_0_1" / "model.zip"
     argv = ["evaluate", str(zip_path), "--env", TOMATO, "--algo", "dqn-prior", "--prior", "cli_priors:recipe"]
@@ -166,6 +174,7 @@ def test_tie_aware_metrics():
         (["train", "-a", "cql-prior", "-e", "TextFrozenLake-v0"], ["no hyperparameters for 'cql-prior'", "dqn-prior"]),
         (["prior-report", "TextFrozenLake-v0", "--prior", "uniform"], ["no scripted expert"]),
         (["evaluate", "no/such/run"], ["no such run folder"]),
+        (["plot", "."], ["no curves.csv"]),
     ],
 )
 def test_errors_name_the_valid_choices(argv, expected, tmp_path, capsys):
