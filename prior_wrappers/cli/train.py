@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     for seed in seeds:
         run_dir = run_dir_for(args, algo.name, env_id, seed, len(seeds) > 1)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / "model.zip").exists():
+            print(f"note: {run_dir} already holds a run; its files are replaced (TensorBoard keeps both logs)")
         record = {
             "algo": algo.name,
             "env": env_id,
