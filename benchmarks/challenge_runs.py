@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import load_prior
 from envs.textworld_challenges import make_challenge_games
 from envs.textworld_env import TextWorldEnv
 from prior_wrappers import (
     CachedEncoder,
     CachedPrior,
-    HFPrior,
     SentenceEncoder,
     UniformPrior,
     VecLLMPrior,
@@ -96,7 +96,7 @@ class Resources:
 
     @classmethod
     def load(cls, cfg: Config, preset: str) -> Resources:
-        prior = CachedPrior(HFPrior.default(dtype="float32"))
+        prior = CachedPrior(load_prior())
         cache_file = cache_dir() / "benchmarks" / "textworld_challenges" / f"{preset}-g{cfg.game_seed}-s{cfg.shots}.npz"
         if cache_file.is_file():
             try:

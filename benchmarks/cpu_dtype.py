@@ -16,10 +16,8 @@ Last line: ``bf16_speedup=<fp32 s / bf16 s> top1_agreement=<x> mrr_fp32=<x> mrr_
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,8 +28,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from prior_quality import FAMILIES, expert_states  # noqa: E402
 
-from prior_wrappers import HFPrior  # noqa: E402
-from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted  # noqa: E402
+from benchmarks.common import Stopwatch, argument_parser, load_prior, print_conditions, summary_line  # noqa: E402
 from prior_wrappers.priors.hf import native_bf16_cpu  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
 from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
@@ -42,7 +39,7 @@ def reciprocal_rank(logprobs: np.ndarray, expert: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=["cooking", "tomato", "twx-cooking"])
     parser.add_argument("--n-games", type=int, default=2, help="evaluation games per family")
     parser.add_argument("--game-seed", type=int, default=0)
@@ -51,12 +48,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--model", default=None, help="model dir (default: the embedded SmolLM2-135M-Instruct)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    path = args.model or ensure_converted(embedded_gguf_path())
-    engines = {name: HFPrior.from_pretrained(path, dtype=dtype, device="cpu")
+    engines = {name: load_prior(args.model, dtype=dtype, device="cpu")
                for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    print(f"CPU {platform.processor() or platform.machine()}; native bf16: {native_bf16_cpu()} "
-          f"(dtype='auto' loads {'bfloat16' if native_bf16_cpu() else 'float32'} here); torch {torch.__version__}, "
-          f"{args.threads} thread(s)", flush=True)
+    print_conditions(cpu=platform.processor() or platform.machine(), native_bf16=native_bf16_cpu(),
+                     auto_dtype_here="bfloat16" if native_bf16_cpu() else "float32")
     pooled: dict[str, list[float]] = {"fp32_s": [], "bf16_s": [], "agree": [], "rr_fp32": [], "rr_bf16": [], "diff": []}
     template = PromptTemplate(history=args.history)
     for family in args.families:
@@ -73,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             got = {}
             for name, engine in engines.items():
                 engine.clear_cache()
-                start = time.perf_counter()
+                clock = Stopwatch()
                 got[name] = engine.score([prompt], [state.admissible]).logprobs[0]
-                rows[f"{name}_s"].append(time.perf_counter() - start)
+                rows[f"{name}_s"].append(clock.seconds)
                 rows[f"rr_{name}"].append(reciprocal_rank(got[name], expert))
             rows["agree"].append(float(np.argmax(got["fp32"]) == np.argmax(got["bf16"])))
             rows["diff"].append(float(np.max(np.abs(got["fp32"] - got["bf16"]))))
@@ -85,11 +80,10 @@ def main(argv: Sequence[str] | None = None) -> str:
               f"{np.median(rows['bf16_s']):.3f} s/state ({np.median(rows['fp32_s']) / np.median(rows['bf16_s']):.2f}x); "
               f"MRR fp32 {np.mean(rows['rr_fp32']):.3f}, bf16 {np.mean(rows['rr_bf16']):.3f}; top-1 agreement "
               f"{np.mean(rows['agree']):.3f}; max |d log p| {np.max(rows['diff']):.3f}", flush=True)
-    line = (f"bf16_speedup={np.median(pooled['fp32_s']) / np.median(pooled['bf16_s']):.2f} "
-            f"top1_agreement={np.mean(pooled['agree']):.3f} mrr_fp32={np.mean(pooled['rr_fp32']):.3f} "
-            f"mrr_bf16={np.mean(pooled['rr_bf16']):.3f} max_abs_diff={np.max(pooled['diff']):.3f}")
-    print(line)
-    return line
+    return summary_line({"bf16_speedup": f"{np.median(pooled['fp32_s']) / np.median(pooled['bf16_s']):.2f}",
+                         "top1_agreement": f"{np.mean(pooled['agree']):.3f}",
+                         "mrr_fp32": f"{np.mean(pooled['rr_fp32']):.3f}", "mrr_bf16": f"{np.mean(pooled['rr_bf16']):.3f}",
+                         "max_abs_diff": f"{np.max(pooled['diff']):.3f}"})
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ Writes ``<out>/gflan_prior.csv`` (one row per update and arm) and ends with
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs`
 
+from benchmarks.common import Stopwatch, argument_parser, print_conditions, summary_line  # noqa: E402
 from envs.textworld_challenges import make_challenge_games  # noqa: E402
 from envs.textworld_env import TextWorldEnv  # noqa: E402
 from prior_wrappers import PromptTemplate, VecLLMPrior, make_text_vec_env  # noqa: E402
@@ -115,9 +114,9 @@ def run(cfg: Config, alpha: float, seed: int, games: Sequence[Path], demonstrati
                        policy_kwargs=dict(lora_rank=cfg.lora_rank, value_net_arch=[256]))
     before = greedy_score(model, eval_env, cfg.eval_episodes)
     log = UpdateLog(kl_batch_size=cfg.batch_size)
-    start = time.perf_counter()
+    clock = Stopwatch()
     model.learn(cfg.updates * cfg.n_steps * cfg.n_envs, callback=log)
-    train_seconds = time.perf_counter() - start
+    train_seconds = clock.seconds
     after = greedy_score(model, eval_env, cfg.eval_episodes)
     env.close()
     eval_env.close()
@@ -126,7 +125,7 @@ def run(cfg: Config, alpha: float, seed: int, games: Sequence[Path], demonstrati
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="the small CPU configuration")
     parser.add_argument("--family", help="a preset of envs.textworld_challenges (default cooking-easy)")
     parser.add_argument("--alphas", type=float, nargs="+")
@@ -145,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             setattr(cfg, name, getattr(args, name))
     if cfg.device == "cpu":
         torch.set_num_threads(1)  # a shared 2-core machine: a second thread only spins
-    print(f"config: {asdict(cfg)}", flush=True)
+    print_conditions(config=asdict(cfg))
 
     games = make_challenge_games(cfg.family, 1, seed=cfg.game_seed)
     demonstrations = None
@@ -189,9 +188,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         kl = np.mean([r["updates"][-1]["kl_update"] for r in arm])
         parts.append(f"gflan_score_alpha{alpha}={before:.2f}->{after:.2f} final_kl_alpha{alpha}={kl:.4f}")
     parts.append(f"seconds_per_update={np.mean([r['seconds_per_update'] for r in results]):.1f}")
-    summary = " ".join(parts)
-    print(summary)
-    return summary
+    return summary_line(parts)
 
 
 if __name__ == "__main__":

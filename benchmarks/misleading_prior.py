@@ -24,10 +24,7 @@ Prints one row per run, the median steps per arm, and last
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sb3"))  # the synthetic chain
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "sb3")]  # benchmarks.common; the synthetic chain
 
+from benchmarks.common import Stopwatch, argument_parser, print_conditions, summary_line  # noqa: E402
 from candidate_env import CandidateChainEnv, success_rate  # noqa: E402
 
 from prior_wrappers.sb3 import DQNPrior, PPOPrior  # noqa: E402
@@ -77,18 +76,17 @@ def steps_to_success(model: Any, prior: str, budget: int, every: int = 250, thre
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[5, 6, 7, 8, 9])
     parser.add_argument("--budget", type=int, default=8000, help="environment steps per run at most")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch {torch.__version__}; "
-          f"seeds {args.seeds}; budget {args.budget} steps", flush=True)
+    print_conditions(seeds=args.seeds, budget=f"{args.budget} steps")
     arms = [("uniform", {}), ("correct", {}), ("misleading", {}), ("misleading", REFERENCE)]
     runs = [(algo, prior, settings, seed) for algo in args.algos for prior, settings in arms for seed in args.seeds]
     results: dict[tuple[str, str, bool], list[int | None]] = {}
-    start = time.perf_counter()
+    clock = Stopwatch()
     for algo, prior, settings, seed in tqdm(runs, desc="runs"):
         hit = steps_to_success(make_model(algo, prior, seed, **settings), prior, args.budget)
         results.setdefault((algo, prior, bool(settings)), []).append(hit)
@@ -106,10 +104,8 @@ def main(argv: list[str] | None = None) -> str:
         summary += [f"misleading_vs_uniform_{algo}={misleading / uniform:.2f}",
                     f"correct_vs_uniform_{algo}={correct / uniform:.2f}",
                     f"reference_trapped_{algo}={trapped}/{len(args.seeds)}"]
-    print(f"wall time {time.perf_counter() - start:.0f}s")
-    line = " ".join(summary)
-    print(line)
-    return line
+    print(clock.wall_time())
+    return summary_line(summary)
 
 
 if __name__ == "__main__":

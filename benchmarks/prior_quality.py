@@ -52,6 +52,7 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # envs, propose_setting
 
+from benchmarks.common import Stopwatch, argument_parser, conditions, load_prior  # noqa: E402
 from envs import CHALLENGE_PRESETS, OvercookedSalad, TextWorldChallengeEnv, make_challenge_games  # noqa: E402
 from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
 from prior_wrappers import BCPrior, Demonstrations, FunctionPrior, HFPrior, fit_lora  # noqa: E402
@@ -241,9 +242,8 @@ def keyword_prior() -> FunctionPrior:
 
 
 def fresh(prior: ActionPrior) -> ActionPrior:
-    """The same model with an empty shared-prefix cache, so that each setting pays for its own demonstrations
-    once (HFPrior's cached prefix only shrinks: after a 1-shot setting, the 2-shot prompts would share just the
-    first example with it and compute the second one for every state)."""
+    """The same model with an empty prefix cache, so that each setting pays for its own demonstrations once (its
+    first state's time and tokens) rather than finding them in what an earlier setting left in the cache."""
     if isinstance(prior, HFPrior):
         return HFPrior(prior.model, prior.tokenizer, separator=prior.separator,
                        candidate_suffix=prior.candidate_suffix, token_budget=prior.token_budget)
@@ -391,7 +391,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         prior: ActionPrior = keyword_prior()
         model_name = "keyword FunctionPrior"
     else:
-        prior = HFPrior.from_pretrained(args.model, dtype="float32") if args.model else HFPrior.default(dtype="float32")
+        prior = load_prior(args.model)
         model_name = args.model or "embedded SmolLM2-135M-Instruct"
     count = token_counter(prior.tokenizer) if hasattr(prior, "tokenizer") else approximate_token_count
     log(f"prior: {model_name}; torch threads {torch.get_num_threads()}; families {args.families}; "
@@ -517,7 +517,7 @@ def report(rows: Sequence[dict[str, Any]], out: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES),
                         default=["simple", "cooking", "treasure", "coin", "tomato"])
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 1, 2])
@@ -551,10 +551,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     if any(n < 1 for n in args.train_games) or args.source_history < 0:
         parser.error("--train-games must be >= 1 and --source-history >= 0")
     torch.set_num_threads(args.threads)
-    start = time.perf_counter()
+    log(conditions(game_seed=args.game_seed))
+    clock = Stopwatch()
     rows = run(args)
     summary = report(rows, args.out)
-    log(f"wall time {time.perf_counter() - start:.0f}s")
+    log(clock.wall_time())
     log(summary)
     return summary
 

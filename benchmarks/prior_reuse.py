@@ -31,7 +31,6 @@ import argparse
 import copy
 import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` from the repository
 
+from benchmarks.common import (  # noqa: E402
+    Stopwatch,
+    add_model_arguments,
+    argument_parser,
+    device_sync,
+    load_prior,
+    print_conditions,
+    summary_line,
+)
 from envs import TextWorldChallengeEnv, challenge_splits  # noqa: E402
 from prior_wrappers import Demonstrations, HFPrior  # noqa: E402
 from prior_wrappers.actions import make_text_state  # noqa: E402
@@ -156,8 +164,8 @@ def expert_rank_stats(prior: HFPrior, prompt_fn, stream: list[dict]) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model dir / hub id / .gguf (default: embedded SmolLM2)")
+    parser = argument_parser(__doc__)
+    add_model_arguments(parser)
     parser.add_argument("--preset", default="cooking", help="TextWorld challenge preset (envs.CHALLENGE_PRESETS)")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="vector steps in the stream")
@@ -171,20 +179,17 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also rank the expert's command: transcript vs template")
     parser.add_argument("--server", action="store_true", help="also score with a local vLLM server: echo vs next_token")
     parser.add_argument("--server-steps", type=int, default=4, help="vector steps the server scores")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 (default) / bfloat16 / auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="engine difference that calls the reference")
     parser.add_argument("--reference", choices=["auto", "always", "never"], default="auto",
                         help="score steps with a float64, uncached copy: above --tolerance (auto), always or never")
     args = parser.parse_args()
 
-    load = {"device": args.device, "dtype": args.dtype or "float32"}
-    new = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
+    new = load_prior(args.model, dtype=args.dtype, device=args.device)
     new.kv_cache.max_bytes = args.kv_cache_mib << 20  # type: ignore[union-attr]
     # the old engine on the same model object: one shared prefix, one chain of tokens per candidate
     old = SharedPrefixEngine(new.model, new.tokenizer)
-    sync = torch.cuda.synchronize if new.device.type == "cuda" else (lambda: None)
+    sync = device_sync(new.device)
 
     train, unseen = challenge_splits(args.preset, n_train=args.demo_games, n_unseen=args.eval_games)
     demos = Demonstrations.from_expert(
@@ -192,13 +197,13 @@ def main() -> None:
         max_tokens=args.demo_tokens, count_tokens=token_counter(new.tokenizer), seed=args.seed,
     )
     demo_text = demos.text()
-    t0 = time.perf_counter()
+    recording = Stopwatch()
     stream = record_stream(args, demo_text, unseen)
     prompt = TranscriptPrompt(max_chars=args.max_chars)
-    print(f"recorded {len(stream)} vector steps x {args.n_envs} envs in {time.perf_counter() - t0:.1f} s "
+    print(f"recorded {len(stream)} vector steps x {args.n_envs} envs in {recording.seconds:.1f} s "
           f"({args.preset}, games {[g.name for g in unseen]}, demonstrations from {[g.name for g in train]})")
     dtype = next(new.model.parameters()).dtype
-    print(f"model={new.model.config.model_type} device={new.device} dtype={dtype} threads={torch.get_num_threads()}")
+    print_conditions(model=new.model.config.model_type, device=new.device, dtype=dtype, seed=args.seed)
 
     print(f"{'step':>4}{'prompt tok':>12}{'old computed':>14}{'new computed':>14}{'old s':>9}{'new s':>9}{'|Δ|':>10}")
     times = {"old": [], "new": []}
@@ -213,10 +218,10 @@ def main() -> None:
         for name, prior in (("old", old), ("new", new)):
             before = prior.computed_tokens
             sync()
-            start = time.perf_counter()
+            clock = Stopwatch()
             results[name] = prior.score(prompts, cands)
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock.seconds)
             computed[name].append(prior.computed_tokens - before)
         peak_bytes = max(peak_bytes, new.kv_cache.bytes)  # type: ignore[union-attr]
         prompt_tokens.append(sum(len(new.tokenizer(p)["input_ids"]) for p in prompts))
@@ -256,7 +261,8 @@ def main() -> None:
     if args.server:
         server_comparison(args, new, [([prompt(s) for s in st["states"]], [s.admissible for s in st["states"]])
                                       for st in stream[: args.server_steps]])
-    print(f"computed_token_ratio={ratio:.3f} step_speedup={speedup:.2f} max_abs_diff={max_diff:.1e}")
+    summary_line({"computed_token_ratio": f"{ratio:.3f}", "step_speedup": f"{speedup:.2f}",
+                  "max_abs_diff": f"{max_diff:.1e}"})
 
 
 def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tuple[list[str], list[list[str]]]]) -> None:
@@ -281,9 +287,9 @@ def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tupl
             row = []
             for name, client in clients.items():
                 before = client.server_metrics()["computed_prompt_tokens"]
-                start = time.perf_counter()
+                clock = Stopwatch()
                 scores = client.score(prompts, cands)
-                elapsed = time.perf_counter() - start
+                elapsed = clock.seconds
                 computed = client.server_metrics()["computed_prompt_tokens"] - before
                 totals[name] += computed
                 worst = max(worst, max(float(np.max(np.abs(a - b))) for a, b in zip(scores.raw_logprobs, reference.raw_logprobs)))
@@ -291,7 +297,8 @@ def server_comparison(args: argparse.Namespace, local: HFPrior, steps: list[tupl
             print(f"{t:>4}{row[2]:>17.0f}{row[3]:>10.2f}{row[0]:>16.0f}{row[1]:>9.2f}{worst:>14.1e}")
         for client in clients.values():
             client.close()
-    print(f"server_computed_ratio={totals['next_token'] / totals['echo']:.3f} server_max_abs_diff={worst:.1e}")
+    summary_line({"server_computed_ratio": f"{totals['next_token'] / totals['echo']:.3f}",
+                  "server_max_abs_diff": f"{worst:.1e}"})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,16 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # prior_wrappers from this checkout, offline_model
 
 from offline_model import GEOMETRIES, offline_tokenizer, parameter_count, random_model  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    Stopwatch,
+    add_model_arguments,
+    argument_parser,
+    device_sync,
+    load_prior,
+    print_conditions,
+    summary_line,
+)
 
 from prior_wrappers.priors import HFPrior  # noqa: E402
 from prior_wrappers.priors.hf import naive_candidate_logprob  # noqa: E402
@@ -114,8 +123,7 @@ def build_prior(
         model = random_model(args.random_geometry, device=device, dtype=first, seed=args.seed, tokenizer=tokenizer)
         name = f"random-{args.random_geometry}"
     else:
-        load: dict[str, Any] = {"device": device, "dtype": first}
-        loaded = HFPrior.from_pretrained(args.model, **load) if args.model else HFPrior.default(**load)
+        loaded = load_prior(args.model, dtype=first, device=device)
         model, tokenizer, name = loaded.model, loaded.tokenizer, loaded.model.config.model_type
     name += f" ({parameter_count(model) / 1e6:,.0f}M params)"
     reference = None
@@ -134,8 +142,8 @@ def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray], tokens: list[np.ndarr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model dir / hub id / .gguf (default: embedded SmolLM2)")
+    parser = argument_parser(__doc__)
+    add_model_arguments(parser, dtype=False)
     parser.add_argument("--random-geometry", choices=sorted(GEOMETRIES), default=None,
                         help="random weights of this geometry and an in-process tokenizer, instead of --model")
     parser.add_argument("--envs", type=int, default=8, help="states (prompts) per call (default 8)")
@@ -147,7 +155,6 @@ def main() -> None:
     parser.add_argument("--fp32-reference", action="store_true",
                         help="score every state in float32 first, then cast to --dtype and report the difference")
     parser.add_argument("--seed", type=int, default=0, help="the random weights' seed (--random-geometry)")
-    parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: bf16 on cuda)")
     parser.add_argument("--attention", choices=["dense", "flex", "both"], default="dense",
                         help="the engine's attention path (both: time FlexAttention against the dense mask)")
@@ -160,7 +167,7 @@ def main() -> None:
     n_cands = sum(len(c) for c in candidates)
     prompt_tokens = np.mean([len(prior.tokenizer(p)["input_ids"]) for p in prompts])
     cuda = prior.device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = device_sync(prior.device)
 
     prior.score(prompts[:1], candidates[:1])  # warm-up
     naive_candidate_logprob(prior.model, prior.tokenizer, prompts[0], candidates[0][0])
@@ -172,10 +179,10 @@ def main() -> None:
         for _ in range(args.repeats):
             engine.clear_cache()
             sync()
-            t = time.perf_counter()
+            clock = Stopwatch()
             result = engine.score(prompts, candidates)
             sync()
-            times.append(time.perf_counter() - t)
+            times.append(clock.seconds)
         n = args.repeats
         forwards, tokens = (engine.forward_passes - forwards) // n, (engine.computed_tokens - tokens) // n
         return float(np.median(times)), result, forwards, tokens
@@ -191,16 +198,16 @@ def main() -> None:
         sample = [flat[k] for k in np.unique(np.linspace(0, len(flat) - 1, args.naive_sample).round().astype(int))]
     naive_times, naive = [], {}
     for _ in range(args.naive_repeats):
-        t = time.perf_counter()
+        clock = Stopwatch()
         for i, j in tqdm(sample, desc="naive loop", leave=False):
             naive[i, j] = naive_candidate_logprob(prior.model, prior.tokenizer, prompts[i], candidates[i][j])[0]
         sync()
-        naive_times.append((time.perf_counter() - t) * len(flat) / len(sample))  # extrapolated to every candidate
+        naive_times.append(clock.seconds * len(flat) / len(sample))  # extrapolated to every candidate
     max_diff = max(abs(v - scores.raw_logprobs[i][j]) for (i, j), v in naive.items())
     naive_t = float(np.median(naive_times))
 
     dtype = next(prior.model.parameters()).dtype
-    print(f"model={name} device={prior.device} dtype={dtype} threads={torch.get_num_threads()}")
+    print_conditions(model=name, device=prior.device, dtype=dtype, seed=args.seed)
     if cuda:
         print(f"gpu={torch.cuda.get_device_name(prior.device)} weights_gib="
               f"{sum(p.numel() * p.element_size() for p in prior.model.parameters()) / 2**30:.2f}")
@@ -210,15 +217,15 @@ def main() -> None:
     print(f"{'method':<28}{'forwards':>10}{'median s':>12}{'cands/s':>12}")
     print(f"{'naive (1 forward/candidate)':<28}{n_cands:>10}{naive_t:>12.3f}{n_cands / naive_t:>12.1f}")
     print(f"{'engine (packed, batched)':<28}{forwards:>10}{engine_t:>12.3f}{n_cands / engine_t:>12.1f}")
-    last = (f"speedup_vs_naive={naive_t / engine_t:.1f} engine_candidates_per_s={n_cands / engine_t:.1f} "
-            f"max_abs_diff={max_diff:.2e} tokens_per_s={tokens / engine_t:.0f} "
-            f"naive_candidates_timed={len(sample)}/{n_cands}")
+    last = {"speedup_vs_naive": f"{naive_t / engine_t:.1f}", "engine_candidates_per_s": f"{n_cands / engine_t:.1f}",
+            "max_abs_diff": f"{max_diff:.2e}", "tokens_per_s": f"{tokens / engine_t:.0f}",
+            "naive_candidates_timed": f"{len(sample)}/{n_cands}"}
     if peak is not None:
-        last += f" peak_memory_gib={peak:.2f}"
+        last["peak_memory_gib"] = f"{peak:.2f}"
     if reference is not None:
         per_token = max_abs_diff(scores.raw_logprobs, reference, scores.num_tokens)
-        last += (f" max_abs_diff_vs_fp32={max_abs_diff(scores.raw_logprobs, reference):.2e}"
-                 f" max_abs_diff_vs_fp32_per_token={per_token:.2e}")
+        last["max_abs_diff_vs_fp32"] = f"{max_abs_diff(scores.raw_logprobs, reference):.2e}"
+        last["max_abs_diff_vs_fp32_per_token"] = f"{per_token:.2e}"
     if args.attention == "both":  # the same weights, scored through FlexAttention's block mask
         try:
             flex = HFPrior(prior.model, prior.tokenizer, attention="flex")
@@ -226,12 +233,12 @@ def main() -> None:
             flex_t, flex_scores, _, _ = timed(flex)
         except Exception as error:  # e.g. no compiler for the kernel: the dense figures above still stand
             traceback.print_exc()
-            last += f" flex_error={type(error).__name__}"
+            last["flex_error"] = type(error).__name__
         else:
             print(f"{'engine, FlexAttention':<28}{forwards:>10}{flex_t:>12.3f}{n_cands / flex_t:>12.1f}")
-            last += (f" flex_speedup_vs_dense={engine_t / flex_t:.2f} "
-                     f"flex_max_abs_diff={max_abs_diff(flex_scores.raw_logprobs, scores.raw_logprobs):.2e}")
-    print(last)
+            last["flex_speedup_vs_dense"] = f"{engine_t / flex_t:.2f}"
+            last["flex_max_abs_diff"] = f"{max_abs_diff(flex_scores.raw_logprobs, scores.raw_logprobs):.2e}"
+    summary_line(last)
 
 
 if __name__ == "__main__":

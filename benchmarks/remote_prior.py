@@ -12,17 +12,16 @@ Prints a table, then last: ``remote_vs_local_ratio=<time per vector step remote 
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "remote"))  # the test suite's vLLM launcher
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "remote")]  # benchmarks.common; the test suite's vLLM launcher
 
-from prior_wrappers.priors import HFPrior, OpenAIPrior  # noqa: E402
+from benchmarks.common import Stopwatch, argument_parser, load_prior, print_conditions, summary_line  # noqa: E402
+from prior_wrappers.priors import OpenAIPrior  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
 
 ROOMS = ["kitchen", "pantry", "living room", "bedroom", "bathroom", "garden", "cellar", "study", "attic", "hall"]
@@ -54,14 +53,14 @@ def time_steps(prior, steps: int, n_envs: int, n_commands: int) -> tuple[np.ndar
     times, results = [], []
     for step in range(steps):
         prompts, candidates = vector_step_states(step, n_envs, n_commands)
-        start = time.perf_counter()
+        clock = Stopwatch()
         results.append(prior.score(prompts, candidates))
-        times.append(time.perf_counter() - start)
+        times.append(clock.seconds)
     return np.array(times) * 1000, results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--base-url", default=None, help="a running OpenAI-compatible server (default: start vLLM on CPU)")
     parser.add_argument("--model", default=None, help="served model name (with --base-url)")
     parser.add_argument("--tokenizer", default=None, help="the served model's tokenizer dir / hub id (with --base-url)")
@@ -71,7 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
-    local = HFPrior.from_pretrained(args.local_model, dtype="float32") if args.local_model else HFPrior.default(dtype="float32")
+    local = load_prior(args.local_model)
     server = None
     if args.base_url is None:
         from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted
@@ -103,7 +102,7 @@ def main() -> None:
     stats = remote.request_stats()
     prompt_tokens = np.mean([len(local.tokenizer(p)["input_ids"]) for p in vector_step_states(0, args.n_envs, 1)[0]])
     n_requests = remote.requests
-    print(f"server={'vLLM CPU started here' if server else base_url} local_device={local.device} threads={torch.get_num_threads()}")
+    print_conditions(server="vLLM CPU started here" if server else base_url, local_device=local.device)
     print(
         f"vector step: {args.n_envs} states x {args.n_commands} commands, mean_prompt_tokens={prompt_tokens:.0f}, "
         f"steps={args.steps}"
@@ -115,7 +114,8 @@ def main() -> None:
         f"remote requests={n_requests} ({n_requests / (remote_ms.sum() / 1000):.2f}/s) request p50={stats['p50_ms']:.0f} ms "
         f"p95={stats['p95_ms']:.0f} ms retries={stats['retries']} max_abs_diff_vs_local={max_diff:.1e}"
     )
-    print(f"remote_vs_local_ratio={np.median(remote_ms) / np.median(local_ms):.2f} p95_ms={np.percentile(remote_ms, 95):.1f}")
+    summary_line({"remote_vs_local_ratio": f"{np.median(remote_ms) / np.median(local_ms):.2f}",
+                  "p95_ms": f"{np.percentile(remote_ms, 95):.1f}"})
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ Ends with ``semantic_query_ratio=<exact/semantic> semantic_success_ratio=<semant
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` and this folder's challenge_runs
 
 from benchmarks.challenge_runs import Config, Resources, online_run  # noqa: E402
+from benchmarks.common import Stopwatch, argument_parser, print_conditions, summary_line  # noqa: E402
 from envs.textworld_challenges import make_challenge_games  # noqa: E402
 from prior_wrappers import CachedPrior, SemanticCachedPrior  # noqa: E402
 from prior_wrappers.priors.base import Normalization, PriorScores, normalize_scores  # noqa: E402
@@ -156,7 +155,7 @@ def replay(stream: Sequence[Request], store: ScoreStore, res: Resources, thresho
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--family", default="cooking-easy")
     parser.add_argument("--game-seed", type=int, default=7, help="the games' seed (pick the threshold on another)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -172,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     cfg = Config(game_seed=args.game_seed, steps=200 if args.quick else args.steps)
     cfg.eval_at = sorted({p for p in Config().eval_at if p < cfg.steps} | {cfg.steps})
     seeds = [0] if args.quick else args.seeds
-    start = time.perf_counter()
+    print_conditions(seeds=seeds, game_seed=cfg.game_seed)
+    clock = Stopwatch()
     res = Resources.load(cfg, args.family)
     store = ScoreStore(res)
     game = make_challenge_games(args.family, 1, seed=cfg.game_seed)[0]
@@ -180,13 +180,13 @@ def main(argv: Sequence[str] | None = None) -> str:
     streams: list[Request] = []
     for seed in seeds:
         for arm in ("exact",) if args.replay_only else ("exact", "semantic"):
-            t0 = time.perf_counter()
+            arm_clock = Stopwatch()
             curve, queries, stream, info = train(arm, res, store, seed, game, args.threshold, args.candidates)
             results[arm].append((curve, queries))
             streams += stream if arm == "exact" else []
-            print(f"[{time.perf_counter() - start:5.0f}s] {arm} seed {seed}: {queries} LLM queries, "
+            print(f"[{clock.seconds:5.0f}s] {arm} seed {seed}: {queries} LLM queries, "
                   f"{len(stream)} requests; success {curve.success_rate} return {curve.mean_return}; "
-                  f"{time.perf_counter() - t0:.0f}s; cache {info}", flush=True)
+                  f"{arm_clock.seconds:.0f}s; cache {info}", flush=True)
     res.save()  # new LLM scores persist for reruns
     print(f"\nconfig: family {args.family}, game seed {cfg.game_seed}, seeds {seeds}, {cfg.steps} steps, "
           f"threshold {args.threshold}, candidates={args.candidates}; LLM calls this run: {store.llm_prompts}")
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> str:
               f"{r['top1']:13.3f}")
     ok = [r["threshold"] for r in rows if r["top1"] >= 0.97]
     print(f"lowest threshold keeping the top command in >= 97% of requests: {min(ok) if ok else 'none'}")
-    last = f"replay_exact_queries={exact_queries}"
+    last = {"replay_exact_queries": exact_queries}
     if not args.replay_only:
         final = {arm: (np.mean([c.success_rate[-1] for c, _ in runs]), np.mean([c.mean_return[-1] for c, _ in runs]),
                        sum(q for _, q in runs)) for arm, runs in results.items()}
@@ -208,10 +208,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             print(f"{arm:8s}  {q:11d}  {succ:20.2f}  {ret:19.2f}")
         q_ratio = final["exact"][2] / max(final["semantic"][2], 1)
         s_ratio = final["semantic"][0] / final["exact"][0] if final["exact"][0] > 0 else float("nan")
-        last = f"semantic_query_ratio={q_ratio:.2f} semantic_success_ratio={s_ratio:.2f}"
-    print(f"wall time {time.perf_counter() - start:.0f}s")
-    print(last)
-    return last
+        last = {"semantic_query_ratio": f"{q_ratio:.2f}", "semantic_success_ratio": f"{s_ratio:.2f}"}
+    print(clock.wall_time())
+    return summary_line(last)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -26,15 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import argument_parser, conditions, load_average, load_prior  # noqa: E402
+
 SMALL_COOKING = {"numLocations": 1, "numIngredients": 2, "numDistractorItems": 2, "includeDoors": 0,
                  "limitInventorySize": 0}
-
-
-def _uptime() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def uniform_success(make_env: Any, episodes: int, steps: int = 100, seed: int = 0) -> dict[str, Any]:
@@ -261,12 +255,11 @@ def bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from envs.scienceworld_env import ScienceWorldEnv, focused_commands
-    from prior_wrappers import HFPrior
     from prior_wrappers.actions import make_text_state
     from prior_wrappers.slots import SlotBuilder
 
     torch.set_num_threads(1)
-    prior = RecordingPrior(HFPrior.default(dtype="float32"))
+    prior = RecordingPrior(load_prior())
     builder = SlotBuilder(prior, 16, encoder=None)  # what LLMPriorWrapper / VecLLMPrior run for each state
     rows = []
     for task, variation in args.scoring_episodes:
@@ -314,7 +307,7 @@ def bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--parts", nargs="+", default=["twx", "babyai", "sw", "scoring"],
                         choices=["twx", "babyai", "sw", "scoring"])
     parser.add_argument("--episodes", type=int, default=20, help="uniform / expert episodes (TWX, BabyAI)")
@@ -333,8 +326,8 @@ def main() -> None:
     out = Path(args.out)
     results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     for part in args.parts:
-        print(f"{part} (load average {_uptime()})", flush=True)
-        results[part] = {"load_average": _uptime(), **{"twx": bench_twx, "sw": bench_sw, "babyai": bench_babyai,
+        print(f"{part}: {conditions()}", flush=True)
+        results[part] = {"load_average": load_average(), **{"twx": bench_twx, "sw": bench_sw, "babyai": bench_babyai,
                                                          "scoring": bench_scoring}[part](args)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

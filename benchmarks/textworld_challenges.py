@@ -30,10 +30,8 @@ unseen_success_baseline=<y>``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -45,6 +43,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` and this folder's challenge_runs
 
 from benchmarks.challenge_runs import Config, family_task  # noqa: E402
+from benchmarks.common import Stopwatch, argument_parser, print_conditions, summary_line  # noqa: E402
 from prior_wrappers.evaluation import LearningCurve, seed_count  # noqa: E402
 
 THRESHOLDS = {"win": 1.0, "50%": 0.5, "25%": 0.25}  # of the game's points (a win scores them all)
@@ -242,7 +241,7 @@ def plot(results: list[dict[str, Any]], cfg: Config, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="the short configuration (<= 10 min on 2 cores)")
     parser.add_argument("--families", nargs="+", help="override the online families (presets)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
@@ -283,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.steps:
         cfg.steps = args.steps
         cfg.eval_at = sorted({p for p in cfg.eval_at if p < args.steps} | {args.steps})
-    start = time.perf_counter()
+    print_conditions(seeds=cfg.seeds, game_seed=cfg.game_seed, jobs=args.jobs)
+    clock = Stopwatch()
     tasks = [(f, False) for f in cfg.families] if "online" in args.parts else []
     tasks += [(cfg.offline_family, True)] if "offline" in args.parts else []
     results = []
@@ -314,12 +314,9 @@ def main(argv: Sequence[str] | None = None) -> str:
               f"{support}, penalty {cfg.offline_conservative}): greedy return\n{offline_text}\n")
     write_csv(results, args.out)
     plot(results, cfg, args.out)
-    print(f"wall time {time.perf_counter() - start:.0f}s; CSV and PNG in {args.out}/")
-    last = " ".join(f"{k}={v}" for k, v in ratios.items())
-    last += f" offline_data_ratio={offline_ratio} unseen_success_prior={unseen_prior:.2f} "
-    last += f"unseen_success_baseline={unseen_base:.2f}"
-    print(last)
-    return last
+    print(f"{clock.wall_time()}; CSV and PNG in {args.out}/")
+    return summary_line({**ratios, "offline_data_ratio": offline_ratio, "unseen_success_prior": f"{unseen_prior:.2f}",
+                         "unseen_success_baseline": f"{unseen_base:.2f}"})
 
 
 if __name__ == "__main__":

@@ -13,16 +13,19 @@ Prints a table, then last: ``tokenization_speedup_3000=<full s / tail s at 3,000
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
-import time
+import sys
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer
 
-from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted
-from prior_wrappers.priors.tokenization import CandidateTokenization
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.common, prior_wrappers from the checkout
+
+from benchmarks.common import Stopwatch, argument_parser, print_conditions, summary_line  # noqa: E402
+from prior_wrappers.priors.embedded import embedded_gguf_path, ensure_converted  # noqa: E402
+from prior_wrappers.priors.tokenization import CandidateTokenization  # noqa: E402
 
 ROOMS = ["kitchen", "pantry", "living room", "bedroom", "bathroom", "garden", "cellar", "study"]
 OBJECTS = ["red apple", "rusty key", "wooden box", "silver knife", "glass bottle", "old map", "blue book", "candle"]
@@ -60,20 +63,21 @@ def timed(engine: Engine, prompts: list[str], candidates: list[list[str]], repea
     out = engine._tokenize_candidates(prompts, candidates)  # untimed: the tail path's cross-check runs here
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        clock = Stopwatch()
         engine._tokenize_candidates(prompts, candidates)
-        times.append(time.perf_counter() - start)
+        times.append(clock.seconds)
     return statistics.median(times), out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--envs", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_converted(embedded_gguf_path())), local_files_only=True)
     rng = random.Random(0)
+    print_conditions(seed=0)
     print(f"{args.envs} prompts x {args.candidates} candidates, SmolLM2 tokenizer, median of {args.repeats}")
     print(f"{'prompt tokens':>13} {'full s':>9} {'tail s':>9} {'speedup':>8}")
     speedup = 0.0
@@ -86,7 +90,7 @@ def main() -> None:
         assert tail == full and tail_engine._tail_state == (id(tokenizer), True), "the tail path must be exact"
         speedup = full_s / tail_s
         print(f"{tokens:>13} {full_s:>9.4f} {tail_s:>9.4f} {speedup:>7.1f}x")
-    print(f"tokenization_speedup_3000={speedup:.1f}")
+    summary_line({"tokenization_speedup_3000": f"{speedup:.1f}"})
 
 
 if __name__ == "__main__":
