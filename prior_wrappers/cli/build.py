@@ -6,7 +6,7 @@ import argparse
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
@@ -74,7 +74,7 @@ def _import_prior(spec: str) -> ActionPrior:
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         if not isinstance(obj, type) and len(required) == 2:
-            return cast(ActionPrior, FunctionPrior(obj, name=spec))  # scores commands: fn(prompt, commands)
+            return FunctionPrior(obj, name=spec)  # scores commands: fn(prompt, commands)
         if not required:
             made = obj()
             if hasattr(made, "score"):
@@ -90,7 +90,7 @@ def build_prior(args: argparse.Namespace) -> ActionPrior:
     loaded."""
     spec = args.prior
     if spec == "uniform":
-        return cast(ActionPrior, UniformPrior())  # (its propose() types admissible lists as never None)
+        return UniformPrior()
     if spec == "embedded" or Path(spec).exists():
         print(f"loading the LLM prior ({spec}, dtype {args.dtype}) ...", flush=True)
     if spec == "embedded":

@@ -10,6 +10,13 @@ import numpy as np
 from prior_wrappers.priors.base import Normalization, PriorScores, Proposals, log_softmax, validate_request
 
 
+def admissible_lists(prompts: Sequence[str], admissible: Sequence[Sequence[str] | None]) -> list[Sequence[str]]:
+    """``admissible`` checked (a ``None`` list raises: a prior that cannot generate text proposes only among
+    admissible commands) and typed as lists."""
+    validate_request(prompts, admissible)
+    return [a for a in admissible if a is not None]
+
+
 class UniformPrior:
     """p(a|s) = 1/|A(s)|: the no-LLM baseline. With it, the prior algorithms reduce to plain RL over the
     admissible commands."""
@@ -31,10 +38,10 @@ class UniformPrior:
         zeros = [np.zeros(len(c)) for c in candidates]
         return PriorScores(logprobs=logps, raw_logprobs=zeros, num_tokens=[np.zeros(len(c), int) for c in candidates])
 
-    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5) -> Proposals:
-        validate_request(prompts, admissible)
-        counts = [np.full(len(a), k / len(a)) for a in admissible]
-        return Proposals([list(a) for a in admissible], counts, [[] for _ in prompts], invalid_rate=0.0)
+    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str] | None], k: int = 5) -> Proposals:
+        lists = admissible_lists(prompts, admissible)
+        counts = [np.full(len(a), k / len(a)) for a in lists]
+        return Proposals([list(a) for a in lists], counts, [[] for _ in prompts], invalid_rate=0.0)
 
 
 class FunctionPrior:
@@ -103,11 +110,12 @@ class FunctionPrior:
             num_tokens=[np.ones(len(c), int) for c in candidates],
         )
 
-    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str]], k: int = 5) -> Proposals:
+    def propose(self, prompts: Sequence[str], admissible: Sequence[Sequence[str] | None], k: int = 5) -> Proposals:
         """Expected counts under the function's distribution (deterministic)."""
-        scores = self.score(prompts, admissible)
+        lists = admissible_lists(prompts, admissible)
+        scores = self.score(prompts, lists)
         counts = [k * np.exp(lp) for lp in scores.logprobs]
-        return Proposals([list(a) for a in admissible], counts, [[] for _ in prompts], invalid_rate=0.0)
+        return Proposals([list(a) for a in lists], counts, [[] for _ in prompts], invalid_rate=0.0)
 
 
 def _code_parts(code: object) -> list[bytes]:

@@ -140,3 +140,15 @@ def test_conversion_is_safe_against_concurrent_converters(tmp_path, monkeypatch)
     # once converted, no further conversion
     embedded.ensure_converted(gguf)
     assert len(started) == 2
+
+
+def test_the_simple_priors_follow_the_protocol_and_refuse_a_missing_admissible_list():
+    """UniformPrior and FunctionPrior type ``propose`` as the ActionPrior protocol does (a list may be None for a
+    generating prior); they cannot generate, so a None list gets the error that says which priors can."""
+    from prior_wrappers.priors.simple import FunctionPrior, UniformPrior
+
+    for prior in (UniformPrior(), FunctionPrior(lambda prompt, commands: [0.0] * len(commands))):
+        proposals = prior.propose(["s"], [["a", "b"]], k=4)
+        assert [list(c) for c in proposals.commands] == [["a", "b"]]
+        with pytest.raises(TypeError, match="only propose\\(\\) of a prior that generates text"):
+            prior.propose(["s", "t"], [["a"], None], k=4)
