@@ -66,6 +66,13 @@ class Estimate:
     def text(self, fmt: str = "{:.0f}") -> str:
         return f"{fmt.format(self.value)} [{fmt.format(self.low)}, {fmt.format(self.high)}]"
 
+    @classmethod
+    def percentile(cls, value: float, resampled: np.ndarray, confidence: float) -> Estimate:
+        """``value`` with the percentile interval of its ``resampled`` values at ``confidence``."""
+        tail = 100 * (1 - confidence) / 2
+        low, high = np.percentile(resampled, [tail, 100 - tail])
+        return cls(float(value), float(low), float(high))
+
 
 def bootstrap_interval(
     scores: np.ndarray | list,
@@ -84,10 +91,7 @@ def bootstrap_interval(
     """
     scores = _matrix(scores)
     resampled = stratified_resamples(scores, reps, np.random.default_rng(seed))
-    values = np.array([statistic(r) for r in resampled])
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Estimate(statistic(scores), float(low), float(high))
+    return Estimate.percentile(statistic(scores), np.array([statistic(r) for r in resampled]), confidence)
 
 
 def probability_of_improvement(x: np.ndarray | list, y: np.ndarray | list) -> float:
@@ -115,9 +119,7 @@ def probability_of_improvement_interval(
     rng = np.random.default_rng(seed)
     xs, ys = stratified_resamples(x, reps, rng), stratified_resamples(y, reps, rng)
     values = np.array([probability_of_improvement(a, b) for a, b in zip(xs, ys)])
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Estimate(probability_of_improvement(x, y), float(low), float(high))
+    return Estimate.percentile(probability_of_improvement(x, y), values, confidence)
 
 
 def ratio_interval(
@@ -137,6 +139,4 @@ def ratio_interval(
     bottoms = np.array([statistic(r) for r in stratified_resamples(b, reps, rng)])
     if statistic(b) <= 0 or (bottoms <= 0).any():
         raise ValueError("the denominator's statistic must be positive in every resample (a cost such as steps)")
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(tops / bottoms, [tail, 100 - tail])
-    return Estimate(statistic(a) / statistic(b), float(low), float(high))
+    return Estimate.percentile(statistic(a) / statistic(b), tops / bottoms, confidence)
