@@ -16,6 +16,16 @@ from prior_wrappers.prompts import one_line
 EncoderSpec = TextEncoder | Literal["minilm", "prior", "hashing"] | None
 
 
+def _hashing_dim(name: str) -> int:
+    """``"hashing"`` -> 64, ``"hashing:256"`` -> 256 (the name :class:`HashingEncoder` gives itself)."""
+    _, _, dim = name.partition(":")
+    if not dim:
+        return 64
+    if not dim.isdigit() or int(dim) < 1:
+        raise ValueError(f"encoder {name!r}: write 'hashing:DIM' with DIM a positive integer, e.g. 'hashing:256'")
+    return int(dim)
+
+
 def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[CachedEncoder | None, bool, int | None]:
     """Returns ``(encoder, use_prior_hidden_states, feature_dim)``."""
     if encoder is None:
@@ -27,10 +37,12 @@ def resolve_encoder(encoder: EncoderSpec, prior: ActionPrior) -> tuple[CachedEnc
         return None, True, int(model.config.hidden_size)
     if encoder == "minilm":
         encoder = SentenceEncoder.default()
-    elif encoder == "hashing":
-        encoder = HashingEncoder()
+    elif isinstance(encoder, str) and encoder.split(":")[0] == "hashing":
+        encoder = HashingEncoder(_hashing_dim(encoder))
     if not isinstance(encoder, TextEncoder):
-        raise TypeError(f"encoder must be 'minilm', 'prior', 'hashing', None or a TextEncoder, got {encoder!r}")
+        raise TypeError(
+            f"encoder must be 'minilm', 'prior', 'hashing' (or 'hashing:DIM'), None or a TextEncoder, got {encoder!r}"
+        )
     if not isinstance(encoder, CachedEncoder):
         encoder = CachedEncoder(encoder)
     return encoder, False, int(encoder.dim)

@@ -79,7 +79,8 @@ class SlotBuilder:
     :param prior: any :class:`~prior_wrappers.priors.base.ActionPrior`.
     :param k: number of candidate slots; a state with more admissible commands keeps its top-K by prior.
     :param encoder: ``"minilm"`` (embedded sentence encoder), ``"prior"`` (the LLM's own hidden state at each
-        candidate's last token), ``"hashing"`` (fast, no model), any ``TextEncoder``, or ``None`` (no features).
+        candidate's last token), ``"hashing"`` (fast, no model; ``"hashing:256"`` for 256 dimensions), any
+        ``TextEncoder``, or ``None`` (no features).
         With a text encoder ``observation_features`` encodes "Observation: s" alone; with ``"prior"`` there is no
         separate forward pass for the observation, and ``observation_features`` is the mean of the valid slots'
         ``candidate_features`` (a summary of the state through its kept candidates, computed from the same

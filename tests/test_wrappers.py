@@ -601,3 +601,17 @@ def test_every_wrapper_rejects_an_unknown_invalid_action_setting_with_the_same_m
     for build in builds:
         with pytest.raises(ValueError, match=r"invalid_action must be one of \('cycle', 'resample', 'raise'\), got 'ignore'"):
             build()
+
+
+def test_hashing_encoder_by_name_with_its_dimension():
+    """``encoder="hashing:256"`` (the name HashingEncoder gives itself) sets the feature size; a bad size says how."""
+    from envs import OvercookedSalad
+
+    env = LLMPriorWrapper(OvercookedSalad(), UniformPrior(), k=8, encoder="hashing:256")
+    obs, _ = env.reset(seed=0)
+    assert obs["candidate_features"].shape == (8, 256)
+    assert LLMPriorWrapper(OvercookedSalad(), UniformPrior(), k=8, encoder="hashing").reset(seed=0)[0][
+        "candidate_features"
+    ].shape == (8, 64)
+    with pytest.raises(ValueError, match="'hashing:DIM'"):
+        LLMPriorWrapper(OvercookedSalad(), UniformPrior(), k=8, encoder="hashing:big")
