@@ -39,7 +39,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -232,10 +232,10 @@ def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
     return figures
 
 
-def write_outputs(runs: list[Run], out: Path, game_seed: int) -> None:
+def write_curves(runs: list[Run], out: Path, game_seed: int) -> None:
+    """Every evaluation of every run so far (rewritten after each run: a stopped benchmark keeps its finished runs,
+    and ``--report-from`` reports them)."""
     import csv
-
-    from prior_wrappers.evaluation import LearningCurve, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "evidence_curves.csv", "w", newline="") as f:
@@ -244,6 +244,30 @@ def write_outputs(runs: list[Run], out: Path, game_seed: int) -> None:
         for r in runs:
             for s, t, p, g in zip(r.steps, r.seconds or [], r.success, r.returns):
                 writer.writerow([r.arm, r.seed, game_seed, s, f"{t:.1f}", f"{p:.3f}", f"{g:.4f}"])
+
+
+def read_curves(path: Path) -> tuple[list[Run], int]:
+    """The runs of an ``evidence_curves.csv`` and their game seed."""
+    import csv
+
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        raise ValueError(f"{path} holds no evaluations")
+    runs: dict[tuple[str, int], Run] = {}
+    for row in rows:
+        run = runs.setdefault((row["arm"], int(row["seed"])), Run(row["arm"], int(row["seed"]), [], [], [], 0.0, []))
+        run.steps.append(int(row["steps"]))
+        run.success.append(float(row["success_rate"]))
+        run.returns.append(float(row["mean_return"]))
+        cast(list, run.seconds).append(float(row["seconds"]))
+        run.wall_s = float(row["seconds"])
+    return list(runs.values()), int(rows[0]["game_seed"])
+
+
+def write_outputs(runs: list[Run], out: Path, game_seed: int) -> None:
+    from prior_wrappers.evaluation import LearningCurve, plot_curves
+
+    write_curves(runs, out, game_seed)
     curves = [LearningCurve(r.arm, r.seed, r.steps, r.success, r.returns) for r in runs]
     title = f"Hard kitchen, game seed {game_seed}, zero-shot prior"
     plot_curves(curves, out / "evidence_success.png", title=title)
@@ -286,10 +310,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_model_arguments(parser)  # --model, --device, --dtype: e.g. a 0.5-8B model in bf16 on a GPU
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: 8x faster on a busy 2-core CPU)")
+    parser.add_argument("--report-from", type=Path, default=None, help="report the runs of an evidence_curves.csv")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LLM's cached scores")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.eval_freq = 2, 3000, 1000
+    if args.report_from is not None:  # e.g. the finished runs of a stopped benchmark: --budget must be the run's
+        runs, game_seed = read_curves(args.report_from)
+        print(f"{len(runs)} runs of game seed {game_seed} from {args.report_from}; budget {args.budget}")
+        summary_line(report(runs, args.budget, expert_return(game_seed)))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
@@ -314,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for seed in range(args.seeds):
             runs.append(train(arm, seed, game_seed, args.budget, args.eval_freq, res, CHOSEN[arm]))
             print(f"{arm} seed {seed}: success {runs[-1].success} ({runs[-1].wall_s:.0f} s)", flush=True)
+            write_curves(runs, args.out, game_seed)
     expert = expert_return(game_seed)
     figures = report(runs, args.budget, expert)
     write_outputs(runs, args.out, game_seed)

@@ -56,6 +56,16 @@ def test_a_tiny_run_writes_its_curves_and_ends_with_the_summary_line(bench, tmp_
     assert re.search(r"zero_shot_steps_ratio=\S+ zero_shot_steps_ratio_ci=\S+ zero_shot_p_improvement=\S+$", out)
     rows = list(csv.DictReader(open(tmp_path / "evidence_curves.csv")))
     # an evaluation before training and one each 150 steps (counted in vector steps of 4 envs: 152, 300)
-    assert [(r["arm"], r["steps"]) for r in rows] == [(a, s) for a in ("DQN", "DQN-Prior") for s in ("0", "152", "300")]
+    assert [(r["arm"], r["steps"]) for r in rows] == [(a, s) for a in ("DQN-Prior", "DQN") for s in ("0", "152", "300")]
     assert (tmp_path / "evidence_success.png").stat().st_size > 0 and (tmp_path / "evidence_wall_time.png").is_file()
     assert all(float(r["seconds"]) >= 0 for r in rows)
+
+
+def test_report_from_a_saved_csv_gives_the_same_summary(bench, tmp_path, capsys):
+    bench.main(["--prior", "oracle", "--seeds", "1", "--budget", "200", "--eval-freq", "100", "--no-cache",
+                "--out", str(tmp_path)])  # fmt: skip
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    runs, game_seed = bench.read_curves(tmp_path / "evidence_curves.csv")
+    assert game_seed == 1 and [(r.arm, r.seed, len(r.steps)) for r in runs] == [("DQN-Prior", 0, 3), ("DQN", 0, 3)]
+    bench.main(["--report-from", str(tmp_path / "evidence_curves.csv"), "--budget", "200"])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == first
