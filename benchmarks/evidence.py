@@ -95,9 +95,6 @@ class Run:
     wall_s: float
     seconds: list[float] | None = None  # wall time at each evaluation (training, LLM calls and evaluations)
 
-    def first(self, values: Sequence[float], threshold: float) -> int | None:
-        return next((s for s, v in zip(self.steps, values) if v >= threshold), None)
-
 
 class Resources:
     """The LLM prior (cached, persisted per game seed) and the feature encoder, shared by every run."""
@@ -184,15 +181,15 @@ def expert_return(game_seed: int, episodes: int = 20) -> float:
 
 def milestones(run: Run, budget: int, half_return: float) -> dict[str, tuple[int, bool]]:
     """Steps to each milestone and whether it was reached (else the budget, a lower bound)."""
-    out = {}
-    for name, values, threshold in [
-        ("win", run.success, 1e-9),
-        ("half return", run.returns, half_return),
-        (f"{SUCCESS} success", run.success, SUCCESS),
-    ]:
-        step = run.first(values, threshold)
-        out[name] = (budget if step is None else step, step is not None)
-    return out
+    from prior_wrappers.evaluation import LearningCurve
+
+    curve = LearningCurve(run.arm, run.seed, run.steps, run.success, run.returns)
+    reached = {
+        "win": curve.steps_to(1e-9),
+        "half return": curve.steps_to_return(half_return),
+        f"{SUCCESS} success": curve.steps_to(SUCCESS),
+    }
+    return {name: (budget if step is None else step, step is not None) for name, step in reached.items()}
 
 
 def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
