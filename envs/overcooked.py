@@ -183,9 +183,8 @@ class OvercookedSalad(TextEnv):
         ordinals = ["first", "second", "third", "fourth"][:n_boards]  # a drawn kitchen has at most two
         self._board_names = ["cutting board"] if n_boards == 1 else [f"{o} cutting board" for o in ordinals]
         pronoun = "it" if len(self.ingredients) == 1 else "them"
-        listed = " and ".join(
-            [", ".join(self.ingredients[:-1]), self.ingredients[-1]] if pronoun == "them" else self.ingredients
-        )
+        *rest, last = self.ingredients
+        listed = f"{', '.join(rest)} and {last}" if rest else last
         self.task = (
             f"Make a {'-'.join(self.ingredients)} salad: chop the {listed} on a cutting "
             f"board, put {pronoun} in the bowl and serve the bowl at the serving counter."
