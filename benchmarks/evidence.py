@@ -1,5 +1,8 @@
 """The evidence: what the LLM's own knowledge saves, zero-shot, in a kitchen it knows (issue 21, part 1).
 
+Two parts (``--parts``): **online**, DQN vs DQN-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
+same kitchen (:mod:`benchmarks.evidence_offline`).
+
 **Question.** How many fewer environment steps does DQN-Prior (SmolLM2-135M-Instruct as the action prior) need than
 DQN to reach a greedy success rate of 0.9, where the model knows the domain and neither arm is given a demonstration?
 
@@ -14,8 +17,7 @@ p(a|s)·exp(Q/α), the adaptive prior trust and the default floor). Everything e
 (``CandidatePolicy``), the features (hashed words and bigrams of "Observation: s Action: a", 256-d; a MiniLM pass
 per new observation cost 75 ms on this machine, the same for both arms either way), the budget, the seeds (0..n-1),
 4 envs, and the hyperparameters: each arm's best of the same grid (``--search``, on development game seed 0 only:
-updates per transition x α), chosen by the area under its success curve. (So far only the baseline's half of the
-grid has been run; both arms use the baseline's choice, see ``CHOSEN``.)
+updates per transition x α x γ), chosen by the area under its success curve (see ``CHOSEN``).
 
 **Measured.** Every ``--eval-freq`` steps, 10 greedy episodes (argmax Q; the same seeded starts for every run).
 Per run: steps to the first win, to half the expert's return, to 0.9 success; a run that never gets there counts as
@@ -24,19 +26,20 @@ stratified-bootstrap interval (:mod:`prior_wrappers.aggregates`), and the probab
 fewer steps than a DQN run. LLM cost: the states scored, and the wall time of each arm.
 
     python benchmarks/evidence.py --quick                  # minutes: 2 seeds, a short budget (a smoke run)
-    python benchmarks/evidence.py --game-seed 1            # the reported table (5 seeds)
-    python benchmarks/evidence.py --search                 # the hyperparameter grid, on game seed 0
+    python benchmarks/evidence.py --game-seed 1            # the reported tables (5 seeds), online and offline
+    python benchmarks/evidence.py --search                 # the hyperparameter grids, on game seed 0
     python benchmarks/evidence.py --model DIR --device cuda --dtype bfloat16   # a larger LLM on a GPU
 
 Writes ``<out>/evidence_curves.csv`` and ``evidence_success.png`` (default ``results/``), prints the table and ends
-with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ...``. The LLM's scores are cached on disk
+with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_data_ratio=<CQL IQM / CQL-Prior
+IQM transitions to 90% of the expert's return> ...``. The LLM's scores are cached on disk
 (``prior_wrappers.priors.embedded.cache_dir()``), so a rerun on the same game seed scores no state twice.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -63,7 +66,7 @@ EVAL_EPISODES = 10
 
 # The grid --search runs for both arms (game seed 0, seeds 0 and 1), and each arm's choice from it.
 SEARCH_GRID: list[dict[str, Any]] = [
-    {"gradient_steps": g, "alpha": a} for g in (1, 4) for a in (0.1, 0.03)
+    {"gradient_steps": g, "alpha": a, "gamma": y} for y in (0.99, 0.9) for g in (1, 4) for a in (0.1, 0.03)
 ]  # gradient steps per vector step of 4 envs: 0.25 or 1 update per transition
 # The baseline's best grid point (success AUC 0.41 over 15,000 steps, game seed 0; the other three 0.10, 0, 0) is
 # used for both arms: the prior arm's half of the search did not fit the first session's compute; a setting tuned for
@@ -115,15 +118,19 @@ class Resources:
                 print(f"reusing {self.llm.load(self.cache)} cached LLM scores from {self.cache}", flush=True)
 
     def save(self) -> None:
+        """Persist the scores, with those another process saved to the same file since (runs of one game seed in
+        parallel, e.g. the online and offline parts, then share their scores instead of overwriting them)."""
         if self.llm is not None and self.cache is not None:
+            if self.cache.is_file():
+                self.llm.load(self.cache)
             self.llm.save(self.cache)
 
 
-def vec_env(prior: Any, res: Resources, n_envs: int, seed: int, game_seed: int):
+def vec_env(prior: Any, res: Resources, n_envs: int, seed: int, game_seed: int, order: str = "prior"):
     from prior_wrappers import VecLLMPrior, make_text_vec_env
 
     venv = make_text_vec_env(HARD_KITCHEN, n_envs, seed=seed, env_kwargs={"layout_seed": game_seed})
-    return VecLLMPrior(venv, prior, k=K, encoder=res.encoder, history=0, seed=seed)
+    return VecLLMPrior(venv, prior, k=K, encoder=res.encoder, history=0, seed=seed, order=order)  # type: ignore[arg-type]
 
 
 def train(arm: str, seed: int, game_seed: int, budget: int, eval_freq: int, res: Resources, hp: dict) -> Run:
@@ -146,16 +153,7 @@ def train(arm: str, seed: int, game_seed: int, budget: int, eval_freq: int, res:
     env = vec_env(prior, res, N_ENVS, seed, game_seed)
     # the evaluation episodes run side by side (one batched prior call per step), the same starts for every run
     eval_env = vec_env(prior, res, EVAL_EPISODES, 10_000, game_seed)
-    model = DQNPrior(
-        "CandidatePolicy",
-        env,
-        alpha=hp["alpha"],
-        gradient_steps=hp["gradient_steps"],
-        train_freq=1,
-        learning_starts=100,
-        seed=seed,
-        device="cpu",
-    )
+    model = DQNPrior("CandidatePolicy", env, train_freq=1, learning_starts=100, seed=seed, device="cpu", **hp)
     watch, curve = Stopwatch(), LearningCurve(arm, seed)
     evaluate_into(curve, model, eval_env, 0, EVAL_EPISODES)
     seconds = [watch.seconds]
@@ -192,6 +190,11 @@ def milestones(run: Run, budget: int, half_return: float) -> dict[str, tuple[int
     return {name: (budget if step is None else step, step is not None) for name, step in reached.items()}
 
 
+def baseline_first(arms: Iterable[str]) -> list[str]:
+    """The arms that ran, each once, the baseline before its ``-Prior`` arm (ratios are baseline / prior)."""
+    return sorted(dict.fromkeys(arms), key=lambda arm: arm.endswith("-Prior"))
+
+
 def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
     from prior_wrappers.aggregates import (
         bootstrap_interval,
@@ -199,7 +202,7 @@ def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
         ratio_interval,
     )
 
-    arms = list(dict.fromkeys(r.arm for r in runs))
+    arms = baseline_first(r.arm for r in runs)
     table = {arm: [milestones(r, budget, expert / 2) for r in runs if r.arm == arm] for arm in arms}
     figures: dict[str, str] = {}
     print(f"\nsteps to each milestone: IQM [95% CI] over seeds (expert return {expert:.2f}; >= never reached)")
@@ -294,15 +297,21 @@ def plot_wall_time(runs: list[Run], path: Path, title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from benchmarks import evidence_offline
+
     parser = argument_parser(__doc__)
+    parser.add_argument("--parts", nargs="+", default=["online", "offline"], choices=["online", "offline"])
     parser.add_argument("--game-seed", type=int, default=1, help="draws the kitchen (0 is the development seed)")
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per arm (0..n-1)")
-    parser.add_argument("--budget", type=int, default=20_000, help="environment steps per run")
-    parser.add_argument("--eval-freq", type=int, default=1000)
-    parser.add_argument("--arms", nargs="+", default=["DQN-Prior", "DQN"], choices=["DQN", "DQN-Prior"])
+    parser.add_argument("--budget", type=int, default=20_000, help="online: environment steps per run")
+    parser.add_argument("--eval-freq", type=int, default=1000, help="online: steps between greedy evaluations")
+    parser.add_argument("--sizes", type=int, nargs="+", default=evidence_offline.SIZES, help="offline: transitions")
+    parser.add_argument("--gradient-steps", type=int, default=evidence_offline.GRADIENT_STEPS, help="offline")
+    parser.add_argument("--arms", nargs="+", default=["DQN-Prior", "DQN"], choices=["DQN", "DQN-Prior"],
+                        help="online arms; offline, the same with CQL")  # fmt: skip
     parser.add_argument("--search", action="store_true", help="run the hyperparameter grid on game seed 0")
     parser.add_argument("--grid", type=int, nargs="+", default=None, help="with --search: these grid points only")
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 3,000 steps: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 3,000 steps, 2 dataset sizes: a smoke run")
     parser.add_argument("--prior", choices=["llm", "oracle"], default="llm", help="oracle: a keyword recipe (ablation)")
     add_model_arguments(parser)  # --model, --device, --dtype: e.g. a 0.5-8B model in bf16 on a GPU
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -312,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.eval_freq = 2, 3000, 1000
+        args.sizes, args.gradient_steps = [200, 800], 500
     if args.report_from is not None:  # e.g. the finished runs of a stopped benchmark: --budget must be the run's
         runs, game_seed = read_curves(args.report_from)
         print(f"{len(runs)} runs of game seed {game_seed} from {args.report_from}; budget {args.budget}")
@@ -325,34 +335,41 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--search runs on development game seed 0 only")
     seeds = [0, 1] if args.search else list(range(args.seeds))
     print_conditions(
-        game_seed=game_seed, seeds=seeds, budget=args.budget, arms=args.arms, prior=args.prior, dtype=args.dtype
-    )
+        game_seed=game_seed, parts=args.parts, seeds=seeds, budget=args.budget, sizes=args.sizes,
+        gradient_steps=args.gradient_steps, arms=args.arms, prior=args.prior, dtype=args.dtype,
+    )  # fmt: skip
     from prior_wrappers.priors.embedded import cache_dir
 
     cache = None if args.no_cache else cache_dir() / f"evidence_hard_kitchen_{game_seed}"
     prior = args.prior if "DQN-Prior" in args.arms else "none"
     res = Resources(prior, args.model, cache, dtype=args.dtype, device=args.device)
-    watch = Stopwatch()
-    if args.search:
-        search(args, res)
-        return
+    watch, figures = Stopwatch(), {}
+    if "online" in args.parts:
+        figures.update(search(args, res) if args.search else online(args, res, game_seed))
+    if "offline" in args.parts:
+        figures.update(evidence_offline.run(args, res, game_seed))
+    if hasattr(res.llm, "cache_info"):
+        info = res.llm.cache_info()
+        print(f"LLM: {info['misses']} states scored, {info['hits']} cache hits", flush=True)
+    print(watch.wall_time(), flush=True)
+    if not args.search:
+        summary_line(figures)
+
+
+def online(args: Any, res: Resources, game_seed: int) -> dict[str, str]:
+    """The online table: every arm, every seed, on ``game_seed``; returns the summary figures."""
     runs = []
     for arm in args.arms:
         for seed in range(args.seeds):
             runs.append(train(arm, seed, game_seed, args.budget, args.eval_freq, res, CHOSEN[arm]))
             print(f"{arm} seed {seed}: success {runs[-1].success} ({runs[-1].wall_s:.0f} s)", flush=True)
             write_curves(runs, args.out, game_seed)
-    expert = expert_return(game_seed)
-    figures = report(runs, args.budget, expert)
+    figures = report(runs, args.budget, expert_return(game_seed))
     write_outputs(runs, args.out, game_seed)
-    if hasattr(res.llm, "cache_info"):
-        info = res.llm.cache_info()
-        print(f"LLM: {info['misses']} states scored, {info['hits']} cache hits", flush=True)
-    print(watch.wall_time(), flush=True)
-    summary_line(figures)
+    return figures
 
 
-def search(args: Any, res: Resources) -> None:
+def search(args: Any, res: Resources) -> dict[str, str]:
     """Each arm on every grid point, seeds 0 and 1, game seed 0; ranked by the area under the success curve."""
     from prior_wrappers.evaluation import LearningCurve
 
@@ -366,6 +383,7 @@ def search(args: Any, res: Resources) -> None:
             print(f"{arm} {hp}: success AUC {np.mean(auc):.3f}, return AUC {np.mean(ret):.3f}", flush=True)
         best = max(scores, key=lambda s: (s[0], s[1]))
         print(f"best for {arm}: {best[2]}", flush=True)
+    return {}
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -320,24 +320,6 @@ def ratio_text(base: StepsToSuccess, prior: StepsToSuccess) -> tuple[float, str]
 
 
 # --------------------------------------------------------------------------------------------------------- offline
-def first_transitions(data: OfflineDataset, n: int) -> OfflineDataset:
-    """The first ``n`` transitions (episodes in collection order; the last one may be cut)."""
-    n = min(n, len(data))
-    last_episode = int(data.episode_index[n - 1])
-    return replace(
-        data,
-        observations={k: v[:n] for k, v in data.observations.items()},
-        actions=data.actions[:n],
-        rewards=data.rewards[:n],
-        next_observations={k: v[:n] for k, v in data.next_observations.items()},
-        terminated=data.terminated[:n],
-        truncated=data.truncated[:n],
-        episode_index=data.episode_index[:n],
-        episode_success=data.episode_success[: last_episode + 1],
-        episode_return=data.episode_return[: last_episode + 1],
-    )
-
-
 def single_env(env_id: str, prior: Any, res: Resources, k: int, env_kwargs=None, order: str = "prior") -> LLMPriorWrapper:
     return LLMPriorWrapper(
         gym.make(env_id, **(env_kwargs or {})), prior, k=k, encoder=res.encoder, history=0, order=order
@@ -411,7 +393,7 @@ def offline_run(
     data: OfflineDataset, size: int, with_prior: bool, seed: int, cfg: Config, res: Resources
 ) -> dict[str, Any]:
     prior = res.prior(LETTUCE) if with_prior else UniformPrior()
-    subset = first_transitions(data if with_prior else data.with_uniform_prior(), size)
+    subset = (data if with_prior else data.with_uniform_prior()).transitions(size)
     env = single_env(LETTUCE, prior, res, cfg.k, order="env")
     model = CQLPrior(
         "CandidatePolicy", env, prior_top_k=cfg.offline_top_k if with_prior else None, seed=seed, device="cpu"

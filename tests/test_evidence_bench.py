@@ -48,9 +48,20 @@ def test_report_gives_the_ratio_of_iqms_and_marks_bounds(bench, capsys):
     assert ">=4000" in capsys.readouterr().out
 
 
+def test_the_ratio_is_baseline_over_prior_whichever_arm_ran_first(bench):
+    def run(arm, seed, step_to_success):
+        success = [0.0 if s < step_to_success else 1.0 for s in (0, 1000, 2000, 3000, 4000)]
+        return bench.Run(arm, seed, [0, 1000, 2000, 3000, 4000], success, success, wall_s=1.0)
+
+    # the default --arms runs DQN-Prior first: the ratio must still be DQN's steps over DQN-Prior's
+    runs = [run("DQN-Prior", s, 1000) for s in range(4)] + [run("DQN", s, 4000) for s in range(4)]
+    figures = bench.report(runs, budget=4000, expert=2.0)
+    assert figures["zero_shot_steps_ratio"] == "4.00" and figures["zero_shot_p_improvement"] == "1.00"
+
+
 def test_a_tiny_run_writes_its_curves_and_ends_with_the_summary_line(bench, tmp_path, capsys):
-    bench.main(["--prior", "oracle", "--seeds", "1", "--budget", "300", "--eval-freq", "150", "--no-cache",
-                "--game-seed", "3", "--out", str(tmp_path)])  # fmt: skip
+    bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "300", "--eval-freq", "150",
+                "--no-cache", "--game-seed", "3", "--out", str(tmp_path)])  # fmt: skip
     out = capsys.readouterr().out
     assert "game seed 3" in out and "torch threads 1" in out
     assert re.search(r"zero_shot_steps_ratio=\S+ zero_shot_steps_ratio_ci=\S+ zero_shot_p_improvement=\S+$", out)
@@ -62,10 +73,69 @@ def test_a_tiny_run_writes_its_curves_and_ends_with_the_summary_line(bench, tmp_
 
 
 def test_report_from_a_saved_csv_gives_the_same_summary(bench, tmp_path, capsys):
-    bench.main(["--prior", "oracle", "--seeds", "1", "--budget", "200", "--eval-freq", "100", "--no-cache",
-                "--out", str(tmp_path)])  # fmt: skip
+    bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "200", "--eval-freq", "100",
+                "--no-cache", "--out", str(tmp_path)])  # fmt: skip
     first = capsys.readouterr().out.strip().splitlines()[-1]
     runs, game_seed = bench.read_curves(tmp_path / "evidence_curves.csv")
     assert game_seed == 1 and [(r.arm, r.seed, len(r.steps)) for r in runs] == [("DQN-Prior", 0, 3), ("DQN", 0, 3)]
     bench.main(["--report-from", str(tmp_path / "evidence_curves.csv"), "--budget", "200"])
     assert capsys.readouterr().out.strip().splitlines()[-1] == first
+
+
+# ------------------------------------------------------------------------------------------------------- offline
+@pytest.fixture(scope="module")
+def offline(bench):
+    from benchmarks import evidence_offline
+
+    return evidence_offline
+
+
+def test_data_needed_is_the_smallest_size_that_reaches_the_threshold(offline):
+    returns = [(100, 0.5), (200, 1.9), (400, 1.2), (800, 2.0)]
+    runs = [offline.OfflineRun("CQL", 0, n, ret, 0.0, 1.0) for n, ret in returns]
+    assert offline.data_needed(runs, 1.8, [100, 200, 400, 800]) == (200, True)  # the first size that reaches it
+    assert offline.data_needed(runs, 2.5, [100, 200, 400, 800]) == (800, False)  # never: the largest, a bound
+
+
+def test_offline_report_gives_baseline_data_over_prior_data(offline, capsys):
+    def runs(arm, seed, first):  # reaches 0.9 x expert (2.0) from dataset size `first` on
+        return [offline.OfflineRun(arm, seed, n, 2.0 if n >= first else 0.5, 1.0, 1.0) for n in (100, 200, 400, 800)]
+
+    both = [r for s in range(4) for r in runs("CQL-Prior", s, 100)] + [r for s in range(4) for r in runs("CQL", s, 400)]
+    figures = offline.report(both, expert=2.0, sizes=[100, 200, 400, 800])
+    assert figures["zero_shot_data_ratio"] == "4.00" and figures["zero_shot_data_ratio_ci"] == "4.00-4.00"
+    never = [r for s in range(4) for r in runs("CQL", s, 10**9)]
+    never += [r for s in range(4) for r in runs("CQL-Prior", s, 200)]
+    assert offline.report(never, expert=2.0, sizes=[100, 200, 400, 800])["zero_shot_data_ratio"] == ">=4.00"
+    assert ">=800" in capsys.readouterr().out
+
+
+def test_a_tiny_offline_run_trains_both_arms_on_nested_datasets(bench, tmp_path, capsys):
+    bench.main(["--parts", "offline", "--prior", "oracle", "--seeds", "1", "--sizes", "40", "120",
+                "--gradient-steps", "30", "--no-cache", "--game-seed", "3", "--out", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert re.search(r"zero_shot_data_ratio=\S+ zero_shot_data_ratio_ci=\S+$", out)
+    rows = list(csv.DictReader(open(tmp_path / "evidence_offline.csv")))
+    assert [(r["arm"], r["transitions"]) for r in rows] == [(a, n) for n in ("40", "120") for a in ("CQL-Prior", "CQL")]
+    assert all(r["game_seed"] == "3" for r in rows) and (tmp_path / "evidence_offline.png").stat().st_size > 0
+
+
+def flat_scores(prompt, commands):
+    return [0.0] * len(commands)
+
+
+def test_runs_of_one_game_seed_in_parallel_share_their_cached_scores(bench, tmp_path):
+    from prior_wrappers import CachedPrior, FunctionPrior
+
+    def resources():  # what Resources holds for the LLM arm, with a function standing in for the LLM
+        res = bench.Resources("none", None, None)
+        res.llm = CachedPrior(FunctionPrior(flat_scores))
+        res.cache = res.llm.file_for(tmp_path, "evidence_hard_kitchen_0")
+        return res
+
+    online, offline = resources(), resources()  # both started before either saved
+    online.llm.score(["state seen online"], [["chop tomato", "wait"]])
+    online.save()
+    offline.llm.score(["state seen offline"], [["chop tomato", "wait"]])
+    offline.save()  # must keep what the other process saved meanwhile
+    assert resources().llm.load(online.cache) == 2

@@ -71,7 +71,7 @@ def test_steps_to_success_counts_misses_as_the_budget(bench):
     assert ratio == 1.5 and text == ">=1.50"
 
 
-def test_uniform_copy_and_first_transitions_keep_the_transitions(bench):
+def test_uniform_copy_keeps_the_transitions(bench):
     rng = np.random.default_rng(0)
     mask = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 0]], dtype=np.int8)
     logp = np.log(rng.dirichlet(np.ones(3), size=3)).astype(np.float32)
@@ -85,5 +85,3 @@ def test_uniform_copy_and_first_transitions_keep_the_transitions(bench):
     np.testing.assert_allclose(flat[1], np.log([1 / 3] * 3), rtol=1e-6)
     np.testing.assert_allclose(flat[0, :2], np.log([0.5, 0.5]), rtol=1e-6)
     assert flat[0, 2] == bench.LOGPROB_MIN
-    first = bench.first_transitions(data, 2)
-    assert len(first) == 2 and first.n_episodes == 1

@@ -147,7 +147,21 @@ class OfflineDataset:
 
     def episodes(self, n: int) -> OfflineDataset:
         """The first ``n`` episodes, e.g. to compare algorithms across dataset sizes."""
-        rows = self.episode_index < n
+        return self._first(self.episode_index < n, n)
+
+    def transitions(self, n: int) -> OfflineDataset:
+        """The first ``n`` transitions (all of them when there are fewer): datasets of a given size, nested. The
+        last episode may be cut short; its success and return stay those of the whole episode it came from.
+
+        :raises ValueError: when ``n < 1``.
+        """
+        if n < 1:
+            raise ValueError(f"a dataset needs at least one transition, got n={n}")
+        rows = np.arange(len(self)) < n
+        return self._first(rows, int(self.episode_index[min(n, len(self)) - 1]) + 1)
+
+    def _first(self, rows: np.ndarray, n: int) -> OfflineDataset:
+        """The rows of the boolean mask ``rows``: the first ``n`` episodes, the last possibly cut short."""
         return OfflineDataset(
             observations={k: v[rows] for k, v in self.observations.items()},
             actions=self.actions[rows],

@@ -50,6 +50,23 @@ def test_collect_save_load_round_trip(tmp_path):
         OfflineDataset.load(tmp_path / "missing.npz")
 
 
+def test_first_transitions_are_nested_and_keep_whole_episodes_outcomes():
+    data = collect_dataset(make_env(), RandomCandidatePolicy(seed=0), n_episodes=6, seed=0, record_text=False)
+    ends = np.flatnonzero(np.diff(data.episode_index)) + 1  # the first row of episodes 1, 2, ...
+    cut = int(ends[1]) + 1  # episode 2's first transition: three episodes, the last cut short
+    first = data.transitions(cut)
+    assert len(first) == cut and first.n_episodes == 3
+    np.testing.assert_array_equal(first.actions, data.actions[:cut])
+    np.testing.assert_array_equal(first.episode_return, data.episode_return[:3])  # whole episodes' returns
+    for key in data.observations:
+        np.testing.assert_array_equal(first.next_observations[key], data.next_observations[key][:cut])
+    whole = data.transitions(int(ends[0]))  # exactly the first episode
+    assert whole.n_episodes == 1 and len(whole) == len(data.episodes(1))
+    assert len(data.transitions(10 * len(data))) == len(data)  # all of them
+    with pytest.raises(ValueError, match="at least one transition"):
+        data.transitions(0)
+
+
 def test_replay_buffer_holds_the_transitions():
     env = make_env()
     data = collect_dataset(env, RandomCandidatePolicy(seed=1), n_episodes=10, seed=1)
