@@ -80,6 +80,21 @@ def test_report_from_a_saved_csv_gives_the_same_summary(bench, tmp_path, capsys)
     assert game_seed == 1 and [(r.arm, r.seed, len(r.steps)) for r in runs] == [("DQN-Prior", 0, 3), ("DQN", 0, 3)]
     bench.main(["--report-from", str(tmp_path / "evidence_curves.csv"), "--budget", "200"])
     assert capsys.readouterr().out.strip().splitlines()[-1] == first
+    # the arms run apart (one file each): the same report, and their curves and figures written together
+    rows = open(tmp_path / "evidence_curves.csv").read().splitlines()
+    for arm in ("DQN", "DQN-Prior"):
+        lines = [rows[0]] + [row for row in rows[1:] if row.startswith(arm + ",")]
+        (tmp_path / f"{arm}.csv").write_text("\n".join(lines) + "\n")
+    merged = tmp_path / "merged"
+    bench.main(["--report-from", str(tmp_path / "DQN.csv"), str(tmp_path / "DQN-Prior.csv"), "--budget", "200",
+                "--out", str(merged)])  # fmt: skip
+    assert capsys.readouterr().out.strip().splitlines()[-1] == first
+    assert (merged / "evidence_success.png").is_file() and len(open(merged / "evidence_curves.csv").readlines()) == 7
+    other = tmp_path / "other.csv"  # another game seed's runs
+    other.write_text("\n".join([rows[0]] + [row.replace(",0,1,", ",0,2,", 1) for row in rows[1:]]) + "\n")
+    with pytest.raises(SystemExit):
+        bench.main(["--report-from", str(tmp_path / "DQN.csv"), str(other), "--budget", "200"])
+    assert "different game seeds [1, 2]" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------------- offline
