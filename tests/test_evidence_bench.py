@@ -154,3 +154,14 @@ def test_runs_of_one_game_seed_in_parallel_share_their_cached_scores(bench, tmp_
     offline.llm.score(["state seen offline"], [["chop tomato", "wait"]])
     offline.save()  # must keep what the other process saved meanwhile
     assert resources().llm.load(online.cache) == 2
+
+
+def test_the_command_lines_hard_kitchen_settings_are_the_benchmarks(bench):
+    from prior_wrappers.cli.config import config_path, read_yaml
+
+    config = read_yaml(config_path(bench.HARD_KITCHEN))
+    for algo, arm in (("dqn", "DQN"), ("dqn-prior", "DQN-Prior")):
+        section = config[algo]
+        assert {key: section[key] for key in bench.CHOSEN[arm]} == bench.CHOSEN[arm]
+        assert section["wrapper"] == {"k": bench.K, "history": 0, "encoder": f"hashing:{bench.FEATURE_DIM}"}
+        assert (section["n_envs"], section["n_timesteps"]) == (bench.N_ENVS, 20_000)
