@@ -5,9 +5,11 @@
   settings (seeds, model, device, ...), so that a figure can be read against the machine it came from;
 - :func:`load_prior`: the embedded SmolLM2-135M-Instruct (or ``--model``) in float32 unless told otherwise: the
   README's figures then reproduce on every CPU (``dtype="auto"`` would load bf16 on CPUs with native bf16);
-- :func:`argument_parser` and :func:`add_model_arguments`: the script's docstring as its ``--help``, and the model options;
+- :func:`argument_parser` and :func:`add_model_arguments`: the script's docstring as its ``--help``, and the model
+  options;
 - :class:`Stopwatch` and :func:`device_sync`: wall time, and timings that wait for the GPU;
-- :func:`summary_line`: the last line, ``key=value`` pairs, which the README's figures and the tests read.
+- :func:`summary_line`: the last line, ``key=value`` pairs, which the README's figures and the tests read;
+- :func:`save_figure`: a one-axes figure's title, grid and legend, written as a PNG.
 
 Scripts run as ``python benchmarks/<name>.py`` put the repository first on ``sys.path`` and import this module as
 ``benchmarks.common``; it imports torch and the library only when a function needs them.
@@ -119,3 +121,15 @@ def summary_line(values: Mapping[str, Any] | Iterable[str]) -> str:
     line = " ".join(pairs)
     print(line, flush=True)
     return line
+
+
+def save_figure(fig: Any, ax: Any, title: str, path: Path) -> None:
+    """Title, light grid and legend on ``ax``, then ``fig`` written to ``path`` (PNG, 120 dpi) and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

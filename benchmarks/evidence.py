@@ -54,6 +54,7 @@ from benchmarks.common import (  # noqa: E402
     argument_parser,
     load_prior,
     print_conditions,
+    save_figure,
     summary_line,
 )
 
@@ -289,12 +290,7 @@ def plot_wall_time(runs: list[Run], path: Path, title: str) -> None:
     ax.set_xlabel("wall time (s), training + LLM scoring + evaluation")
     ax.set_ylabel("success rate (greedy evaluation)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -173,6 +173,7 @@ def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.common import save_figure
     from prior_wrappers.aggregates import bootstrap_interval
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -185,12 +186,7 @@ def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> N
     ax.set_xscale("log")
     ax.set_xlabel("transitions in the dataset")
     ax.set_ylabel("greedy mean return (IQM over seeds)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 def run(args: Any, res: Any, game_seed: int) -> dict[str, str]:
