@@ -314,13 +314,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: 8x faster on a busy 2-core CPU)")
     parser.add_argument("--report-from", type=Path, nargs="+", default=None,
-                        help="report the runs of these evidence_curves.csv files (one game seed); with --out, also "
-                        "write their curves and figures there")  # fmt: skip
+                        help="report the runs of these evidence_curves.csv files (one game seed; with --out, also "
+                        "write their curves and figures there), or of evidence_offline.csv files")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LLM's cached scores")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.eval_freq = 2, 3000, 1000
         args.sizes, args.gradient_steps = [200, 800], 500
+    if args.report_from and all(path.name == "evidence_offline.csv" for path in args.report_from):
+        runs, game_seed = evidence_offline.read_rows(args.report_from)
+        every = {(r.arm, r.seed) for r in runs}  # a stopped run: only the sizes every arm and seed finished
+        sizes = sorted(n for n in {r.size for r in runs} if {(r.arm, r.seed) for r in runs if r.size == n} == every)
+        runs = [r for r in runs if r.size in sizes]
+        print(f"{len(runs)} offline runs of game seed {game_seed}, sizes {sizes}, from {len(args.report_from)} file(s)")
+        summary_line(evidence_offline.report(runs, expert_return(game_seed), sizes))
+        return
     if args.report_from:  # e.g. a stopped benchmark's finished runs, or arms run apart: --budget must be the runs'
         read = [read_curves(path) for path in args.report_from]
         runs, game_seeds = [run for found, _ in read for run in found], {seed for _, seed in read}

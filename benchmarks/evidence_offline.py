@@ -168,6 +168,22 @@ def write_rows(runs: Sequence[OfflineRun], out: Path, game_seed: int) -> None:
             writer.writerow([r.arm, r.seed, game_seed, r.size, *values])
 
 
+def read_rows(paths: Sequence[Path]) -> tuple[list[OfflineRun], int]:
+    """The runs of ``evidence_offline.csv`` files (e.g. a stopped benchmark's finished runs) and their game seed.
+
+    :raises ValueError: the files hold no run, or runs of several game seeds.
+    """
+    import csv
+
+    rows = [row for path in paths for row in csv.DictReader(open(path))]
+    game_seeds = {int(row["game_seed"]) for row in rows}
+    if len(game_seeds) != 1:
+        raise ValueError(f"{[str(p) for p in paths]}: runs of one game seed expected, found {sorted(game_seeds)}")
+    runs = [OfflineRun(row["arm"], int(row["seed"]), int(row["transitions"]), float(row["mean_return"]),
+                       float(row["success_rate"]), float(row["seconds"])) for row in rows]  # fmt: skip
+    return runs, game_seeds.pop()
+
+
 def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> None:
     """Greedy return against dataset size: each arm's IQM over seeds with its 95% interval, and the threshold."""
     import matplotlib

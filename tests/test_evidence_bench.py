@@ -133,6 +133,16 @@ def test_a_tiny_offline_run_trains_both_arms_on_nested_datasets(bench, tmp_path,
     rows = list(csv.DictReader(open(tmp_path / "evidence_offline.csv")))
     assert [(r["arm"], r["transitions"]) for r in rows] == [(a, n) for n in ("40", "120") for a in ("CQL-Prior", "CQL")]
     assert all(r["game_seed"] == "3" for r in rows) and (tmp_path / "evidence_offline.png").stat().st_size > 0
+    # its rows, read back, report the same figures
+    bench.main(["--report-from", str(tmp_path / "evidence_offline.csv")])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+    # a run stopped before CQL finished the larger size: only the size both arms finished is reported
+    stopped = tmp_path / "stopped" / "evidence_offline.csv"
+    stopped.parent.mkdir()
+    stopped.write_text("".join(open(tmp_path / "evidence_offline.csv").readlines()[:-1]))
+    bench.main(["--report-from", str(stopped)])
+    report = capsys.readouterr().out
+    assert "2 offline runs of game seed 3, sizes [40]" in report and ">=120" not in report
 
 
 def flat_scores(prompt, commands):
