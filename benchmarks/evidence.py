@@ -330,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs = [r for r in runs if r.size in sizes]
         print(f"{len(runs)} offline runs of game seed {game_seed}, sizes {sizes}, from {len(args.report_from)} file(s)")
         summary_line(evidence_offline.report(runs, expert_return(game_seed), sizes))
+        if args.out != OUT:
+            title = f"Hard kitchen, game seed {game_seed}, offline"
+            args.out.mkdir(parents=True, exist_ok=True)
+            evidence_offline.plot(runs, expert_return(game_seed), args.out / "evidence_offline.png", title)
         return
     if args.report_from:  # e.g. a stopped benchmark's finished runs, or arms run apart: --budget must be the runs'
         read = [read_curves(path) for path in args.report_from]

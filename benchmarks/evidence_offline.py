@@ -195,7 +195,9 @@ def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> N
     from prior_wrappers.aggregates import bootstrap_interval
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, arm in enumerate(dict.fromkeys(r.arm for r in runs)):
+    from benchmarks.evidence import baseline_first
+
+    for i, arm in enumerate(baseline_first(r.arm for r in runs)):  # the online figures' colours: baseline first
         sizes = sorted({r.size for r in runs if r.arm == arm})
         est = [bootstrap_interval([r.mean_return for r in runs if r.arm == arm and r.size == s]) for s in sizes]
         ax.plot(sizes, [e.value for e in est], "o-", color=f"C{i}", label=arm)

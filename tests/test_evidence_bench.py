@@ -140,7 +140,8 @@ def test_a_tiny_offline_run_trains_both_arms_on_nested_datasets(bench, tmp_path,
     stopped = tmp_path / "stopped" / "evidence_offline.csv"
     stopped.parent.mkdir()
     stopped.write_text("".join(open(tmp_path / "evidence_offline.csv").readlines()[:-1]))
-    bench.main(["--report-from", str(stopped)])
+    bench.main(["--report-from", str(stopped), "--out", str(tmp_path / "report")])
+    assert (tmp_path / "report" / "evidence_offline.png").stat().st_size > 0
     report = capsys.readouterr().out
     assert "2 offline runs of game seed 3, sizes [40]" in report and ">=120" not in report
 
