@@ -199,13 +199,31 @@ def baseline_first(arms: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(arms), key=lambda arm: arm.endswith("-Prior"))
 
 
-def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
-    from prior_wrappers.aggregates import (
-        bootstrap_interval,
-        probability_of_improvement_interval,
-        ratio_interval,
-    )
+def arm_text(reached: Sequence[tuple[int, bool]]) -> str:
+    """One arm's figure over seeds: ``>=IQM [95% CI]  [each seed's]``, ``>=`` where a seed never got there."""
+    from prior_wrappers.aggregates import bootstrap_interval
 
+    values = np.array([n for n, _ in reached], dtype=float)
+    bound = "" if all(ok for _, ok in reached) else ">="
+    each = ", ".join(f"{'' if ok else '>='}{n}" for n, ok in reached)
+    return f"{bound}{bootstrap_interval(values).text()}  [{each}]"
+
+
+def compare(base: Sequence[tuple[int, bool]], prior: Sequence[tuple[int, bool]]) -> tuple[str, Any, Any]:
+    """The ratio of the baseline's IQM to the prior arm's, with its interval; the probability that a prior seed needs
+    less; and the ratio's kind: ``""`` measured, ``">="`` / ``"<="`` where only the baseline / the prior arm has
+    seeds that never got there, ``"?"`` where both have."""
+    from prior_wrappers.aggregates import probability_of_improvement_interval, ratio_interval
+
+    base_values, prior_values = (np.array([n for n, _ in arm], dtype=float) for arm in (base, prior))
+    ratio = ratio_interval(base_values, np.maximum(prior_values, 1))
+    improved = probability_of_improvement_interval(-prior_values, -base_values)
+    base_bound, prior_bound = (not all(ok for _, ok in arm) for arm in (base, prior))
+    kind = "?" if base_bound and prior_bound else ">=" if base_bound else "<=" if prior_bound else ""
+    return kind, ratio, improved
+
+
+def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
     arms = baseline_first(r.arm for r in runs)
     table = {arm: [milestones(r, budget, expert / 2) for r in runs if r.arm == arm] for arm in arms}
     figures: dict[str, str] = {}
@@ -213,18 +231,9 @@ def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
     for name in table[arms[0]][0]:
         print(f"  {name}:")
         for arm in arms:
-            steps = np.array([m[name][0] for m in table[arm]], dtype=float)
-            bound = "" if all(m[name][1] for m in table[arm]) else ">="
-            each = ", ".join(f"{'' if m[name][1] else '>='}{m[name][0]}" for m in table[arm])
-            print(f"    {arm:10s} {bound}{bootstrap_interval(steps).text()}  [{each}]")
+            print(f"    {arm:10s} {arm_text([m[name] for m in table[arm]])}")
         if len(arms) == 2:
-            base = np.array([m[name][0] for m in table[arms[0]]], dtype=float)
-            prior = np.array([m[name][0] for m in table[arms[1]]], dtype=float)
-            ratio = ratio_interval(base, np.maximum(prior, 1))
-            improved = probability_of_improvement_interval(-prior, -base)
-            base_bound = not all(m[name][1] for m in table[arms[0]])
-            prior_bound = not all(m[name][1] for m in table[arms[1]])
-            kind = "?" if base_bound and prior_bound else ">=" if base_bound else "<=" if prior_bound else ""
+            kind, ratio, improved = compare(*([m[name] for m in table[arm]] for arm in arms))
             print(f"    ratio {kind}{ratio.text('{:.2f}')}; P({arms[1]} faster) {improved.text('{:.2f}')}")
             if name == f"{SUCCESS} success":
                 figures["zero_shot_steps_ratio"] = f"{kind}{ratio.value:.2f}"
@@ -324,16 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.seeds, args.budget, args.eval_freq = 2, 3000, 1000
         args.sizes, args.gradient_steps = [200, 800], 500
     if args.report_from and all(path.name == "evidence_offline.csv" for path in args.report_from):
-        runs, game_seed = evidence_offline.read_rows(args.report_from)
-        every = {(r.arm, r.seed) for r in runs}  # a stopped run: only the sizes every arm and seed finished
-        sizes = sorted(n for n in {r.size for r in runs} if {(r.arm, r.seed) for r in runs if r.size == n} == every)
-        runs = [r for r in runs if r.size in sizes]
-        print(f"{len(runs)} offline runs of game seed {game_seed}, sizes {sizes}, from {len(args.report_from)} file(s)")
-        summary_line(evidence_offline.report(runs, expert_return(game_seed), sizes))
-        if args.out != OUT:
-            title = f"Hard kitchen, game seed {game_seed}, offline"
-            args.out.mkdir(parents=True, exist_ok=True)
-            evidence_offline.plot(runs, expert_return(game_seed), args.out / "evidence_offline.png", title)
+        summary_line(evidence_offline.report_from(args.report_from, args.out if args.out != OUT else None))
         return
     if args.report_from:  # e.g. a stopped benchmark's finished runs, or arms run apart: --budget must be the runs'
         read = [read_curves(path) for path in args.report_from]

@@ -116,12 +116,8 @@ def data_needed(runs: Sequence[OfflineRun], threshold: float, sizes: Sequence[in
 
 def report(runs: Sequence[OfflineRun], expert: float, sizes: Sequence[int]) -> dict[str, str]:
     """Print the return by size and the data each arm needs; the figures for the summary line."""
-    from benchmarks.evidence import baseline_first
-    from prior_wrappers.aggregates import (
-        bootstrap_interval,
-        probability_of_improvement_interval,
-        ratio_interval,
-    )
+    from benchmarks.evidence import arm_text, baseline_first, compare
+    from prior_wrappers.aggregates import bootstrap_interval
 
     arms = baseline_first(r.arm for r in runs)
     threshold = THRESHOLD * expert
@@ -137,18 +133,10 @@ def report(runs: Sequence[OfflineRun], expert: float, sizes: Sequence[int]) -> d
     for arm in arms:
         seeds = sorted({r.seed for r in runs if r.arm == arm})
         needed[arm] = [data_needed([r for r in runs if r.arm == arm and r.seed == s], threshold, sizes) for s in seeds]
-        values = np.array([n for n, _ in needed[arm]], dtype=float)
-        bound = "" if all(ok for _, ok in needed[arm]) else ">="
-        each = ", ".join(f"{'' if ok else '>='}{n}" for n, ok in needed[arm])
-        print(f"  {arm:10s} {bound}{bootstrap_interval(values).text()}  [{each}]")
+        print(f"  {arm:10s} {arm_text(needed[arm])}")
     figures: dict[str, str] = {}
     if len(arms) == 2:
-        base, prior = (np.array([n for n, _ in needed[arm]], dtype=float) for arm in arms)
-        ratio = ratio_interval(base, prior)
-        improved = probability_of_improvement_interval(-prior, -base)
-        base_bound = not all(ok for _, ok in needed[arms[0]])
-        prior_bound = not all(ok for _, ok in needed[arms[1]])
-        kind = "?" if base_bound and prior_bound else ">=" if base_bound else "<=" if prior_bound else ""
+        kind, ratio, improved = compare(needed[arms[0]], needed[arms[1]])
         print(f"  ratio {kind}{ratio.text('{:.2f}')}; P({arms[1]} needs less) {improved.text('{:.2f}')}")
         figures["zero_shot_data_ratio"] = f"{kind}{ratio.value:.2f}"
         figures["zero_shot_data_ratio_ci"] = f"{ratio.low:.2f}-{ratio.high:.2f}"
@@ -192,11 +180,10 @@ def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> N
     import matplotlib.pyplot as plt
 
     from benchmarks.common import save_figure
+    from benchmarks.evidence import baseline_first
     from prior_wrappers.aggregates import bootstrap_interval
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    from benchmarks.evidence import baseline_first
-
     for i, arm in enumerate(baseline_first(r.arm for r in runs)):  # the online figures' colours: baseline first
         sizes = sorted({r.size for r in runs if r.arm == arm})
         est = [bootstrap_interval([r.mean_return for r in runs if r.arm == arm and r.size == s]) for s in sizes]
@@ -207,6 +194,24 @@ def plot(runs: Sequence[OfflineRun], expert: float, path: Path, title: str) -> N
     ax.set_xlabel("transitions in the dataset")
     ax.set_ylabel("greedy mean return (IQM over seeds)")
     save_figure(fig, ax, title, path)
+
+
+def report_from(paths: Sequence[Path], out: Path | None) -> dict[str, str]:
+    """Report the runs of ``evidence_offline.csv`` files, only the sizes every arm and seed finished (a stopped run);
+    with ``out``, also draw their figure there. Returns the summary figures."""
+    from benchmarks.evidence import expert_return
+
+    runs, game_seed = read_rows(paths)
+    every = {(r.arm, r.seed) for r in runs}
+    sizes = sorted(n for n in {r.size for r in runs} if {(r.arm, r.seed) for r in runs if r.size == n} == every)
+    runs = [r for r in runs if r.size in sizes]
+    print(f"{len(runs)} offline runs of game seed {game_seed}, sizes {sizes}, from {len(paths)} file(s)")
+    expert = expert_return(game_seed)
+    figures = report(runs, expert, sizes)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        plot(runs, expert, out / "evidence_offline.png", f"Hard kitchen, game seed {game_seed}, offline")
+    return figures
 
 
 def run(args: Any, res: Any, game_seed: int) -> dict[str, str]:
