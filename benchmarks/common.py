@@ -9,7 +9,9 @@
   options;
 - :class:`Stopwatch` and :func:`device_sync`: wall time, and timings that wait for the GPU;
 - :func:`summary_line`: the last line, ``key=value`` pairs, which the README's figures and the tests read;
-- :func:`save_figure`: a one-axes figure's title, grid and legend, written as a PNG.
+- :func:`save_figure`: a one-axes figure's title, grid and legend, written as a PNG;
+- :func:`collect_mixture`: an offline dataset of expert and random episodes with at least a given number of
+  transitions.
 
 Scripts run as ``python benchmarks/<name>.py`` put the repository first on ``sys.path`` and import this module as
 ``benchmarks.common``; it imports torch and the library only when a function needs them.
@@ -133,3 +135,21 @@ def save_figure(fig: Any, ax: Any, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def collect_mixture(env: Any, n_transitions: int, seed: int) -> Any:
+    """Episodes of the env's scripted expert (``expert_command``) and of uniform random play, half of them successful
+    (:func:`~prior_wrappers.sb3.collect_expert_mixture`), at least ``n_transitions`` of them: the episode count grows
+    until they hold that many. The episodes are seeded, so a larger count only adds episodes after the same ones.
+
+    :param env: a prior-wrapped single env whose unwrapped env has ``expert_command()``.
+    """
+    from prior_wrappers.sb3 import CommandPolicy, collect_expert_mixture
+
+    expert = CommandPolicy(lambda: env.unwrapped.expert_command())
+    n_episodes = 8
+    while True:
+        data = collect_expert_mixture(env, expert, n_episodes=n_episodes, success_ratio=0.5, seed=seed)
+        if len(data) >= n_transitions:
+            return data
+        n_episodes = int(n_episodes * 1.2 * n_transitions / max(len(data), 1)) + 2

@@ -70,19 +70,13 @@ def collect(game_seed: int, n_transitions: int, res: Any, seed: int = 0):
     same whatever the prior."""
     import gymnasium as gym
 
+    from benchmarks.common import collect_mixture
     from benchmarks.evidence import HARD_KITCHEN, K
     from prior_wrappers import LLMPriorWrapper, UniformPrior
-    from prior_wrappers.sb3 import CommandPolicy, collect_expert_mixture
 
     kitchen = gym.make(HARD_KITCHEN, layout_seed=game_seed)
     env = LLMPriorWrapper(kitchen, res.llm or UniformPrior(), k=K, encoder=res.encoder, history=0, order="env")
-    expert = CommandPolicy(lambda: env.unwrapped.expert_command())  # type: ignore[attr-defined]
-    n_episodes = 8
-    while True:  # the episodes are the same for every n_episodes (seeded), so growing the count only adds some
-        data = collect_expert_mixture(env, expert, n_episodes=n_episodes, success_ratio=0.5, seed=seed)
-        if len(data) >= n_transitions:
-            return data
-        n_episodes = int(n_episodes * 1.2 * n_transitions / max(len(data), 1)) + 2
+    return collect_mixture(env, n_transitions, seed)
 
 
 def train_offline(

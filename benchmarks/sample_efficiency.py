@@ -56,6 +56,9 @@ from prior_wrappers.sb3 import CommandPolicy, CQLPrior, DQNPrior, OfflineDataset
 from prior_wrappers.spaces import LOGPROB_MIN  # noqa: F401  (the tests read it from here)
 from prior_wrappers.wrappers import LLMPriorWrapper
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import collect_mixture  # noqa: E402
+
 TOMATO = "prior_wrappers/OvercookedTomato-v0"
 LETTUCE = "prior_wrappers/OvercookedTomatoLettuce-v0"
 LAKE = "prior_wrappers/TextFrozenLake-v0"
@@ -356,14 +359,7 @@ def collect_offline(cfg: Config, res: Resources, n_transitions: int, seed: int =
     # slots in the env's order, so that the same seed gives the same episodes whatever the prior: a first pass
     # with a recording uniform prior finds the states, the LLM scores them in batches, the second pass hits the cache
     recorder = RecordingPrior()
-    env = single_env(LETTUCE, recorder, res, cfg.k, order="env")
-    expert = CommandPolicy(lambda: env.unwrapped.expert_command())
-    n_episodes = 8
-    while True:
-        data = collect_expert_mixture(env, expert, n_episodes=n_episodes, success_ratio=0.5, seed=seed)
-        if len(data) >= n_transitions:
-            break
-        n_episodes = int(n_episodes * 1.2 * n_transitions / max(len(data), 1)) + 2
+    n_episodes = collect_mixture(single_env(LETTUCE, recorder, res, cfg.k, order="env"), n_transitions, seed).n_episodes
     prior = res.prior(LETTUCE)
     prescore(prior, list(recorder.requests), desc=f"LLM labelling {len(recorder.requests)} dataset states")
     env = single_env(LETTUCE, prior, res, cfg.k, order="env")
