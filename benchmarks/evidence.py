@@ -1,7 +1,9 @@
 """The evidence: what the LLM's own knowledge saves, zero-shot, in a kitchen it knows (issue 21, part 1).
 
-Two parts (``--parts``): **online**, DQN vs DQN-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
-same kitchen (:mod:`benchmarks.evidence_offline`).
+Three parts (``--parts``): **online**, DQN vs DQN-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
+same kitchen (:mod:`benchmarks.evidence_offline`); **textworld**, with demonstrations: DQN on a TextWorld challenge
+game (``--tw-family``) with the same N walkthroughs (``--walkthroughs``) used by every arm that takes them, in its
+buffer, a demonstrations-only prior, or the LLM's prompt or weights (:mod:`benchmarks.evidence_textworld`).
 
 **Question.** How many fewer environment steps does DQN-Prior (SmolLM2-135M-Instruct as the action prior) need than
 DQN to reach a greedy success rate of 0.9, where the model knows the domain and neither arm is given a demonstration?
@@ -26,13 +28,14 @@ stratified-bootstrap interval (:mod:`prior_wrappers.aggregates`), and the probab
 fewer steps than a DQN run. LLM cost: the states scored, and the wall time of each arm.
 
     python benchmarks/evidence.py --quick                  # minutes: 2 seeds, a short budget (a smoke run)
-    python benchmarks/evidence.py --game-seed 1            # the reported tables (5 seeds), online and offline
+    python benchmarks/evidence.py --game-seed 1            # the reported tables (5 seeds): online, offline, textworld
     python benchmarks/evidence.py --search                 # the hyperparameter grids, on game seed 0
     python benchmarks/evidence.py --model DIR --device cuda --dtype bfloat16   # a larger LLM on a GPU
 
 Writes ``<out>/evidence_curves.csv`` and ``evidence_success.png`` (default ``results/``), prints the table and ends
 with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_data_ratio=<CQL IQM / CQL-Prior
-IQM transitions to 90% of the expert's return> ...``. The LLM's scores are cached on disk
+IQM transitions to 90% of the expert's return> ... tw_steps_ratio_<family>=<uniform DQN / best LLM arm, steps to a
+win> llm_vs_demos_<family>=<demonstrations-only arm / best LLM arm> ...``. The LLM's scores are cached on disk
 (``prior_wrappers.priors.embedded.cache_dir()``), so a rerun on the same game seed scores no state twice.
 """
 
@@ -305,10 +308,11 @@ def plot_wall_time(runs: list[Run], path: Path, title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks import evidence_offline
+    from benchmarks import evidence_offline, evidence_textworld
 
     parser = argument_parser(__doc__)
-    parser.add_argument("--parts", nargs="+", default=["online", "offline"], choices=["online", "offline"])
+    parser.add_argument("--parts", nargs="+", default=["online", "offline", "textworld"],
+                        choices=["online", "offline", "textworld"])  # fmt: skip
     parser.add_argument("--game-seed", type=int, default=1, help="draws the kitchen (0 is the development seed)")
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per arm (0..n-1)")
     parser.add_argument("--budget", type=int, default=20_000, help="online: environment steps per run")
@@ -317,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gradient-steps", type=int, default=evidence_offline.GRADIENT_STEPS, help="offline")
     parser.add_argument("--arms", nargs="+", default=["DQN-Prior", "DQN"], choices=["DQN", "DQN-Prior"],
                         help="online arms; offline, the same with CQL")  # fmt: skip
+    parser.add_argument("--tw-family", default="cooking-easy", help="textworld: the challenge family")
+    parser.add_argument("--walkthroughs", type=int, nargs="+", default=[2, 16], help="textworld: N per arm")
+    parser.add_argument("--tw-budget", type=int, default=1200, help="textworld: environment steps per run (at most)")
     parser.add_argument("--search", action="store_true", help="run the hyperparameter grid on game seed 0")
     parser.add_argument("--grid", type=int, nargs="+", default=None, help="with --search: these grid points only")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3,000 steps, 2 dataset sizes: a smoke run")
@@ -332,6 +339,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.budget, args.eval_freq = 2, 3000, 1000
         args.sizes, args.gradient_steps = [200, 800], 500
+        args.tw_budget, args.walkthroughs = 150, [2]
+    if args.report_from and all(path.name == evidence_textworld.CSV_NAME for path in args.report_from):
+        runs = evidence_textworld.read_runs(args.report_from)
+        figures = evidence_textworld.report(runs)
+        if args.out != OUT:
+            evidence_textworld.plot(runs, args.out)
+        summary_line(figures)
+        return
     if args.report_from and all(path.name == "evidence_offline.csv" for path in args.report_from):
         summary_line(evidence_offline.report_from(args.report_from, args.out if args.out != OUT else None))
         return
@@ -360,13 +375,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     from prior_wrappers.priors.embedded import cache_dir
 
     cache = None if args.no_cache else cache_dir() / f"evidence_hard_kitchen_{game_seed}"
-    prior = args.prior if "DQN-Prior" in args.arms else "none"
+    prior = args.prior if "DQN-Prior" in args.arms and {"online", "offline"} & set(args.parts) else "none"
     res = Resources(prior, args.model, cache, dtype=args.dtype, device=args.device)
     watch, figures = Stopwatch(), {}
     if "online" in args.parts:
         figures.update(search(args, res) if args.search else online(args, res, game_seed))
     if "offline" in args.parts:
         figures.update(evidence_offline.run(args, res, game_seed))
+    if "textworld" in args.parts and not args.search:  # its DQN settings are textworld_challenges.py's (no grid)
+        settings = evidence_textworld.Settings(
+            args.tw_family, game_seed, seeds, sorted(args.walkthroughs), args.tw_budget, model=args.model,
+            dtype=args.dtype, device=args.device, keyword_prior=args.prior == "oracle",
+        )  # fmt: skip
+        figures.update(evidence_textworld.run(settings, evidence_textworld.ARMS, args.out))
     if hasattr(res.llm, "cache_info"):
         info = res.llm.cache_info()
         print(f"LLM: {info['misses']} states scored, {info['hits']} cache hits", flush=True)
