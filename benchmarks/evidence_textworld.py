@@ -219,11 +219,11 @@ class Sources:
 
     def trained(self, arm: str, n: int) -> tuple[Any, float]:
         """The BCPrior (``demos``) or LoRA-adapted LLM (``lora``) trained on the N walkthroughs, and its seconds."""
-        from benchmarks.prior_quality import lora_epochs, with_expert_admissible
+        from benchmarks.prior_quality import lora_epochs
         from prior_wrappers import BCPrior, HashingEncoder, fit_lora
 
         if (arm, n) not in self._trained:
-            episodes = with_expert_admissible(self.demonstrations(n))
+            episodes = self.demonstrations(n).episodes
             watch = Stopwatch()
             if arm == "demos":
                 bc = BCPrior(encoder=HashingEncoder(256) if self.settings.keyword_prior else None,

@@ -56,7 +56,7 @@ from benchmarks.common import Stopwatch, argument_parser, conditions, load_prior
 from envs import CHALLENGE_PRESETS, OvercookedSalad, TextWorldChallengeEnv, make_challenge_games  # noqa: E402
 from envs.textworld_challenges import UNSEEN_SEED_OFFSET  # noqa: E402
 from prior_wrappers import BCPrior, Demonstrations, FunctionPrior, HFPrior, fit_lora  # noqa: E402
-from prior_wrappers.demonstrations import Demonstration, approximate_token_count, token_counter  # noqa: E402
+from prior_wrappers.demonstrations import approximate_token_count, token_counter  # noqa: E402
 from prior_wrappers.encoders import HashingEncoder  # noqa: E402
 from prior_wrappers.priors.base import ActionPrior, log_softmax, normalize_scores  # noqa: E402
 from prior_wrappers.prompts import PromptTemplate, TextState  # noqa: E402
@@ -290,17 +290,6 @@ def log(message: str = "") -> None:
     print(message, flush=True)
 
 
-def with_expert_admissible(demos: Demonstrations) -> list[Demonstration]:
-    """The pool's episodes with each step's expert command among its admissible commands (TextWorld's walkthrough
-    sometimes takes a command the admissible list spells differently; the expert did take it, so it was valid)."""
-    episodes = []
-    for e in demos.episodes:
-        admissible = tuple(a if c in a else (*a, c) for a, (_, c) in zip(e.admissible, e.steps)) if e.admissible else ()
-        episodes.append(Demonstration(e.task, e.steps, e.final_observation, e.source, e.success, e.episode_return,
-                                      admissible))
-    return episodes
-
-
 def lora_epochs(points: int) -> int:
     """4 passes over a few walkthroughs' steps, 2 over many (a fixed rule: the CPU cost grows with the data)."""
     return 4 if points <= 64 else 2
@@ -336,7 +325,7 @@ def run_sources(prior: ActionPrior, spec: FamilySpec, states: Sequence[ExpertSta
                                            shots=min(2, n_games), max_tokens=args.max_demo_tokens, count_tokens=count)
         demo_env.close()
         demos.check_no_leakage(eval_sources)
-        episodes = with_expert_admissible(demos)
+        episodes = demos.episodes
         points = sum(len(e.steps) for e in episodes)
         log(f"  {n_games} training games: {len(episodes)} won walkthroughs, {points} decision points")
         scored: dict[str, dict[str, Any]] = {}

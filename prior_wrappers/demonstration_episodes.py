@@ -126,7 +126,8 @@ class DecisionPoint:
 def expert_episodes(env: gym.Env, n_episodes: int, *, seed: int = 0, max_steps: int = 100) -> list[Demonstration]:
     """The episodes of :meth:`Demonstrations.from_expert <prior_wrappers.demonstrations.Demonstrations.from_expert>`,
     won or not: ``n_episodes`` played with ``env.unwrapped.expert_command()``, episode ``i`` reset with
-    ``seed + i`` (game ``i`` of several ``game_files``, cycling).
+    ``seed + i`` (game ``i`` of several ``game_files``, cycling). Each step records the env's admissible commands,
+    with the expert's command appended where the list spells it otherwise (the env accepted it).
 
     :raises TypeError: when the env has no ``expert_command()``.
     :raises RuntimeError: when the expert wins no episode.
@@ -146,7 +147,9 @@ def expert_episodes(env: gym.Env, n_episodes: int, *, seed: int = 0, max_steps: 
         admissible: list[tuple[str, ...]] = []
         while not done and len(steps) < max_steps:
             command = expert()
-            admissible.append(tuple(info.get("admissible_commands") or ()))
+            listed = tuple(info.get("admissible_commands") or ())
+            # the game accepts the expert's command, so it is valid where the list spells it otherwise (TextWorld)
+            admissible.append(listed if not listed or command in listed else (*listed, command))
             next_observation, reward, terminated, truncated, info = env.step(command)
             steps.append((observation, command))
             total += float(reward)

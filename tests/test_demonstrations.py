@@ -221,3 +221,23 @@ def test_decision_points_are_the_prompts_the_wrapper_shows_with_their_admissible
     assert demo.cut(2).admissible == tuple(admissible[:2])
     with pytest.raises(ValueError, match="one per step"):
         Demonstration("t", steps, admissible=tuple(admissible[:2]))
+
+
+def test_an_expert_command_the_admissible_list_spells_otherwise_is_recorded_among_them():
+    """TextWorld's walkthrough may take a command its admissible list spells differently ("take knife from counter"
+    vs "take knife"): the game accepted it, so it was valid. Without it among the recorded alternatives a BCPrior
+    or LoRA fit refuses the step."""
+    from prior_wrappers import BCPrior, HashingEncoder
+
+    class Terse(CorridorTextEnv):
+        def step(self, action):
+            return super().step("go east" if action == "go east quickly" else action)
+
+        def expert_command(self) -> str:
+            return "go east quickly"
+
+    demos = Demonstrations.from_expert(Terse(length=3), 1)
+    [episode] = demos.episodes
+    assert all(a[-1] == "go east quickly" and "go east" in a for a in episode.admissible)
+    assert episode.admissible[0] == ("go east", "go west", "wait", "go east quickly")  # appended, order kept
+    BCPrior(encoder=HashingEncoder(64), seed=0).fit(demos, history=0)  # refused before: not among the admissible

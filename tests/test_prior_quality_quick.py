@@ -84,10 +84,3 @@ def test_overcooked_has_no_unseen_game_for_a_trained_source(bench, tmp_path, cap
     assert "prior sources: skipped" in capsys.readouterr().out
     assert {r["source"] for r in csv.DictReader(open(tmp_path / "prior_quality.csv"))} == {"llm"}
 
-
-def test_training_walkthroughs_get_the_expert_command_among_their_admissible_commands(bench):
-    from prior_wrappers import Demonstration, Demonstrations
-
-    demo = Demonstration("t", (("o1", "take it"), ("o2", "go")), admissible=(("take", "look"), ("go", "look")))
-    (fixed,) = bench.with_expert_admissible(Demonstrations([demo]))
-    assert fixed.admissible == (("take", "look", "take it"), ("go", "look")) and fixed.steps == demo.steps
