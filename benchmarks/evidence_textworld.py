@@ -375,7 +375,7 @@ def report(runs: Sequence[Run]) -> dict[str, str]:
         counts = sorted({r.walkthroughs for r in mine if r.walkthroughs})
         for n in counts:
             llm = [label for label in ("zero", f"prompt N={n}", f"lora N={n}") if label in labels]
-            if not llm:
+            if llm in ([], ["zero"]):  # no LLM arm given these N walkthroughs ran: nothing to attribute
                 continue
             best = min(llm, key=lambda label: iqm_steps(reached[label]))
             suffix = "" if n == counts[0] else f"_n{n}"

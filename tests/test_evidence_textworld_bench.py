@@ -42,6 +42,8 @@ def test_report_compares_the_best_llm_arm_with_uniform_and_the_demonstrations_on
     assert figures["llm_vs_demos_cooking-easy"] == "2.00"  # demos 200 / prompt 100
     assert "tw_buffer_ratio_cooking-easy" not in figures  # no buffer arm ran
     assert "intervals do not overlap" in out
+    more = report([*runs, *(_run("demos", s, 100, n=16) for s in range(4))])  # no LLM arm had the 16
+    assert not any(key.endswith("_n16") for key in more) and more["llm_vs_demos_cooking-easy"] == "2.00"
 
 
 def test_csv_round_trip_keeps_every_run_once(tmp_path):
