@@ -1,8 +1,10 @@
 """`make demo`: on a TextWorld challenge game that random play never wins, DQN-Prior against plain DQN.
 
 The prior is the embedded SmolLM2-135M-Instruct with two expert walkthroughs of *other* games of the same family in
-its prompt (the LLM stays frozen). Both learners have the same candidate Q-network (MiniLM features of the state and
-of each command), the same budget and seed; the only difference is the prior in the env wrapper (SmolLM2 vs uniform).
+its prompt (the LLM stays frozen). A third learner gets the same two walkthroughs without an LLM: a ``BCPrior``
+(MiniLM features + an MLP) trained on them, so that the table shows what the walkthroughs do by themselves. All
+learners have the same candidate Q-network (MiniLM features of the state and of each command), the same budget and
+seed; the only difference is the prior in the env wrapper (SmolLM2 2-shot, BCPrior, uniform).
 Greedy evaluation (the posterior's mode, argmax Q + α·log p; for the uniform prior that is argmax Q) at fixed step
 counts. Prints the greedy return (as a fraction of the game's points) and wins against environment steps, and writes
 results/demo_learning_curve.png and results/demo_curves.csv.
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs`, when run
 
 from envs import TextWorldEnv, make_challenge_games  # noqa: E402
 from prior_wrappers import (  # noqa: E402
+    BCPrior,
     CachedEncoder,
     CachedPrior,
     HFPrior,
@@ -96,8 +99,14 @@ def main() -> None:
         f"LLM in {str(next(llm.prior.model.parameters()).dtype).removeprefix('torch.')}"
     )
 
+    watch = time.perf_counter()
+    demos_only = CachedPrior(BCPrior(seed=args.game_seed).fit(demonstrations, history=0))
+    console.print(f"BCPrior trained on the same {len(demonstrations)} walkthroughs in {time.perf_counter() - watch:.0f}s",
+                  highlight=False)
     curves = []
-    for label, prior in [("DQN-Prior (SmolLM2, 2-shot)", llm), ("DQN (uniform prior)", UniformPrior())]:
+    learners = [("DQN-Prior (SmolLM2, 2-shot)", llm), ("DQN-Prior (BCPrior, same walkthroughs, no LLM)", demos_only),
+                ("DQN (uniform prior)", UniformPrior())]  # fmt: skip
+    for label, prior in learners:
         def wrap(seed: int) -> VecLLMPrior:
             return VecLLMPrior(
                 make_text_vec_env(make_env, 1, seed=seed), prior, k=K, encoder=encoder, candidate_text="action",
@@ -139,7 +148,8 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_curves_csv(curves, args.out / "demo_curves.csv")
-    plot_curves(curves, args.out / "demo_learning_curve.png", title=f"tw-{args.preset}: DQN-Prior vs DQN",
+    title = f"tw-{args.preset}: DQN-Prior vs DQN, seed {args.seed}"
+    plot_curves(curves, args.out / "demo_learning_curve.png", title=title,
                 values="mean_return", ylabel="greedy return / max score")
     console.print(f"wrote {args.out / 'demo_learning_curve.png'} and {args.out / 'demo_curves.csv'}")
 
