@@ -352,7 +352,8 @@ def read_runs(paths: Sequence[Path]) -> list[Run]:
 
 # ----------------------------------------------------------------------------------------------------- the report
 def arm_order(labels: Sequence[str]) -> list[str]:
-    return sorted(set(labels), key=lambda label: (ARMS.index(label.split()[0]), label))
+    """The arms in ``ARMS``' order, each by its number of walkthroughs."""
+    return sorted(set(labels), key=lambda label: (ARMS.index(label.split()[0]), int(label.partition("N=")[2] or 0)))
 
 
 def report(runs: Sequence[Run]) -> dict[str, str]:
