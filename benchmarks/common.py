@@ -10,6 +10,7 @@
 - :class:`Stopwatch` and :func:`device_sync`: wall time, and timings that wait for the GPU;
 - :func:`summary_line`: the last line, ``key=value`` pairs, which the README's figures and the tests read;
 - :func:`save_figure`: a one-axes figure's title, grid and legend, written as a PNG;
+- :func:`save_merged`: a score cache saved with what parallel runs saved to the same file;
 - :func:`collect_mixture`: an offline dataset of expert and random episodes with at least a given number of
   transitions.
 
@@ -135,6 +136,14 @@ def save_figure(fig: Any, ax: Any, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def save_merged(prior: Any, path: Path) -> None:
+    """Save a :class:`~prior_wrappers.CachedPrior`'s scores to ``path`` together with those another process saved
+    there since it was loaded (benchmark runs of one game seed in parallel then share their scores, not overwrite)."""
+    if path.is_file():
+        prior.load(path)
+    prior.save(path)
 
 
 def collect_mixture(env: Any, n_transitions: int, seed: int) -> Any:

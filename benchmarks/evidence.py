@@ -58,6 +58,7 @@ from benchmarks.common import (  # noqa: E402
     load_prior,
     print_conditions,
     save_figure,
+    save_merged,
     summary_line,
 )
 
@@ -128,9 +129,7 @@ class Resources:
         """Persist the scores, with those another process saved to the same file since (runs of one game seed in
         parallel, e.g. the online and offline parts, then share their scores instead of overwriting them)."""
         if self.llm is not None and self.cache is not None:
-            if self.cache.is_file():
-                self.llm.load(self.cache)
-            self.llm.save(self.cache)
+            save_merged(self.llm, self.cache)
 
 
 def vec_env(prior: Any, res: Resources, n_envs: int, seed: int, game_seed: int, order: str = "prior"):

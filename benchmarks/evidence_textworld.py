@@ -60,6 +60,7 @@ from benchmarks.common import (  # noqa: E402
     argument_parser,
     print_conditions,
     save_figure,
+    save_merged,
     summary_line,
 )
 from benchmarks.evidence import arm_text, compare  # noqa: E402
@@ -77,7 +78,6 @@ DESCRIBED = {
 }
 OUT = Path("results")
 CSV_NAME = "evidence_textworld.csv"
-DEMO_SEED_OFFSET = 200_000  # as benchmarks/challenge_runs.py: far from every training and unseen game
 MILESTONES = {"win": 1.0, "half the points": 0.5}
 
 
@@ -159,6 +159,7 @@ class Sources:
         return TextWorldEnv(list(games), max_episode_steps=self.settings.max_episode_steps, observe_state=False)
 
     def demo_games(self, n: int) -> list[Path]:
+        from benchmarks.challenge_runs import DEMO_SEED_OFFSET  # far from every training and unseen game
         from envs.textworld_challenges import make_challenge_games
 
         return make_challenge_games(self.settings.family, n, seed=self.settings.game_seed + DEMO_SEED_OFFSET)
@@ -213,9 +214,7 @@ class Sources:
     def save(self) -> None:
         """Persist the LLM arms' scores, merged with what another process saved to the same file since."""
         for name, path in self._files.items():
-            if path.is_file():
-                self._cached[name].load(path)
-            self._cached[name].save(path)
+            save_merged(self._cached[name], path)
 
     def trained(self, arm: str, n: int) -> tuple[Any, float]:
         """The BCPrior (``demos``) or LoRA-adapted LLM (``lora``) trained on the N walkthroughs, and its seconds."""
