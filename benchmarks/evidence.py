@@ -1,12 +1,13 @@
 """The evidence: what the LLM's own knowledge saves, zero-shot, in a kitchen it knows (issue 21, part 1).
 
-Three parts (``--parts``): **online**, DQN vs DQN-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
+Three parts (``--parts``): **online**, DQN vs DQN-Prior and PPO vs PPO-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
 same kitchen (:mod:`benchmarks.evidence_offline`); **textworld**, with demonstrations: DQN on a TextWorld challenge
 game (``--tw-family``) with the same N walkthroughs (``--walkthroughs``) used by every arm that takes them, in its
 buffer, a demonstrations-only prior, or the LLM's prompt or weights (:mod:`benchmarks.evidence_textworld`).
 
 **Question.** How many fewer environment steps does DQN-Prior (SmolLM2-135M-Instruct as the action prior) need than
-DQN to reach a greedy success rate of 0.9, where the model knows the domain and neither arm is given a demonstration?
+DQN, and PPO-Prior than PPO, to reach a greedy success rate of 0.9, where the model knows the domain and neither arm
+is given a demonstration?
 
 **Kitchen.** Overcooked's hard kitchen, ``prior_wrappers/OvercookedTomatoLettuceOnion-v0``: a tomato-lettuce-onion
 salad with two distractors (a potato, a fish) and two cutting boards, in a 7x9 kitchen drawn from the game seed
@@ -15,17 +16,20 @@ of uniform play. No example episode is in the prompt: the prior sees the task, t
 
 **Arms, and what each knows.** ``DQN``: no prior (``UniformPrior``: Boltzmann exploration softmax(Q/α) over the
 admissible commands). ``DQN-Prior``: SmolLM2's zero-shot log-probabilities (posterior sampling
-p(a|s)·exp(Q/α), the adaptive prior trust and the default floor). Everything else is the same: the network
-(``CandidatePolicy``), the features (hashed words and bigrams of "Observation: s Action: a", 256-d; a MiniLM pass
+p(a|s)·exp(Q/α), the adaptive prior trust and the default floor). ``PPO``: PPOPrior with ``UniformPrior`` (PPO over
+the admissible commands; α·KL to uniform is an entropy bonus). ``PPO-Prior``: the same policy's logits added to the
+zero-shot log-probabilities and α·KL(π ‖ p_LLM) in the loss (the default floor and adaptive trust). Everything else
+is the same within each pair: the network (``CandidatePolicy``), the features (hashed words and bigrams of "Observation: s Action: a", 256-d; a MiniLM pass
 per new observation cost 75 ms on this machine, the same for both arms either way), the budget, the seeds (0..n-1),
 4 envs, and the hyperparameters: each arm's best of the same grid (``--search``, on development game seed 0 only:
-updates per transition x α x γ), chosen by the area under its success curve (see ``CHOSEN``).
+DQN, updates per transition x α x γ; PPO, steps per rollout x α x γ), chosen by the area under its success curve
+(see ``CHOSEN``).
 
-**Measured.** Every ``--eval-freq`` steps, 10 greedy episodes (argmax Q; the same seeded starts for every run).
-Per run: steps to the first win, to half the expert's return, to 0.9 success; a run that never gets there counts as
-its budget and the figure is marked ``>=``. Per arm: the interquartile mean over seeds with its 95%
-stratified-bootstrap interval (:mod:`prior_wrappers.aggregates`), and the probability that a DQN-Prior run needs
-fewer steps than a DQN run. LLM cost: the states scored, and the wall time of each arm.
+**Measured.** Every ``--eval-freq`` steps, 10 greedy episodes (argmax Q for DQN, the policy's mode for PPO; the same
+seeded starts for every run). Per run: steps to the first win, to half the expert's return, to 0.9 success; a run that
+never gets there counts as its budget and the figure is marked ``>=``. Per arm: the interquartile mean over seeds with
+its 95% stratified-bootstrap interval (:mod:`prior_wrappers.aggregates`), and the probability that a prior arm's run
+needs fewer steps than its baseline's. LLM cost: the states scored, and the wall time of each arm.
 
     python benchmarks/evidence.py --quick                  # minutes: 2 seeds, a short budget (a smoke run)
     python benchmarks/evidence.py --game-seed 1            # the reported tables (5 seeds): online, offline, textworld
@@ -33,7 +37,8 @@ fewer steps than a DQN run. LLM cost: the states scored, and the wall time of ea
     python benchmarks/evidence.py --model DIR --device cuda --dtype bfloat16   # a larger LLM on a GPU
 
 Writes ``<out>/evidence_curves.csv`` and ``evidence_success.png`` (default ``results/``), prints the table and ends
-with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_data_ratio=<CQL IQM / CQL-Prior
+with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_steps_ratio_ppo=<the same for
+PPO> ... zero_shot_data_ratio=<CQL IQM / CQL-Prior
 IQM transitions to 90% of the expert's return> ... tw_steps_ratio_<family>=<uniform DQN / best LLM arm, steps to a
 win> llm_vs_demos_<family>=<demonstrations-only arm / best LLM arm> ...``. The LLM's scores are cached on disk
 (``prior_wrappers.priors.embedded.cache_dir()``), so a rerun on the same game seed scores no state twice.
@@ -70,19 +75,36 @@ FEATURE_DIM = 256
 EVAL_EPISODES = 10
 OUT = Path("results")
 
-# The grid --search runs for both arms (game seed 0, seeds 0 and 1), and each arm's choice from it.
-SEARCH_GRID: list[dict[str, Any]] = [
-    {"gradient_steps": g, "alpha": a, "gamma": y} for y in (0.99, 0.9) for g in (1, 4) for a in (0.1, 0.03)
-]  # gradient steps per vector step of 4 envs: 0.25 or 1 update per transition
-# Success AUC over 15,000 steps on game seed 0 (mean of seeds 0 and 1). DQN, all 8 points: at γ 0.99 0, 0, 0.10, 0.41
-# (in the grid's order), at γ 0.9 0, 0.53, 0.47, 0.59. DQN-Prior, the two points at γ 0.9 and one update per
+# The grids --search runs for both arms of an algorithm (game seed 0, seeds 0 and 1), and each arm's choice from them.
+SEARCH_GRIDS: dict[str, list[dict[str, Any]]] = {
+    # gradient steps per vector step of 4 envs: 0.25 or 1 update per transition
+    "DQN": [{"gradient_steps": g, "alpha": a, "gamma": y} for y in (0.99, 0.9) for g in (1, 4) for a in (0.1, 0.03)],
+    # steps per env per rollout (512 or 2,048 transitions per update); α: the KL to the prior (to uniform for PPO:
+    # an entropy bonus); 4 epochs of minibatches of 64, SB3's other defaults
+    "PPO": [{"n_steps": n, "alpha": a, "gamma": y, "n_epochs": 4, "batch_size": 64}
+            for y in (0.99, 0.9) for n in (128, 512) for a in (0.1, 0.01)],  # fmt: skip
+}
+# DQN, success AUC over 15,000 steps on game seed 0 (mean of seeds 0 and 1). DQN, all 8 points: at γ 0.99 0, 0, 0.10,
+# 0.41 (in the grid's order), at γ 0.9 0, 0.53, 0.47, 0.59. DQN-Prior, the two points at γ 0.9 and one update per
 # transition (its first point took over an hour on this CPU, so its other six were not run): α 0.1 0, α 0.03 0.72.
 # With γ 0.99 the greedy policy of both arms fell back from 1.0 to 0 by about 15,000 steps: a take-bowl /
 # put-down-bowl loop that costs 2% of the value at γ 0.99, within the network's error, and 19% at γ 0.9.
+# PPO, success AUC over 20,000 steps on game seed 0 (seeds 0 and 1), all 8 points: at γ 0.99 0 everywhere (return
+# AUC 0.37, 0.26, 0.03, 0.00), at γ 0.9 0.30, 0.28, 0, 0; the best is 128 steps per env, α 0.1, γ 0.9. PPO-Prior takes
+# the baseline's choice without a search of its own: a 20,000-step run cost over 20 CPU-minutes of LLM scoring from a
+# cold cache, so its grid was not run (the search favours the baseline).
 CHOSEN: dict[str, dict[str, Any]] = {
     "DQN": {"gradient_steps": 4, "alpha": 0.03, "gamma": 0.9},
     "DQN-Prior": {"gradient_steps": 4, "alpha": 0.03, "gamma": 0.9},
+    "PPO": {"n_steps": 128, "alpha": 0.1, "gamma": 0.9, "n_epochs": 4, "batch_size": 64},
+    "PPO-Prior": {"n_steps": 128, "alpha": 0.1, "gamma": 0.9, "n_epochs": 4, "batch_size": 64},
 }
+ARMS = ["DQN-Prior", "DQN", "PPO-Prior", "PPO"]
+
+
+def algorithm(arm: str) -> str:
+    """``"DQN"`` or ``"PPO"``: the learner an arm trains (its ``-Prior`` arm and baseline share it)."""
+    return arm.removesuffix("-Prior")
 
 
 def kitchen_oracle(prompt: str, commands: Sequence[str]) -> list[float]:
@@ -139,11 +161,15 @@ def vec_env(prior: Any, res: Resources, n_envs: int, seed: int, game_seed: int, 
     return VecLLMPrior(venv, prior, k=K, encoder=res.encoder, history=0, seed=seed, order=order)  # type: ignore[arg-type]
 
 
-def train(arm: str, seed: int, game_seed: int, budget: int, eval_freq: int, res: Resources, hp: dict) -> Run:
-    """Train one arm with one seed; evaluate greedily before training and every ``eval_freq`` steps."""
+def train(
+    arm: str, seed: int, game_seed: int, budget: int, eval_freq: int, res: Resources, hp: dict, stop_after: int = 0
+) -> Run:
+    """Train one arm with one seed; evaluate greedily before training and every ``eval_freq`` steps; with
+    ``stop_after`` > 0, stop once that many evaluations in a row reached 0.9 success (the milestones are the first
+    evaluations that reach them, so stopping later changes none of them)."""
     from prior_wrappers import UniformPrior
     from prior_wrappers.evaluation import LearningCurve, LearningCurveCallback, evaluate_into
-    from prior_wrappers.sb3 import DQNPrior
+    from prior_wrappers.sb3 import DQNPrior, PPOPrior
 
     class TimedCurve(LearningCurveCallback):
         """Also notes the wall time of each evaluation."""
@@ -153,13 +179,19 @@ def train(arm: str, seed: int, game_seed: int, budget: int, eval_freq: int, res:
             going = super()._on_step()
             if len(self.curve.steps) > before:
                 seconds.append(watch.seconds)
+                recent = self.curve.success_rate[-stop_after:]
+                if stop_after and len(recent) == stop_after and min(recent) >= SUCCESS:
+                    return False
             return going
 
-    prior = res.llm if arm == "DQN-Prior" else UniformPrior()
+    prior = res.llm if arm.endswith("-Prior") else UniformPrior()
     env = vec_env(prior, res, N_ENVS, seed, game_seed)
     # the evaluation episodes run side by side (one batched prior call per step), the same starts for every run
     eval_env = vec_env(prior, res, EVAL_EPISODES, 10_000, game_seed)
-    model = DQNPrior("CandidatePolicy", env, train_freq=1, learning_starts=100, seed=seed, device="cpu", **hp)
+    if algorithm(arm) == "PPO":  # the baseline is PPOPrior with the uniform prior: PPO with the same network
+        model: Any = PPOPrior("CandidatePolicy", env, seed=seed, device="cpu", **hp)
+    else:
+        model = DQNPrior("CandidatePolicy", env, train_freq=1, learning_starts=100, seed=seed, device="cpu", **hp)
     watch, curve = Stopwatch(), LearningCurve(arm, seed)
     evaluate_into(curve, model, eval_env, 0, EVAL_EPISODES)
     seconds = [watch.seconds]
@@ -197,8 +229,14 @@ def milestones(run: Run, budget: int, half_return: float) -> dict[str, tuple[int
 
 
 def baseline_first(arms: Iterable[str]) -> list[str]:
-    """The arms that ran, each once, the baseline before its ``-Prior`` arm (ratios are baseline / prior)."""
-    return sorted(dict.fromkeys(arms), key=lambda arm: arm.endswith("-Prior"))
+    """The arms that ran, each once, the baseline before its ``-Prior`` arm (ratios are baseline / prior), DQN's
+    before PPO's."""
+    return sorted(dict.fromkeys(arms), key=lambda arm: (algorithm(arm) != "DQN", arm.endswith("-Prior")))
+
+
+def pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """Each baseline that ran with its ``-Prior`` arm: the comparisons a report makes."""
+    return [(arm, f"{arm}-Prior") for arm in arms if f"{arm}-Prior" in arms]
 
 
 def arm_text(reached: Sequence[tuple[int, bool]]) -> str:
@@ -226,6 +264,8 @@ def compare(base: Sequence[tuple[int, bool]], prior: Sequence[tuple[int, bool]])
 
 
 def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
+    """Print each arm's steps to each milestone and each baseline / prior ratio; the figures for the summary line
+    (``zero_shot_steps_ratio`` for DQN, ``zero_shot_steps_ratio_ppo`` for PPO)."""
     arms = baseline_first(r.arm for r in runs)
     table = {arm: [milestones(r, budget, expert / 2) for r in runs if r.arm == arm] for arm in arms}
     figures: dict[str, str] = {}
@@ -234,13 +274,15 @@ def report(runs: list[Run], budget: int, expert: float) -> dict[str, str]:
         print(f"  {name}:")
         for arm in arms:
             print(f"    {arm:10s} {arm_text([m[name] for m in table[arm]])}")
-        if len(arms) == 2:
-            kind, ratio, improved = compare(*([m[name] for m in table[arm]] for arm in arms))
-            print(f"    ratio {kind}{ratio.text('{:.2f}')}; P({arms[1]} faster) {improved.text('{:.2f}')}")
+        for base, prior in pairs(arms):
+            kind, ratio, improved = compare(*([m[name] for m in table[arm]] for arm in (base, prior)))
+            print(f"    ratio {base} / {prior} {kind}{ratio.text('{:.2f}')}; P({prior} faster) "
+                  f"{improved.text('{:.2f}')}")  # fmt: skip
             if name == f"{SUCCESS} success":
-                figures["zero_shot_steps_ratio"] = f"{kind}{ratio.value:.2f}"
-                figures["zero_shot_steps_ratio_ci"] = f"{ratio.low:.2f}-{ratio.high:.2f}"
-                figures["zero_shot_p_improvement"] = f"{improved.value:.2f}"
+                suffix = "" if base == "DQN" else f"_{base.lower()}"
+                figures[f"zero_shot_steps_ratio{suffix}"] = f"{kind}{ratio.value:.2f}"
+                figures[f"zero_shot_steps_ratio{suffix}_ci"] = f"{ratio.low:.2f}-{ratio.high:.2f}"
+                figures[f"zero_shot_p_improvement{suffix}"] = f"{improved.value:.2f}"
     for arm in arms:
         wall = [r.wall_s for r in runs if r.arm == arm]
         print(f"  wall time per run, {arm}: {np.mean(wall):.0f} s (min {min(wall):.0f}, max {max(wall):.0f})")
@@ -318,11 +360,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-freq", type=int, default=1000, help="online: steps between greedy evaluations")
     parser.add_argument("--sizes", type=int, nargs="+", default=evidence_offline.SIZES, help="offline: transitions")
     parser.add_argument("--gradient-steps", type=int, default=evidence_offline.GRADIENT_STEPS, help="offline")
-    parser.add_argument("--arms", nargs="+", default=["DQN-Prior", "DQN"], choices=["DQN", "DQN-Prior"],
-                        help="online arms; offline, the same with CQL")  # fmt: skip
+    parser.add_argument("--arms", nargs="+", default=ARMS, choices=ARMS,
+                        help="online arms; offline, the DQN arms' CQL counterparts")  # fmt: skip
     parser.add_argument("--tw-family", default="cooking-easy", help="textworld: the challenge family")
     parser.add_argument("--walkthroughs", type=int, nargs="+", default=[2, 16], help="textworld: N per arm")
     parser.add_argument("--tw-budget", type=int, default=1200, help="textworld: environment steps per run (at most)")
+    parser.add_argument("--stop-after", type=int, default=0, metavar="N",
+                        help="online: stop a run once N evaluations in a row reached 0.9 success (0: the budget)")
     parser.add_argument("--search", action="store_true", help="run the hyperparameter grid on game seed 0")
     parser.add_argument("--grid", type=int, nargs="+", default=None, help="with --search: these grid points only")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3,000 steps, 2 dataset sizes: a smoke run")
@@ -374,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from prior_wrappers.priors.embedded import cache_dir
 
     cache = None if args.no_cache else cache_dir() / f"evidence_hard_kitchen_{game_seed}"
-    prior = args.prior if "DQN-Prior" in args.arms and {"online", "offline"} & set(args.parts) else "none"
+    wanted = [arm for arm in args.arms if "online" in args.parts or ("offline" in args.parts and arm == "DQN-Prior")]
+    prior = args.prior if any(arm.endswith("-Prior") for arm in wanted) else "none"
     res = Resources(prior, args.model, cache, dtype=args.dtype, device=args.device)
     watch, figures = Stopwatch(), {}
     if "online" in args.parts:
@@ -400,7 +445,7 @@ def online(args: Any, res: Resources, game_seed: int) -> dict[str, str]:
     runs = []
     for arm in args.arms:
         for seed in range(args.seeds):
-            runs.append(train(arm, seed, game_seed, args.budget, args.eval_freq, res, CHOSEN[arm]))
+            runs.append(train(arm, seed, game_seed, args.budget, args.eval_freq, res, CHOSEN[arm], args.stop_after))
             print(f"{arm} seed {seed}: success {runs[-1].success} ({runs[-1].wall_s:.0f} s)", flush=True)
             write_curves(runs, args.out, game_seed)
     figures = report(runs, args.budget, expert_return(game_seed))
@@ -414,7 +459,8 @@ def search(args: Any, res: Resources) -> dict[str, str]:
 
     for arm in args.arms:
         scores = []
-        for hp in [SEARCH_GRID[i] for i in args.grid] if args.grid else SEARCH_GRID:
+        grid = SEARCH_GRIDS[algorithm(arm)]
+        for hp in [grid[i] for i in args.grid] if args.grid else grid:
             runs = [train(arm, seed, 0, args.budget, args.eval_freq, res, hp) for seed in (0, 1)]
             auc = [LearningCurve(arm, r.seed, r.steps, r.success).area_under_curve() for r in runs]
             ret = [LearningCurve(arm, r.seed, r.steps, r.returns).area_under_curve(r.returns) for r in runs]

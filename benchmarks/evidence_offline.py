@@ -215,7 +215,7 @@ def run(args: Any, res: Any, game_seed: int) -> dict[str, str]:
     sizes = SEARCH_SIZES if args.search else args.sizes
     data, expert = collect(game_seed, max(sizes), res), expert_return(game_seed)
     print(f"offline dataset: {len(data)} transitions, {data.n_episodes} episodes; expert {expert:.2f}", flush=True)
-    arms = [arm.replace("DQN", "CQL") for arm in args.arms]
+    arms = [arm.replace("DQN", "CQL") for arm in args.arms if arm.startswith("DQN")]  # PPO has no offline form
     if args.search:
         for arm in arms:
             scores = []

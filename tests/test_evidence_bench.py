@@ -59,9 +59,25 @@ def test_the_ratio_is_baseline_over_prior_whichever_arm_ran_first(bench):
     assert figures["zero_shot_steps_ratio"] == "4.00" and figures["zero_shot_p_improvement"] == "1.00"
 
 
+def test_each_baseline_is_compared_with_its_own_prior_arm(bench, capsys):
+    def run(arm, seed, step_to_success):
+        success = [0.0 if s < step_to_success else 1.0 for s in (0, 1000, 2000, 3000, 4000)]
+        return bench.Run(arm, seed, [0, 1000, 2000, 3000, 4000], success, success, wall_s=1.0)
+
+    runs = [run(arm, s, steps) for arm, steps in (("PPO-Prior", 2000), ("DQN", 4000), ("PPO", 3000),
+                                                   ("DQN-Prior", 1000)) for s in range(4)]  # fmt: skip
+    figures = bench.report(runs, budget=4000, expert=2.0)
+    assert figures["zero_shot_steps_ratio"] == "4.00" and figures["zero_shot_steps_ratio_ppo"] == "1.50"
+    assert "ratio DQN / DQN-Prior 4.00" in capsys.readouterr().out
+    # a baseline without its prior arm is reported but compared with nothing
+    figures = bench.report([r for r in runs if r.arm != "PPO-Prior"], budget=4000, expert=2.0)
+    assert "zero_shot_steps_ratio_ppo" not in figures and figures["zero_shot_steps_ratio"] == "4.00"
+    assert "PPO        3000" in capsys.readouterr().out
+
+
 def test_a_tiny_run_writes_its_curves_and_ends_with_the_summary_line(bench, tmp_path, capsys):
     bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "300", "--eval-freq", "150",
-                "--no-cache", "--game-seed", "3", "--out", str(tmp_path)])  # fmt: skip
+                "--no-cache", "--game-seed", "3", "--out", str(tmp_path), "--arms", "DQN-Prior", "DQN"])  # fmt: skip
     out = capsys.readouterr().out
     assert "game seed 3" in out and "torch threads 1" in out
     assert re.search(r"zero_shot_steps_ratio=\S+ zero_shot_steps_ratio_ci=\S+ zero_shot_p_improvement=\S+$", out)
@@ -72,9 +88,24 @@ def test_a_tiny_run_writes_its_curves_and_ends_with_the_summary_line(bench, tmp_
     assert all(float(r["seconds"]) >= 0 for r in rows)
 
 
+def test_a_tiny_ppo_run_compares_ppo_with_ppo_prior(bench, tmp_path, capsys):
+    bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "1024", "--eval-freq", "512",
+                "--no-cache", "--out", str(tmp_path), "--arms", "PPO-Prior", "PPO", "--stop-after", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "ratio PPO / PPO-Prior" in out and "DQN" not in out.split("steps to each milestone")[1]
+    assert re.search(r"zero_shot_steps_ratio_ppo=\S+ zero_shot_steps_ratio_ppo_ci=\S+ zero_shot_p_improvement_ppo=\S+$", out)
+    rows = list(csv.DictReader(open(tmp_path / "evidence_curves.csv")))
+    # greedy play with the keyword prior alone already wins (PPO-Prior's policy starts at the prior, PPO's at
+    # uniform): with --stop-after 2, PPO-Prior stops after its second evaluation at 0.9 success, PPO runs its budget
+    assert [(r["arm"], r["steps"], r["success_rate"]) for r in rows if r["arm"] == "PPO-Prior"] == [
+        ("PPO-Prior", "0", "1.000"), ("PPO-Prior", "512", "1.000")]  # fmt: skip
+    assert [(r["steps"], float(r["success_rate"]) < 0.9) for r in rows if r["arm"] == "PPO"] == [
+        ("0", True), ("512", True), ("1024", True)]  # fmt: skip
+
+
 def test_report_from_a_saved_csv_gives_the_same_summary(bench, tmp_path, capsys):
     bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "200", "--eval-freq", "100",
-                "--no-cache", "--out", str(tmp_path)])  # fmt: skip
+                "--no-cache", "--out", str(tmp_path), "--arms", "DQN-Prior", "DQN"])  # fmt: skip
     first = capsys.readouterr().out.strip().splitlines()[-1]
     runs, game_seed = bench.read_curves(tmp_path / "evidence_curves.csv")
     assert game_seed == 1 and [(r.arm, r.seed, len(r.steps)) for r in runs] == [("DQN-Prior", 0, 3), ("DQN", 0, 3)]
@@ -171,7 +202,7 @@ def test_the_command_lines_hard_kitchen_settings_are_the_benchmarks(bench):
     from prior_wrappers.cli.config import config_path, read_yaml
 
     config = read_yaml(config_path(bench.HARD_KITCHEN))
-    for algo, arm in (("dqn", "DQN"), ("dqn-prior", "DQN-Prior")):
+    for algo, arm in (("dqn", "DQN"), ("dqn-prior", "DQN-Prior"), ("ppo", "PPO"), ("ppo-prior", "PPO-Prior")):
         section = config[algo]
         assert {key: section[key] for key in bench.CHOSEN[arm]} == bench.CHOSEN[arm]
         assert section["wrapper"] == {"k": bench.K, "history": 0, "encoder": f"hashing:{bench.FEATURE_DIM}"}
