@@ -146,6 +146,25 @@ def save_merged(prior: Any, path: Path) -> None:
     prior.save(path)
 
 
+def timed_curve(
+    curve: Any, eval_env: Any, eval_freq: int, episodes: int, watch: Stopwatch, seconds: list[float], **stop: Any
+) -> Any:
+    """A :class:`~prior_wrappers.evaluation.LearningCurveCallback` (``stop`` its ``stop_after``, ``stop_success``)
+    that also appends ``watch.seconds`` to ``seconds`` at each evaluation: the learning curve against wall time,
+    the LLM's scoring included."""
+    from prior_wrappers.evaluation import LearningCurveCallback
+
+    class TimedCurve(LearningCurveCallback):
+        def _on_step(self) -> bool:
+            before = len(self.curve.steps)
+            going = super()._on_step()
+            if len(self.curve.steps) > before:
+                seconds.append(watch.seconds)
+            return going
+
+    return TimedCurve(curve, eval_env, eval_freq, episodes, **stop)
+
+
 def collect_mixture(env: Any, n_transitions: int, seed: int) -> Any:
     """Episodes of the env's scripted expert (``expert_command``) and of uniform random play, half of them successful
     (:func:`~prior_wrappers.sb3.collect_expert_mixture`), at least ``n_transitions`` of them: the episode count grows

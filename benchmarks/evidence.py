@@ -65,6 +65,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     save_merged,
     summary_line,
+    timed_curve,
 )
 
 HARD_KITCHEN = "prior_wrappers/OvercookedTomatoLettuceOnion-v0"
@@ -168,21 +169,8 @@ def train(
     ``stop_after`` > 0, stop once that many evaluations in a row reached 0.9 success (the milestones are the first
     evaluations that reach them, so stopping later changes none of them)."""
     from prior_wrappers import UniformPrior
-    from prior_wrappers.evaluation import LearningCurve, LearningCurveCallback, evaluate_into
+    from prior_wrappers.evaluation import LearningCurve, evaluate_into
     from prior_wrappers.sb3 import DQNPrior, PPOPrior
-
-    class TimedCurve(LearningCurveCallback):
-        """Also notes the wall time of each evaluation."""
-
-        def _on_step(self) -> bool:
-            before = len(self.curve.steps)
-            going = super()._on_step()
-            if len(self.curve.steps) > before:
-                seconds.append(watch.seconds)
-                recent = self.curve.success_rate[-stop_after:]
-                if stop_after and len(recent) == stop_after and min(recent) >= SUCCESS:
-                    return False
-            return going
 
     prior = res.llm if arm.endswith("-Prior") else UniformPrior()
     env = vec_env(prior, res, N_ENVS, seed, game_seed)
@@ -195,7 +183,9 @@ def train(
     watch, curve = Stopwatch(), LearningCurve(arm, seed)
     evaluate_into(curve, model, eval_env, 0, EVAL_EPISODES)
     seconds = [watch.seconds]
-    model.learn(budget, callback=TimedCurve(curve, eval_env, eval_freq, EVAL_EPISODES))
+    callback = timed_curve(curve, eval_env, eval_freq, EVAL_EPISODES, watch, seconds, stop_after=stop_after,
+                           stop_success=SUCCESS)  # fmt: skip
+    model.learn(budget, callback=callback)
     res.save()
     return Run(arm, seed, curve.steps, curve.success_rate, curve.mean_return, watch.seconds, seconds)
 

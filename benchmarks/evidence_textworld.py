@@ -62,6 +62,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     save_merged,
     summary_line,
+    timed_curve,
 )
 from benchmarks.evidence import arm_text, compare  # noqa: E402
 
@@ -278,7 +279,6 @@ def walkthrough_buffer(sources: Sources, model: Any, n: int) -> Any:
 def train(sources: Sources, arm: str, n: int, seed: int) -> Run:
     """One arm, one seed: greedy evaluations every ``eval_freq`` steps until the budget or ``stop_after`` wins."""
     import torch
-    from stable_baselines3.common.callbacks import BaseCallback
 
     from prior_wrappers.evaluation import LearningCurve, evaluate_into
     from prior_wrappers.sb3 import DQNPrior
@@ -292,21 +292,14 @@ def train(sources: Sources, arm: str, n: int, seed: int) -> Run:
                      buffer_size=20_000, exploration_fraction=60 / s.budget, seed=seed, device="cpu")  # fmt: skip
     if arm == "buffer":
         model.replay_buffer = walkthrough_buffer(sources, model, n)
-    watch, curve, seconds = Stopwatch(), LearningCurve(arm, seed), []
+    watch, curve = Stopwatch(), LearningCurve(arm, seed)
 
-    def evaluate(step: int) -> bool:
-        """Evaluate; True once the last ``stop_after`` evaluations all won."""
-        evaluate_into(curve, model, eval_env, step, 1)
-        seconds.append(watch.seconds)
-        recent = curve.mean_return[-s.stop_after :]
-        return len(recent) == s.stop_after and min(recent) >= sources.max_score - 1e-9
-
-    class Evaluations(BaseCallback):
-        def _on_step(self) -> bool:
-            return not (self.num_timesteps % s.eval_freq == 0 and evaluate(self.num_timesteps))
-
-    if not evaluate(0):
-        model.learn(s.budget, callback=Evaluations())
+    evaluate_into(curve, model, eval_env, 0, 1)
+    seconds = [watch.seconds]
+    # one greedy episode per evaluation: the game and the greedy policy are deterministic; a win is ``is_success``
+    callback = timed_curve(curve, eval_env, s.eval_freq, 1, watch, seconds, stop_after=s.stop_after)
+    if not callback.reached():
+        model.learn(s.budget, callback=callback)
     env.close()
     eval_env.close()
     sources.save()

@@ -55,21 +55,50 @@ def _first_reaching(steps: Sequence[int], values: Sequence[float], threshold: fl
 
 class LearningCurveCallback(BaseCallback):
     """Evaluates the model greedily every ``eval_freq`` environment steps (summed over sub-envs) into a
-    :class:`LearningCurve`; success comes from ``info["is_success"]`` at episode ends."""
+    :class:`LearningCurve`; success comes from ``info["is_success"]`` at episode ends.
 
-    def __init__(self, curve: LearningCurve, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int = 10) -> None:
+    :param curve: the curve the evaluations are appended to (its points so far count for ``stop_after``).
+    :param eval_env: the env the greedy episodes run in.
+    :param eval_freq: environment steps between evaluations.
+    :param n_eval_episodes: episodes per evaluation.
+    :param stop_after: stop training (``learn`` returns) once the curve's last ``stop_after`` evaluations all reached
+        ``stop_success``, as SB3's ``StopTrainingOnRewardThreshold`` does for a reward; 0 (default): never. The
+        steps to a success rate are the first evaluation that reaches it, so stopping later changes none of them.
+    :param stop_success: the success rate ``stop_after`` waits for.
+    """
+
+    def __init__(
+        self,
+        curve: LearningCurve,
+        eval_env: VecEnv,
+        eval_freq: int,
+        n_eval_episodes: int = 10,
+        *,
+        stop_after: int = 0,
+        stop_success: float = 1.0,
+    ) -> None:
         super().__init__()
+        if stop_after < 0:
+            raise ValueError(f"stop_after must be >= 0 (0: never stop early), got {stop_after}")
         self.curve = curve
         self.eval_env = eval_env
         self.eval_freq = eval_freq
         self.n_eval_episodes = n_eval_episodes
+        self.stop_after = stop_after
+        self.stop_success = stop_success
         self._next = eval_freq
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
             self._next += self.eval_freq
             evaluate_into(self.curve, self.model, self.eval_env, self.num_timesteps, self.n_eval_episodes)
+            return not self.reached()
         return True
+
+    def reached(self) -> bool:
+        """Whether the last ``stop_after`` evaluations all reached ``stop_success`` (False when ``stop_after`` is 0)."""
+        recent = self.curve.success_rate[-self.stop_after :] if self.stop_after else []
+        return len(recent) == self.stop_after > 0 and min(recent) >= self.stop_success
 
 
 def train_with_curve(
@@ -82,12 +111,18 @@ def train_with_curve(
     eval_freq: int,
     n_eval_episodes: int = 10,
     progress_bar: bool = False,
+    stop_after: int = 0,
+    stop_success: float = 1.0,
 ) -> LearningCurve:
-    """Train ``model``, evaluating it before training and every ``eval_freq`` environment steps."""
+    """Train ``model``, evaluating it before training and every ``eval_freq`` environment steps; with
+    ``stop_after``, until that many evaluations in a row reach ``stop_success`` (see :class:`LearningCurveCallback`)."""
     curve = LearningCurve(label, seed)
     evaluate_into(curve, model, eval_env, 0, n_eval_episodes)
-    callback = LearningCurveCallback(curve, eval_env, eval_freq, n_eval_episodes)
-    model.learn(total_timesteps, callback=callback, progress_bar=progress_bar)
+    callback = LearningCurveCallback(
+        curve, eval_env, eval_freq, n_eval_episodes, stop_after=stop_after, stop_success=stop_success
+    )
+    if not callback.reached():
+        model.learn(total_timesteps, callback=callback, progress_bar=progress_bar)
     return curve
 
 
