@@ -357,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tw-budget", type=int, default=1200, help="textworld: environment steps per run (at most)")
     parser.add_argument("--stop-after", type=int, default=0, metavar="N",
                         help="online: stop a run once N evaluations in a row reached 0.9 success (0: the budget)")
+    parser.add_argument("--resume", action="store_true",
+                        help="online: keep the runs already in <out>/evidence_curves.csv (same settings) and run the "
+                        "rest")  # fmt: skip
     parser.add_argument("--search", action="store_true", help="run the hyperparameter grid on game seed 0")
     parser.add_argument("--grid", type=int, nargs="+", default=None, help="with --search: these grid points only")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3,000 steps, 2 dataset sizes: a smoke run")
@@ -431,16 +434,33 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def online(args: Any, res: Resources, game_seed: int) -> dict[str, str]:
-    """The online table: every arm, every seed, on ``game_seed``; returns the summary figures."""
-    runs = []
+    """The online table: every arm, every seed, on ``game_seed``; returns the summary figures. With ``--resume``, the
+    runs already in ``<out>/evidence_curves.csv`` are kept and not run again."""
+    runs = resumed(args.out / "evidence_curves.csv", game_seed, args.arms, args.seeds) if args.resume else []
+    done = {(r.arm, r.seed) for r in runs}
     for arm in args.arms:
         for seed in range(args.seeds):
+            if (arm, seed) in done:
+                continue
             runs.append(train(arm, seed, game_seed, args.budget, args.eval_freq, res, CHOSEN[arm], args.stop_after))
             print(f"{arm} seed {seed}: success {runs[-1].success} ({runs[-1].wall_s:.0f} s)", flush=True)
             write_curves(runs, args.out, game_seed)
     figures = report(runs, args.budget, expert_return(game_seed))
     write_outputs(runs, args.out, game_seed)
     return figures
+
+
+def resumed(path: Path, game_seed: int, arms: Sequence[str], seeds: int) -> list[Run]:
+    """The runs of ``path`` (if it exists) that the table wants: its arms, seeds below ``seeds``; a file of another game
+    seed is refused."""
+    if not path.is_file():
+        return []
+    runs, found = read_curves(path)
+    if found != game_seed:
+        raise ValueError(f"--resume: {path} holds runs of game seed {found}, not {game_seed}; give another --out")
+    kept = [r for r in runs if r.arm in arms and r.seed < seeds]
+    print(f"resuming: {len(kept)} finished runs from {path}: {sorted((r.arm, r.seed) for r in kept)}", flush=True)
+    return kept
 
 
 def search(args: Any, res: Resources) -> dict[str, str]:

@@ -103,6 +103,21 @@ def test_a_tiny_ppo_run_compares_ppo_with_ppo_prior(bench, tmp_path, capsys):
         ("0", True), ("512", True), ("1024", True)]  # fmt: skip
 
 
+def test_resume_keeps_the_finished_runs_and_runs_only_the_rest(bench, tmp_path, capsys):
+    def main(seeds: str, *more: str) -> list[dict]:
+        bench.main(["--parts", "online", "--prior", "oracle", "--seeds", seeds, "--budget", "200", "--eval-freq", "100",
+                    "--no-cache", "--out", str(tmp_path), "--arms", "DQN", *more])  # fmt: skip
+        return list(csv.DictReader(open(tmp_path / "evidence_curves.csv")))
+
+    first = main("1")
+    rows = main("2", "--resume")
+    assert [r["seed"] for r in rows] == ["0"] * 3 + ["1"] * 3
+    assert rows[:3] == first  # seed 0 was read back, not trained again (its wall times are the first run's)
+    assert "resuming: 1 finished runs" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="game seed 1, not 2"):
+        main("2", "--resume", "--game-seed", "2")
+
+
 def test_report_from_a_saved_csv_gives_the_same_summary(bench, tmp_path, capsys):
     bench.main(["--parts", "online", "--prior", "oracle", "--seeds", "1", "--budget", "200", "--eval-freq", "100",
                 "--no-cache", "--out", str(tmp_path), "--arms", "DQN-Prior", "DQN"])  # fmt: skip
