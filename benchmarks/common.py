@@ -146,13 +146,14 @@ def save_merged(prior: Any, path: Path) -> None:
     prior.save(path)
 
 
-def timed_curve(
-    curve: Any, eval_env: Any, eval_freq: int, episodes: int, watch: Stopwatch, seconds: list[float], **stop: Any
-) -> Any:
-    """A :class:`~prior_wrappers.evaluation.LearningCurveCallback` (``stop`` its ``stop_after``, ``stop_success``)
-    that also appends ``watch.seconds`` to ``seconds`` at each evaluation: the learning curve against wall time,
-    the LLM's scoring included."""
-    from prior_wrappers.evaluation import LearningCurveCallback
+def train_timed(
+    model: Any, curve: Any, eval_env: Any, budget: int, eval_freq: int, episodes: int, watch: Stopwatch, **stop: Any
+) -> list[float]:
+    """Evaluate ``model`` greedily into ``curve`` before training and every ``eval_freq`` steps while it learns for
+    ``budget`` steps (``stop``: :class:`~prior_wrappers.evaluation.LearningCurveCallback`'s ``stop_after`` and
+    ``stop_success``; no training if the evaluation before it already meets them); returns ``watch.seconds`` at each
+    evaluation: the learning curve against wall time, the LLM's scoring included."""
+    from prior_wrappers.evaluation import LearningCurveCallback, evaluate_into
 
     class TimedCurve(LearningCurveCallback):
         def _on_step(self) -> bool:
@@ -162,7 +163,12 @@ def timed_curve(
                 seconds.append(watch.seconds)
             return going
 
-    return TimedCurve(curve, eval_env, eval_freq, episodes, **stop)
+    evaluate_into(curve, model, eval_env, 0, episodes)
+    seconds = [watch.seconds]
+    callback = TimedCurve(curve, eval_env, eval_freq, episodes, **stop)
+    if not callback.reached():
+        model.learn(budget, callback=callback)
+    return seconds
 
 
 def collect_mixture(env: Any, n_transitions: int, seed: int) -> Any:

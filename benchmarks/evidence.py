@@ -1,9 +1,10 @@
 """The evidence: what the LLM's own knowledge saves, zero-shot, in a kitchen it knows (issue 21, part 1).
 
-Three parts (``--parts``): **online**, DQN vs DQN-Prior and PPO vs PPO-Prior, below; **offline**, CQL vs CQL-Prior by dataset size on the
-same kitchen (:mod:`benchmarks.evidence_offline`); **textworld**, with demonstrations: DQN on a TextWorld challenge
-game (``--tw-family``) with the same N walkthroughs (``--walkthroughs``) used by every arm that takes them, in its
-buffer, a demonstrations-only prior, or the LLM's prompt or weights (:mod:`benchmarks.evidence_textworld`).
+Three parts (``--parts``): **online**, DQN vs DQN-Prior and PPO vs PPO-Prior, below; **offline**, CQL vs CQL-Prior by
+dataset size on the same kitchen (:mod:`benchmarks.evidence_offline`); **textworld**, with demonstrations: DQN on a
+TextWorld challenge game (``--tw-family``) with the same N walkthroughs (``--walkthroughs``) used by every arm that
+takes them, in its buffer, a demonstrations-only prior, or the LLM's prompt or weights
+(:mod:`benchmarks.evidence_textworld`).
 
 **Question.** How many fewer environment steps does DQN-Prior (SmolLM2-135M-Instruct as the action prior) need than
 DQN, and PPO-Prior than PPO, to reach a greedy success rate of 0.9, where the model knows the domain and neither arm
@@ -15,15 +16,15 @@ salad with two distractors (a potato, a fish) and two cutting boards, in a 7x9 k
 of uniform play. No example episode is in the prompt: the prior sees the task, the observation and the command.
 
 **Arms, and what each knows.** ``DQN``: no prior (``UniformPrior``: Boltzmann exploration softmax(Q/α) over the
-admissible commands). ``DQN-Prior``: SmolLM2's zero-shot log-probabilities (posterior sampling
-p(a|s)·exp(Q/α), the adaptive prior trust and the default floor). ``PPO``: PPOPrior with ``UniformPrior`` (PPO over
-the admissible commands; α·KL to uniform is an entropy bonus). ``PPO-Prior``: the same policy's logits added to the
-zero-shot log-probabilities and α·KL(π ‖ p_LLM) in the loss (the default floor and adaptive trust). Everything else
-is the same within each pair: the network (``CandidatePolicy``), the features (hashed words and bigrams of "Observation: s Action: a", 256-d; a MiniLM pass
-per new observation cost 75 ms on this machine, the same for both arms either way), the budget, the seeds (0..n-1),
-4 envs, and the hyperparameters: each arm's best of the same grid (``--search``, on development game seed 0 only:
-DQN, updates per transition x α x γ; PPO, steps per rollout x α x γ), chosen by the area under its success curve
-(see ``CHOSEN``).
+admissible commands). ``DQN-Prior``: SmolLM2's zero-shot log-probabilities (posterior sampling p(a|s)·exp(Q/α), the
+adaptive prior trust and the default floor). ``PPO``: PPOPrior with ``UniformPrior`` (PPO over the admissible
+commands; α·KL to uniform is an entropy bonus). ``PPO-Prior``: the same policy's logits added to the zero-shot
+log-probabilities and α·KL(π ‖ p_LLM) in the loss (the default floor and adaptive trust). Everything else is the same
+within each pair: the network (``CandidatePolicy``), the features (hashed words and bigrams of "Observation: s Action:
+a", 256-d; a MiniLM pass per new observation cost 75 ms on this machine, the same for both arms either way), the
+budget, the seeds (0..n-1), 4 envs, and the hyperparameters: each arm's best of the same grid (``--search``, on
+development game seed 0 only: DQN, updates per transition x α x γ; PPO, steps per rollout x α x γ), chosen by the area
+under its success curve (see ``CHOSEN``).
 
 **Measured.** Every ``--eval-freq`` steps, 10 greedy episodes (argmax Q for DQN, the policy's mode for PPO; the same
 seeded starts for every run). Per run: steps to the first win, to half the expert's return, to 0.9 success; a run that
@@ -37,11 +38,11 @@ needs fewer steps than its baseline's. LLM cost: the states scored, and the wall
     python benchmarks/evidence.py --model DIR --device cuda --dtype bfloat16   # a larger LLM on a GPU
 
 Writes ``<out>/evidence_curves.csv`` and ``evidence_success.png`` (default ``results/``), prints the table and ends
-with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_steps_ratio_ppo=<the same for
-PPO> ... zero_shot_data_ratio=<CQL IQM / CQL-Prior
-IQM transitions to 90% of the expert's return> ... tw_steps_ratio_<family>=<uniform DQN / best LLM arm, steps to a
-win> llm_vs_demos_<family>=<demonstrations-only arm / best LLM arm> ...``. The LLM's scores are cached on disk
-(``prior_wrappers.priors.embedded.cache_dir()``), so a rerun on the same game seed scores no state twice.
+with ``zero_shot_steps_ratio=<DQN IQM / DQN-Prior IQM steps to 0.9> ... zero_shot_steps_ratio_ppo=<the same for PPO>
+... zero_shot_data_ratio=<CQL IQM / CQL-Prior IQM transitions to 90% of the expert's return> ...
+tw_steps_ratio_<family>=<uniform DQN / best LLM arm, steps to a win> llm_vs_demos_<family>=<demonstrations-only arm /
+best LLM arm> ...``. The LLM's scores are cached on disk (``prior_wrappers.priors.embedded.cache_dir()``), so a rerun
+on the same game seed scores no state twice.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     save_merged,
     summary_line,
-    timed_curve,
+    train_timed,
 )
 
 HARD_KITCHEN = "prior_wrappers/OvercookedTomatoLettuceOnion-v0"
@@ -169,7 +170,7 @@ def train(
     ``stop_after`` > 0, stop once that many evaluations in a row reached 0.9 success (the milestones are the first
     evaluations that reach them, so stopping later changes none of them)."""
     from prior_wrappers import UniformPrior
-    from prior_wrappers.evaluation import LearningCurve, evaluate_into
+    from prior_wrappers.evaluation import LearningCurve
     from prior_wrappers.sb3 import DQNPrior, PPOPrior
 
     prior = res.llm if arm.endswith("-Prior") else UniformPrior()
@@ -181,11 +182,8 @@ def train(
     else:
         model = DQNPrior("CandidatePolicy", env, train_freq=1, learning_starts=100, seed=seed, device="cpu", **hp)
     watch, curve = Stopwatch(), LearningCurve(arm, seed)
-    evaluate_into(curve, model, eval_env, 0, EVAL_EPISODES)
-    seconds = [watch.seconds]
-    callback = timed_curve(curve, eval_env, eval_freq, EVAL_EPISODES, watch, seconds, stop_after=stop_after,
-                           stop_success=SUCCESS)  # fmt: skip
-    model.learn(budget, callback=callback)
+    seconds = train_timed(model, curve, eval_env, budget, eval_freq, EVAL_EPISODES, watch, stop_after=stop_after,
+                          stop_success=SUCCESS)  # fmt: skip
     res.save()
     return Run(arm, seed, curve.steps, curve.success_rate, curve.mean_return, watch.seconds, seconds)
 

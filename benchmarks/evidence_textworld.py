@@ -62,7 +62,7 @@ from benchmarks.common import (  # noqa: E402
     save_figure,
     save_merged,
     summary_line,
-    timed_curve,
+    train_timed,
 )
 from benchmarks.evidence import arm_text, compare  # noqa: E402
 
@@ -280,7 +280,7 @@ def train(sources: Sources, arm: str, n: int, seed: int) -> Run:
     """One arm, one seed: greedy evaluations every ``eval_freq`` steps until the budget or ``stop_after`` wins."""
     import torch
 
-    from prior_wrappers.evaluation import LearningCurve, evaluate_into
+    from prior_wrappers.evaluation import LearningCurve
     from prior_wrappers.sb3 import DQNPrior
 
     s = sources.settings
@@ -292,14 +292,9 @@ def train(sources: Sources, arm: str, n: int, seed: int) -> Run:
                      buffer_size=20_000, exploration_fraction=60 / s.budget, seed=seed, device="cpu")  # fmt: skip
     if arm == "buffer":
         model.replay_buffer = walkthrough_buffer(sources, model, n)
-    watch, curve = Stopwatch(), LearningCurve(arm, seed)
-
-    evaluate_into(curve, model, eval_env, 0, 1)
-    seconds = [watch.seconds]
+    curve = LearningCurve(arm, seed)
     # one greedy episode per evaluation: the game and the greedy policy are deterministic; a win is ``is_success``
-    callback = timed_curve(curve, eval_env, s.eval_freq, 1, watch, seconds, stop_after=s.stop_after)
-    if not callback.reached():
-        model.learn(s.budget, callback=callback)
+    seconds = train_timed(model, curve, eval_env, s.budget, s.eval_freq, 1, Stopwatch(), stop_after=s.stop_after)
     env.close()
     eval_env.close()
     sources.save()
